@@ -1,0 +1,1 @@
+"""HTTP in: DRF serializers, views, permissions and routes (the brief's URLs)."""

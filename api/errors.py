@@ -1,0 +1,22 @@
+"""One exception handler: domain errors to JSON `{"code", "detail"}` with their HTTP status."""
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from dispatch.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+
+STATUS_FOR = {
+    Invalid: status.HTTP_400_BAD_REQUEST,
+    Forbidden: status.HTTP_403_FORBIDDEN,
+    NotFound: status.HTTP_404_NOT_FOUND,
+    Conflict: status.HTTP_409_CONFLICT,
+}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        body = {"code": exc.code, "detail": exc.detail}
+        if isinstance(exc, Invalid) and exc.field:
+            body[exc.field] = [exc.detail]
+        return Response(body, status=STATUS_FOR[type(exc)])
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,1 @@
+"""DRF serializers: request parsing and response shapes, one module per resource."""

@@ -1,0 +1,149 @@
+"""Jobs: the booking request, and the job as each party may see it.
+
+Who sees what: phones only once the job is ASSIGNED (or later); a provider sees the
+customer's first name until then; the customer sees the offer history without other
+providers' identities; ops see everything, score breakdowns included.
+"""
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from api.serializers.fields import latitude_field, longitude_field
+from api.serializers.providers import CategoryRefSerializer
+from dispatch.models import Job, JobStatus, PaymentMethod, Role, ServiceCategory, ServiceItem, User
+
+MAX_ITEMS_PER_JOB = 50
+CONTACT_VISIBLE = (JobStatus.ASSIGNED, JobStatus.IN_PROGRESS, JobStatus.COMPLETED)
+
+
+class BookingSerializer(serializers.Serializer):
+    category = serializers.PrimaryKeyRelatedField(queryset=ServiceCategory.objects.all())
+    provider = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.filter(role=Role.PROVIDER, is_active=True),
+        required=False,
+        allow_null=True,
+        help_text="Absent or null: any nearby provider.",
+    )
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    address = serializers.CharField(max_length=255)
+    latitude = latitude_field()
+    longitude = longitude_field()
+    item_ids = serializers.PrimaryKeyRelatedField(many=True, queryset=ServiceItem.objects.all())
+    payment_method = serializers.ChoiceField(choices=PaymentMethod.choices, default=PaymentMethod.CASH)
+    scheduled_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Absent or null: now.")
+
+    def validate_item_ids(self, items):
+        if not items:
+            raise serializers.ValidationError("Pick at least one item.")
+        if len(items) > MAX_ITEMS_PER_JOB:
+            raise serializers.ValidationError(f"At most {MAX_ITEMS_PER_JOB} items.")
+        return list({i.pk: i for i in items}.values())
+
+
+class JobItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="item_id")
+    name = serializers.CharField(source="item.name")
+    price = serializers.DecimalField(max_digits=10, decimal_places=2)
+
+
+class PartySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    phone = serializers.CharField(allow_null=True)
+
+
+class OfferHistorySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    rank = serializers.IntegerField()
+    status = serializers.CharField()
+    offered_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    responded_at = serializers.DateTimeField(allow_null=True)
+    provider_id = serializers.IntegerField(required=False, help_text="Ops, or the offer's own provider, only.")
+    score = serializers.FloatField(required=False, allow_null=True, help_text="Ops only.")
+    score_breakdown = serializers.DictField(required=False, help_text="Ops only.")
+
+
+class JobSerializer(serializers.ModelSerializer):
+    category = serializers.SerializerMethodField()
+    items = JobItemSerializer(source="job_items", many=True, read_only=True)
+    customer = serializers.SerializerMethodField()
+    provider = serializers.SerializerMethodField()
+    offers = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "status",
+            "category",
+            "items",
+            "description",
+            "address",
+            "latitude",
+            "longitude",
+            "scheduled_at",
+            "payment_method",
+            "total_price",
+            "commission_amount",
+            "customer",
+            "provider",
+            "requested_provider",
+            "offers",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @property
+    def viewer(self) -> User:
+        return self.context["request"].user
+
+    @extend_schema_field(CategoryRefSerializer)
+    def get_category(self, job) -> dict:
+        return {"id": job.category_id, "name": job.category.name}
+
+    def _contact_visible(self, job) -> bool:
+        return self.viewer.is_ops or job.status in CONTACT_VISIBLE
+
+    @extend_schema_field(PartySerializer)
+    def get_customer(self, job) -> dict:
+        full = self.viewer.pk == job.customer_id or self._contact_visible(job)
+        return {
+            "id": job.customer_id,
+            "name": job.customer.display_name if full else job.customer.first_name_only,
+            "phone": job.customer.phone if self._contact_visible(job) else None,
+        }
+
+    @extend_schema_field(PartySerializer(allow_null=True))
+    def get_provider(self, job) -> dict | None:
+        if not job.provider_id:
+            return None
+        return {
+            "id": job.provider_id,
+            "name": job.provider.display_name,
+            "phone": job.provider.phone if self._contact_visible(job) else None,
+        }
+
+    @extend_schema_field(OfferHistorySerializer(many=True))
+    def get_offers(self, job) -> list[dict]:
+        viewer = self.viewer
+        rows = []
+        for offer in job.offers.all():
+            row = {
+                "id": offer.pk,
+                "rank": offer.rank,
+                "status": offer.status,
+                "offered_at": offer.offered_at,
+                "expires_at": offer.expires_at,
+                "responded_at": offer.responded_at,
+            }
+            if viewer.is_ops:
+                row |= {"provider_id": offer.provider_id, "score": offer.score, "score_breakdown": offer.score_breakdown}
+            elif viewer.pk == job.customer_id:
+                pass
+            elif viewer.pk == offer.provider_id:
+                row["provider_id"] = offer.provider_id
+            else:
+                continue
+            rows.append(row)
+        return OfferHistorySerializer(rows, many=True).data

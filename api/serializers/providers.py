@@ -1,0 +1,170 @@
+"""Provider profiles: the public card and detail, and the provider's own editable profile.
+
+Exact positions are private: others see a distance rounded to 0.1 km, never coordinates.
+"""
+from rest_framework import serializers
+
+from api.serializers.catalog import ServiceItemSerializer
+from api.serializers.fields import latitude_field, longitude_field
+from dispatch.models import ProviderProfile, Review, ServiceCategory, ServiceItem
+
+MAX_PORTFOLIO_ENTRIES = 20
+MAX_AVAILABILITY_WINDOWS = 50
+
+
+class AvailabilityWindowSerializer(serializers.Serializer):
+    weekday = serializers.IntegerField(min_value=0, max_value=6, help_text="0 = Monday")
+    start = serializers.TimeField(help_text="HH:MM, UTC")
+    end = serializers.TimeField(help_text="HH:MM, UTC")
+
+    def validate(self, attrs):
+        if attrs["start"] >= attrs["end"]:
+            raise serializers.ValidationError({"end": "end must be after start."})
+        return attrs
+
+
+class PortfolioEntrySerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=120)
+    url = serializers.URLField(max_length=500, required=False, allow_blank=True, default="")
+    description = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+
+
+class CategoryRefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ServiceCategory
+        fields = ["id", "name"]
+
+
+class ProviderCardSerializer(serializers.ModelSerializer):
+    """A provider in search results."""
+
+    id = serializers.IntegerField(source="user_id", read_only=True)
+    name = serializers.CharField(source="user.display_name", read_only=True)
+    categories = CategoryRefSerializer(many=True, read_only=True)
+    rating = serializers.FloatField(source="rating_avg", read_only=True)
+    review_count = serializers.IntegerField(source="rating_count", read_only=True)
+    price = serializers.SerializerMethodField(help_text="Lowest item price, in the searched category if any.")
+    distance_km = serializers.SerializerMethodField()
+    availability = AvailabilityWindowSerializer(many=True, read_only=True)
+    portfolio = PortfolioEntrySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ProviderProfile
+        fields = [
+            "id",
+            "name",
+            "categories",
+            "rating",
+            "review_count",
+            "acceptance_rate",
+            "price",
+            "distance_km",
+            "is_online",
+            "availability",
+            "portfolio",
+        ]
+
+    def get_price(self, profile) -> str | None:
+        category_id = self.context.get("category_id")
+        prices = [i.price for i in profile.items.all() if category_id is None or i.category_id == category_id]
+        return str(min(prices)) if prices else None
+
+    def get_distance_km(self, profile) -> float | None:
+        distance = getattr(profile, "distance_km", None)
+        return round(distance, 1) if distance is not None else None
+
+
+class ProviderReviewSerializer(serializers.ModelSerializer):
+    customer_name = serializers.CharField(source="job.customer.first_name_only", read_only=True)
+
+    class Meta:
+        model = Review
+        fields = ["rating", "comment", "customer_name", "created_at"]
+
+
+class ProviderDetailSerializer(ProviderCardSerializer):
+    items = ServiceItemSerializer(many=True, read_only=True)
+    reviews = serializers.SerializerMethodField()
+
+    class Meta(ProviderCardSerializer.Meta):
+        fields = [*ProviderCardSerializer.Meta.fields, "bio", "items", "reviews"]
+
+    def get_reviews(self, profile) -> list[dict]:
+        return ProviderReviewSerializer(self.context.get("reviews", []), many=True).data
+
+
+class ProviderMeSerializer(ProviderCardSerializer):
+    """The provider's own view: their exact positions and contact included."""
+
+    username = serializers.CharField(source="user.username", read_only=True)
+    phone = serializers.CharField(source="user.phone", read_only=True)
+    items = ServiceItemSerializer(many=True, read_only=True)
+    latitude = serializers.FloatField(source="base_latitude", read_only=True)
+    longitude = serializers.FloatField(source="base_longitude", read_only=True)
+
+    class Meta(ProviderCardSerializer.Meta):
+        fields = [
+            *[f for f in ProviderCardSerializer.Meta.fields if f != "distance_km"],
+            "username",
+            "phone",
+            "bio",
+            "items",
+            "latitude",
+            "longitude",
+            "service_radius_km",
+            "last_latitude",
+            "last_longitude",
+            "last_location_at",
+        ]
+
+
+class ProviderMeUpdateSerializer(serializers.Serializer):
+    categories = serializers.PrimaryKeyRelatedField(many=True, queryset=ServiceCategory.objects.all(), required=False)
+    item_ids = serializers.PrimaryKeyRelatedField(many=True, queryset=ServiceItem.objects.all(), required=False)
+    latitude = latitude_field(required=False)
+    longitude = longitude_field(required=False)
+    service_radius_km = serializers.FloatField(min_value=0.1, max_value=200, required=False)
+    availability = AvailabilityWindowSerializer(many=True, required=False)
+    portfolio = PortfolioEntrySerializer(many=True, required=False)
+    bio = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+
+    def validate_availability(self, value):
+        if len(value) > MAX_AVAILABILITY_WINDOWS:
+            raise serializers.ValidationError(f"At most {MAX_AVAILABILITY_WINDOWS} windows.")
+        return value
+
+    def validate_portfolio(self, value):
+        if len(value) > MAX_PORTFOLIO_ENTRIES:
+            raise serializers.ValidationError(f"At most {MAX_PORTFOLIO_ENTRIES} entries.")
+        return value
+
+    def validate(self, attrs):
+        if ("latitude" in attrs) != ("longitude" in attrs):
+            raise serializers.ValidationError({"longitude": "latitude and longitude must be given together."})
+        return attrs
+
+
+class LocationPingSerializer(serializers.Serializer):
+    latitude = latitude_field()
+    longitude = longitude_field()
+
+
+class AvailabilityToggleSerializer(serializers.Serializer):
+    online = serializers.BooleanField()
+
+
+class ProviderSearchQuerySerializer(serializers.Serializer):
+    category = serializers.IntegerField(required=False, min_value=1)
+    lat = latitude_field(required=False)
+    lng = longitude_field(required=False)
+    radius_km = serializers.FloatField(required=False, min_value=0, max_value=500)
+    min_rating = serializers.FloatField(required=False, min_value=0, max_value=5)
+    available = serializers.BooleanField(required=False, allow_null=True, default=None)
+    ordering = serializers.ChoiceField(choices=["distance", "rating"], required=False, default="distance")
+
+    def validate(self, attrs):
+        if ("lat" in attrs) != ("lng" in attrs):
+            raise serializers.ValidationError({"lng": "lat and lng must be given together."})
+        if "radius_km" in attrs and "lat" not in attrs:
+            raise serializers.ValidationError({"radius_km": "radius_km needs lat and lng."})
+        return attrs

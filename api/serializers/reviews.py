@@ -1,0 +1,15 @@
+"""A customer's review of a completed job."""
+from rest_framework import serializers
+
+from dispatch.models import Review
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    job_id = serializers.IntegerField(read_only=True)
+    rating = serializers.IntegerField(min_value=1, max_value=5)
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+    class Meta:
+        model = Review
+        fields = ["id", "job_id", "rating", "comment", "created_at"]
+        read_only_fields = ["id", "job_id", "created_at"]

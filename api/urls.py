@@ -1,0 +1,28 @@
+"""The brief's routes, plus the OpenAPI schema and its browsable UI."""
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from api.views.accounts import LoginView, RegisterView
+from api.views.catalog import CategoryViewSet
+from api.views.jobs import JobViewSet
+from api.views.offers import OfferViewSet
+from api.views.providers import ProviderAvailabilityView, ProviderLocationView, ProviderMeView, ProviderViewSet
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("services/categories", CategoryViewSet, basename="category")
+router.register("services/jobs", JobViewSet, basename="job")
+router.register("services/offers", OfferViewSet, basename="offer")
+router.register("auth/providers", ProviderViewSet, basename="provider")
+
+urlpatterns = [
+    path("auth/register/", RegisterView.as_view(), name="register"),
+    path("auth/login/", LoginView.as_view(), name="login"),
+    path("providers/me/", ProviderMeView.as_view(), name="provider-me"),
+    path("providers/me/location/", ProviderLocationView.as_view(), name="provider-location"),
+    path("providers/me/availability/", ProviderAvailabilityView.as_view(), name="provider-availability"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,1 @@
+"""DRF views: parse input, call one service or selector, serialize the result."""

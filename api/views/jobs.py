@@ -1,0 +1,128 @@
+"""/services/jobs/: book, list, detail, the lifecycle actions, chat and review."""
+import django_filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from api.permissions import IsCustomer, IsProvider
+from api.serializers.chat import MessageSerializer
+from api.serializers.jobs import BookingSerializer, JobSerializer
+from api.serializers.reviews import ReviewSerializer
+from dispatch import selectors
+from dispatch.models import Job, JobStatus
+from dispatch.services.booking import job_book
+from dispatch.services.chat import message_send
+from dispatch.services.lifecycle import job_cancel, job_complete, job_start
+from dispatch.services.offers import offer_accept, offer_reject
+from dispatch.services.reviews import review_create
+
+
+class JobFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=JobStatus.choices)
+
+    class Meta:
+        model = Job
+        fields = ["status"]
+
+
+# Actions only one role may call; the rest are open to any signed-in user and decided per object.
+ROLE_FOR_ACTION = {
+    "create": IsCustomer,
+    "review": IsCustomer,
+    "accept": IsProvider,
+    "reject": IsProvider,
+    "start_job": IsProvider,
+    "complete_job": IsProvider,
+}
+
+
+class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = JobSerializer
+    filterset_class = JobFilter
+
+    queryset = Job.objects.none()  # for the schema; requests use get_queryset
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
+        return selectors.jobs_visible_to(self.request.user)
+
+    def get_permissions(self):
+        role = ROLE_FOR_ACTION.get(self.action)
+        return [role()] if role else super().get_permissions()
+
+    def _job(self, job_id, status_code=status.HTTP_200_OK):
+        job = selectors.job_for(self.request.user, job_id)
+        return Response(self.get_serializer(job).data, status=status_code)
+
+    def retrieve(self, request, pk=None):
+        return self._job(_int(pk))
+
+    @extend_schema(request=BookingSerializer, responses={201: JobSerializer})
+    def create(self, request):
+        data = BookingSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        job = job_book(customer=request.user, items=fields.pop("item_ids"), **fields)
+        return self._job(job.pk, status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        job = offer_accept(job_id=_int(pk), provider=request.user)
+        return self._job(job.pk)
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        offer_reject(job_id=_int(pk), provider=request.user)
+        # The job is no longer theirs to see; answer with what they did.
+        return Response({"job_id": _int(pk), "status": "REJECTED"})
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def start_job(self, request, pk=None):
+        job = job_start(job_id=_int(pk), provider=request.user)
+        return self._job(job.pk)
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def complete_job(self, request, pk=None):
+        job = job_complete(job_id=_int(pk), provider=request.user)
+        return self._job(job.pk)
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = job_cancel(job_id=_int(pk), actor=request.user)
+        return self._job(job.pk)
+
+    @extend_schema(methods=["GET"], responses=MessageSerializer(many=True))
+    @extend_schema(methods=["POST"], request=MessageSerializer, responses={201: MessageSerializer})
+    @action(detail=True, methods=["get", "post"], filterset_class=None)
+    def messages(self, request, pk=None):
+        if request.method == "POST":
+            data = MessageSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            message = message_send(job_id=_int(pk), sender=request.user, content=data.validated_data["content"])
+            return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+        page = self.paginate_queryset(selectors.messages_for(request.user, _int(pk)))
+        return self.get_paginated_response(MessageSerializer(page, many=True).data)
+
+    @extend_schema(request=ReviewSerializer, responses={201: ReviewSerializer})
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def review(self, request, pk=None):
+        data = ReviewSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        review = review_create(job_id=_int(pk), customer=request.user, **data.validated_data)
+        return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+
+def _int(value) -> int:
+    """A path id as an int; anything else can only be a job that does not exist."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    return number if 0 < number < 2**63 else 0

@@ -1,0 +1,101 @@
+"""Provider search and detail (/auth/providers/), and the provider's own profile (/providers/me/)."""
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import viewsets
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.permissions import IsProvider
+from api.serializers.providers import (
+    AvailabilityToggleSerializer,
+    LocationPingSerializer,
+    ProviderCardSerializer,
+    ProviderDetailSerializer,
+    ProviderMeSerializer,
+    ProviderMeUpdateSerializer,
+    ProviderSearchQuerySerializer,
+)
+from dispatch import selectors
+from dispatch.errors import NotFound
+from dispatch.models import ProviderProfile
+from dispatch.services.providers import provider_location_update, provider_profile_update, provider_set_online
+
+MAX_DETAIL_REVIEWS = 20
+
+
+class ProviderViewSet(viewsets.GenericViewSet):
+    serializer_class = ProviderCardSerializer
+    queryset = ProviderProfile.objects.none()  # for the schema; the search is a selector
+
+    @extend_schema(parameters=[ProviderSearchQuerySerializer], responses=ProviderCardSerializer(many=True))
+    def list(self, request):
+        query = ProviderSearchQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        params = dict(query.validated_data)
+        params["category_id"] = params.pop("category", None)
+        results = selectors.provider_search(**params)
+        page = self.paginate_queryset(results)
+        context = {**self.get_serializer_context(), "category_id": params["category_id"]}
+        return self.get_paginated_response(ProviderCardSerializer(page, many=True, context=context).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)], responses=ProviderDetailSerializer
+    )
+    def retrieve(self, request, pk=None):
+        profile = selectors.provider_profiles().filter(user_id=_int_or_none(pk)).first()
+        if profile is None:
+            raise NotFound(f"Provider {pk} not found.")
+        reviews = selectors.provider_reviews(profile.user)[:MAX_DETAIL_REVIEWS]
+        context = {**self.get_serializer_context(), "reviews": reviews}
+        return Response(ProviderDetailSerializer(profile, context=context).data)
+
+
+def _int_or_none(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class ProviderMeView(GenericAPIView):
+    permission_classes = [IsProvider]
+    serializer_class = ProviderMeSerializer
+
+    def _me(self, request):
+        return selectors.provider_profiles().get(user=request.user)
+
+    @extend_schema(responses=ProviderMeSerializer)
+    def get(self, request):
+        return Response(ProviderMeSerializer(self._me(request)).data)
+
+    @extend_schema(request=ProviderMeUpdateSerializer, responses=ProviderMeSerializer)
+    def patch(self, request):
+        data = ProviderMeUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        if "item_ids" in fields:
+            fields["items"] = fields.pop("item_ids")
+        provider_profile_update(provider=request.user, **fields)
+        return Response(ProviderMeSerializer(self._me(request)).data)
+
+
+class ProviderLocationView(APIView):
+    permission_classes = [IsProvider]
+
+    @extend_schema(request=LocationPingSerializer, responses=LocationPingSerializer)
+    def post(self, request):
+        data = LocationPingSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        profile = provider_location_update(provider=request.user, **data.validated_data)
+        return Response({"latitude": profile.last_latitude, "longitude": profile.last_longitude})
+
+
+class ProviderAvailabilityView(APIView):
+    permission_classes = [IsProvider]
+
+    @extend_schema(request=AvailabilityToggleSerializer, responses=AvailabilityToggleSerializer)
+    def post(self, request):
+        data = AvailabilityToggleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        profile = provider_set_online(provider=request.user, online=data.validated_data["online"])
+        return Response({"online": profile.is_online})

@@ -1,0 +1,1 @@
+"""Project configuration: settings, ASGI/WSGI entry points, Celery app, root URLs."""

@@ -1,0 +1,1 @@
+"""The domain: models, the job state machine, services that change state, the event log."""

@@ -1,0 +1,37 @@
+"""Domain errors raised by services; `api.errors` maps each to one HTTP status, once."""
+
+
+class DomainError(Exception):
+    code = "error"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Invalid(DomainError):
+    """The request makes no sense for the domain (HTTP 400)."""
+
+    code = "invalid"
+
+    def __init__(self, detail: str, field: str | None = None):
+        super().__init__(detail)
+        self.field = field
+
+
+class Forbidden(DomainError):
+    """The actor may not do this (HTTP 403)."""
+
+    code = "forbidden"
+
+
+class NotFound(DomainError):
+    """No such thing, or not one the actor may see (HTTP 404)."""
+
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """The thing is not in a state that allows this (HTTP 409)."""
+
+    code = "conflict"

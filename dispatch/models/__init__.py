@@ -1,0 +1,27 @@
+"""Domain models, one module per aggregate."""
+from dispatch.models.catalog import ServiceCategory, ServiceItem
+from dispatch.models.chat import Message
+from dispatch.models.events import Event
+from dispatch.models.jobs import Job, JobItem, JobStatus, PaymentMethod
+from dispatch.models.offers import Offer, OfferStatus
+from dispatch.models.providers import AvailabilityWindow, ProviderProfile
+from dispatch.models.reviews import Review
+from dispatch.models.users import Role, User
+
+__all__ = [
+    "AvailabilityWindow",
+    "Event",
+    "Job",
+    "JobItem",
+    "JobStatus",
+    "Message",
+    "Offer",
+    "OfferStatus",
+    "PaymentMethod",
+    "ProviderProfile",
+    "Review",
+    "Role",
+    "ServiceCategory",
+    "ServiceItem",
+    "User",
+]

@@ -1,0 +1,33 @@
+"""What can be booked: service categories and their priced items."""
+from django.db import models
+
+
+class ServiceCategory(models.Model):
+    name = models.CharField(max_length=80, unique=True)
+    slug = models.SlugField(max_length=80, unique=True)
+    # Per-category dispatch overrides; null means "use the setting".
+    offer_timeout_s = models.PositiveIntegerField(null=True, blank=True)
+    batch_size = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "service categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ServiceItem(models.Model):
+    category = models.ForeignKey(ServiceCategory, on_delete=models.CASCADE, related_name="items")
+    name = models.CharField(max_length=120)
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+
+    class Meta:
+        ordering = ["category_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["category", "name"], name="item_name_unique_in_category"),
+            models.CheckConstraint(condition=models.Q(price__gte=0), name="item_price_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.price})"

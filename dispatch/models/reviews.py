@@ -1,0 +1,17 @@
+"""A customer's review of a completed job: one per job, rating 1 to 5."""
+from django.db import models
+
+from dispatch.models.jobs import Job
+
+
+class Review(models.Model):
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="review")
+    rating = models.PositiveSmallIntegerField()
+    comment = models.TextField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(rating__gte=1, rating__lte=5), name="review_rating_1_to_5"),
+        ]

@@ -1,0 +1,76 @@
+"""Booking a job: the customer's request becomes a PENDING job (and a first offer if direct)."""
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from dispatch import events
+from dispatch.errors import Forbidden, Invalid
+from dispatch.models import Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
+from dispatch.services.offers import offer_create
+
+CENT = Decimal("0.01")
+# Clients' clocks drift; a slot a minute "in the past" is still meant as now.
+SCHEDULE_SLACK = timedelta(minutes=1)
+
+
+def commission_for(total: Decimal) -> Decimal:
+    return (total * Decimal(str(settings.COMMISSION_RATE))).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def job_book(
+    *,
+    customer: User,
+    category: ServiceCategory,
+    items: list[ServiceItem],
+    address: str,
+    latitude: float,
+    longitude: float,
+    description: str = "",
+    payment_method: str = PaymentMethod.CASH,
+    scheduled_at: datetime | None = None,
+    provider: User | None = None,
+) -> Job:
+    """Create a PENDING job priced from its items; with a chosen provider, offer it to them first."""
+    if not customer.is_customer:
+        raise Forbidden("Only customers can book jobs.")
+    if not items:
+        raise Invalid("Pick at least one item.", field="item_ids")
+    stray = sorted(i.pk for i in items if i.category_id != category.pk)
+    if stray:
+        raise Invalid(f"Items {stray} are not in category {category.name}.", field="item_ids")
+    if scheduled_at is not None and scheduled_at < timezone.now() - SCHEDULE_SLACK:
+        raise Invalid("scheduled_at is in the past.", field="scheduled_at")
+    if provider is not None:
+        _check_provider_serves(provider=provider, category=category, items=items)
+
+    total = sum((i.price for i in items), Decimal("0")).quantize(CENT)
+    with transaction.atomic():
+        job = Job.objects.create(
+            customer=customer,
+            requested_provider=provider,
+            category=category,
+            description=description,
+            address=address,
+            latitude=latitude,
+            longitude=longitude,
+            scheduled_at=scheduled_at,
+            payment_method=payment_method,
+            total_price=total,
+            commission_amount=commission_for(total),
+        )
+        JobItem.objects.bulk_create(JobItem(job=job, item=i, price=i.price) for i in items)
+        events.emit(user=customer, name="JOB_CREATED", job=job, actor=customer)
+        if provider is not None:
+            offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True})
+    return job
+
+
+def _check_provider_serves(*, provider: User, category: ServiceCategory, items: list[ServiceItem]) -> None:
+    profile = getattr(provider, "provider_profile", None) if provider.is_provider else None
+    if profile is None:
+        raise Invalid(f"User {provider.pk} is not a provider.", field="provider")
+    if not profile.categories.filter(pk=category.pk).exists():
+        raise Invalid(f"Provider {provider.pk} does not serve {category.name}.", field="provider")

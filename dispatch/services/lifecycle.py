@@ -1,0 +1,58 @@
+"""A job's life after assignment, and cancellation: start, complete, cancel."""
+from django.db import transaction
+
+from dispatch import events
+from dispatch.errors import Forbidden, NotFound
+from dispatch.models import Job, JobStatus, User
+from dispatch.services.offers import offer_withdraw_live
+from dispatch.transitions import job_move
+
+
+def _lock_job(job_id: int) -> Job:
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None:
+        raise NotFound(f"Job {job_id} not found.")
+    return job
+
+
+def _lock_provider_job(*, job_id: int, provider: User) -> Job:
+    job = _lock_job(job_id)
+    if job.provider_id != provider.pk:
+        # Not theirs: indistinguishable from a job that does not exist.
+        raise NotFound(f"Job {job_id} not found.")
+    return job
+
+
+def job_start(*, job_id: int, provider: User) -> Job:
+    """The assigned provider starts work: ASSIGNED → IN_PROGRESS. Locks the job."""
+    with transaction.atomic():
+        job = _lock_provider_job(job_id=job_id, provider=provider)
+        job_move(job, JobStatus.IN_PROGRESS)
+        events.emit(user=job.customer, name="JOB_STARTED", job=job, actor=provider)
+    return job
+
+
+def job_complete(*, job_id: int, provider: User) -> Job:
+    """The assigned provider finishes: IN_PROGRESS → COMPLETED. Locks the job."""
+    with transaction.atomic():
+        job = _lock_provider_job(job_id=job_id, provider=provider)
+        job_move(job, JobStatus.COMPLETED)
+        events.emit(user=job.customer, name="JOB_COMPLETED", job=job, actor=provider)
+    return job
+
+
+def job_cancel(*, job_id: int, actor: User) -> Job:
+    """The customer (or ops) cancels a PENDING or ASSIGNED job; live offers are withdrawn. Locks the job."""
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        if job.customer_id != actor.pk:
+            if not actor.is_ops:
+                if job.provider_id == actor.pk:
+                    raise Forbidden("Only the customer can cancel a job.")
+                raise NotFound(f"Job {job_id} not found.")
+        job_move(job, JobStatus.CANCELLED)
+        offer_withdraw_live(job=job, reason="cancelled")
+        events.emit(user=job.customer, name="JOB_CANCELLED", job=job, actor=actor)
+        if job.provider_id:
+            events.emit(user=job.provider, name="JOB_CANCELLED", job=job, actor=actor)
+    return job

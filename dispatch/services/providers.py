@@ -1,0 +1,72 @@
+"""A provider's own profile: what they serve, where, when, and whether they are online."""
+from django.db import transaction
+from django.utils import timezone
+
+from dispatch.errors import Invalid
+from dispatch.models import AvailabilityWindow, ProviderProfile, ServiceCategory, ServiceItem, User
+
+
+def provider_profile_update(
+    *,
+    provider: User,
+    categories: list[ServiceCategory] | None = None,
+    items: list[ServiceItem] | None = None,
+    latitude: float | None = None,
+    longitude: float | None = None,
+    service_radius_km: float | None = None,
+    availability: list[dict] | None = None,
+    portfolio: list[dict] | None = None,
+    bio: str | None = None,
+) -> ProviderProfile:
+    """Apply a partial update; lists given replace the old ones. Locks the profile row."""
+    if (latitude is None) != (longitude is None):
+        raise Invalid("latitude and longitude must be given together.", field="latitude")
+    with transaction.atomic():
+        profile = ProviderProfile.objects.select_for_update().get(user=provider)
+        if latitude is not None:
+            profile.base_latitude, profile.base_longitude = latitude, longitude
+        if service_radius_km is not None:
+            profile.service_radius_km = service_radius_km
+        if portfolio is not None:
+            profile.portfolio = portfolio
+        if bio is not None:
+            profile.bio = bio
+        profile.save()
+
+        if categories is not None:
+            profile.categories.set(categories)
+        if items is not None:
+            served = {c.pk for c in (categories if categories is not None else profile.categories.all())}
+            stray = [i.pk for i in items if i.category_id not in served]
+            if stray:
+                raise Invalid(f"Items {stray} are not in a category you serve.", field="item_ids")
+            profile.items.set(items)
+        elif categories is not None:
+            # Dropping a category drops its items too.
+            profile.items.remove(*profile.items.exclude(category__in=categories))
+        if availability is not None:
+            profile.availability.all().delete()
+            AvailabilityWindow.objects.bulk_create(
+                AvailabilityWindow(provider=profile, weekday=w["weekday"], start=w["start"], end=w["end"])
+                for w in availability
+            )
+    return profile
+
+
+def provider_set_online(*, provider: User, online: bool) -> ProviderProfile:
+    """Go online or offline. Locks the profile row."""
+    with transaction.atomic():
+        profile = ProviderProfile.objects.select_for_update().get(user=provider)
+        profile.is_online = online
+        profile.save(update_fields=["is_online", "updated_at"])
+    return profile
+
+
+def provider_location_update(*, provider: User, latitude: float, longitude: float) -> ProviderProfile:
+    """Record a GPS ping. Locks the profile row."""
+    with transaction.atomic():
+        profile = ProviderProfile.objects.select_for_update().get(user=provider)
+        profile.last_latitude, profile.last_longitude = latitude, longitude
+        profile.last_location_at = timezone.now()
+        profile.save(update_fields=["last_latitude", "last_longitude", "last_location_at", "updated_at"])
+    return profile

@@ -1,0 +1,61 @@
+"""The job and offer state machines as data, and the one function that moves a job.
+
+Every status change of a job goes through `job_move`; every offer change through
+`offer_move`. An illegal move raises `Conflict` naming the current status.
+"""
+from django.utils import timezone
+
+from dispatch.errors import Conflict
+from dispatch.models import Job, JobStatus, Offer, OfferStatus
+
+JOB_TRANSITIONS: dict[str, frozenset[str]] = {
+    JobStatus.PENDING: frozenset({JobStatus.ASSIGNED, JobStatus.CANCELLED, JobStatus.UNFULFILLED}),
+    JobStatus.ASSIGNED: frozenset({JobStatus.IN_PROGRESS, JobStatus.CANCELLED}),
+    JobStatus.IN_PROGRESS: frozenset({JobStatus.COMPLETED}),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+    JobStatus.UNFULFILLED: frozenset(),
+}
+
+OFFER_TRANSITIONS: dict[str, frozenset[str]] = {
+    OfferStatus.OFFERED: frozenset(
+        {OfferStatus.ACCEPTED, OfferStatus.REJECTED, OfferStatus.EXPIRED, OfferStatus.WITHDRAWN}
+    ),
+    OfferStatus.ACCEPTED: frozenset(),
+    OfferStatus.REJECTED: frozenset(),
+    OfferStatus.EXPIRED: frozenset(),
+    OfferStatus.WITHDRAWN: frozenset(),
+}
+
+_JOB_VERBS = {
+    JobStatus.ASSIGNED: "be accepted",
+    JobStatus.IN_PROGRESS: "be started",
+    JobStatus.COMPLETED: "be completed",
+    JobStatus.CANCELLED: "be cancelled",
+    JobStatus.UNFULFILLED: "be marked unfulfilled",
+}
+
+
+def job_can_move(current: str, target: str) -> bool:
+    return target in JOB_TRANSITIONS[current]
+
+
+def job_move(job: Job, target: str, **changes) -> Job:
+    """Move a locked job to `target`, saving `changes` with it. Caller holds the job's row lock."""
+    if not job_can_move(job.status, target):
+        raise Conflict(f"Job {job.pk} is {job.status}; it cannot {_JOB_VERBS[target]}.")
+    job.status = target
+    for field, value in changes.items():
+        setattr(job, field, value)
+    job.save(update_fields=["status", "updated_at", *changes])
+    return job
+
+
+def offer_move(offer: Offer, target: str) -> Offer:
+    """Move a locked offer to `target`, stamping when the provider or the system answered it."""
+    if target not in OFFER_TRANSITIONS[offer.status]:
+        raise Conflict(f"Offer {offer.pk} for job {offer.job_id} is {offer.status}; it cannot become {target}.")
+    offer.status = target
+    offer.responded_at = timezone.now()
+    offer.save(update_fields=["status", "responded_at"])
+    return offer

@@ -1,0 +1,1 @@
+"""Provider ranking: pure numpy / scikit-learn, no Django. Fed with plain arrays."""

@@ -1,0 +1,6 @@
+"""Django app config for the pages."""
+from django.apps import AppConfig
+
+
+class WebConfig(AppConfig):
+    name = "web"
