@@ -23,22 +23,22 @@ def _lock_provider_job(*, job_id: int, provider: User) -> Job:
     return job
 
 
-def job_start(*, job_id: int, provider: User) -> Job:
-    """The assigned provider starts work: ASSIGNED → IN_PROGRESS. Locks the job."""
+def _provider_move(*, job_id: int, provider: User, target: str, event: str) -> Job:
     with transaction.atomic():
         job = _lock_provider_job(job_id=job_id, provider=provider)
-        job_move(job, JobStatus.IN_PROGRESS)
-        events.emit(user=job.customer, name="JOB_STARTED", job=job, actor=provider)
+        job_move(job, target)
+        events.emit(user=job.customer, name=event, job=job, actor=provider)
     return job
+
+
+def job_start(*, job_id: int, provider: User) -> Job:
+    """The assigned provider starts work: ASSIGNED → IN_PROGRESS. Locks the job."""
+    return _provider_move(job_id=job_id, provider=provider, target=JobStatus.IN_PROGRESS, event="JOB_STARTED")
 
 
 def job_complete(*, job_id: int, provider: User) -> Job:
     """The assigned provider finishes: IN_PROGRESS → COMPLETED. Locks the job."""
-    with transaction.atomic():
-        job = _lock_provider_job(job_id=job_id, provider=provider)
-        job_move(job, JobStatus.COMPLETED)
-        events.emit(user=job.customer, name="JOB_COMPLETED", job=job, actor=provider)
-    return job
+    return _provider_move(job_id=job_id, provider=provider, target=JobStatus.COMPLETED, event="JOB_COMPLETED")
 
 
 def job_cancel(*, job_id: int, actor: User) -> Job:

@@ -49,22 +49,33 @@ def _lock_job_and_offer(*, job_id: int, provider: User) -> tuple[Job, Offer]:
     return job, offer
 
 
-def _expire_if_overdue(offer: Offer) -> bool:
+def _lock_answerable(*, job_id: int, provider: User, answer: str) -> tuple[Job, Offer]:
+    """Lock the job, then the provider's offer; refuse unless it is live or already given `answer`."""
+    job, offer = _lock_job_and_offer(job_id=job_id, provider=provider)
+    if offer.status == answer:
+        return job, offer
     if offer.status == OfferStatus.OFFERED and offer.expires_at <= timezone.now():
-        offer_move(offer, OfferStatus.EXPIRED)
-        events.emit(user=offer.job.customer, name="JOB_OFFER_EXPIRED", job=offer.job, offer=offer)
-        return True
-    return False
-
-
-def _refuse_answered(offer: Offer, job: Job) -> None:
+        raise Conflict(f"Your offer for job {job.pk} expired.")
     reasons = {
         OfferStatus.EXPIRED: "expired",
         OfferStatus.WITHDRAWN: f"was withdrawn (job is {job.status})",
         OfferStatus.REJECTED: "was already rejected",
         OfferStatus.ACCEPTED: "was already accepted",
     }
-    raise Conflict(f"Your offer for job {job.pk} {reasons[offer.status]}.")
+    if offer.status != OfferStatus.OFFERED:
+        raise Conflict(f"Your offer for job {job.pk} {reasons[offer.status]}.")
+    return job, offer
+
+
+def _expire_overdue_offer_of(*, job_id: int, provider: User) -> None:
+    # Committed on its own, so a late answer leaves the offer EXPIRED even though it is refused.
+    overdue = (
+        Offer.objects.filter(job_id=job_id, provider=provider, status=OfferStatus.OFFERED, expires_at__lte=timezone.now())
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if overdue is not None:
+        offer_expire(offer_id=overdue)
 
 
 def offer_accept(*, job_id: int, provider: User) -> Job:
@@ -72,39 +83,47 @@ def offer_accept(*, job_id: int, provider: User) -> Job:
 
     A repeated accept by the winner answers the same assigned job (a double-tap is harmless).
     """
+    _expire_overdue_offer_of(job_id=job_id, provider=provider)
     with transaction.atomic():
-        job, offer = _lock_job_and_offer(job_id=job_id, provider=provider)
+        job, offer = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.ACCEPTED)
         if offer.status == OfferStatus.ACCEPTED:
             return job
-        expired = _expire_if_overdue(offer)
-        if not expired:
-            if offer.status != OfferStatus.OFFERED:
-                _refuse_answered(offer, job)
-            job_move(job, JobStatus.ASSIGNED, provider=provider)
-            offer_move(offer, OfferStatus.ACCEPTED)
-            offer_withdraw_live(job=job, reason="taken")
-            events.emit(user=job.customer, name="JOB_ACCEPTED", job=job, offer=offer, actor=provider)
-    if expired:
-        # Raised after commit so the expiry itself is kept.
-        raise Conflict(f"Your offer for job {job_id} expired.")
+        job_move(job, JobStatus.ASSIGNED, provider=provider)
+        offer_move(offer, OfferStatus.ACCEPTED)
+        offer_withdraw_live(job=job, reason="taken")
+        events.emit(user=job.customer, name="JOB_ACCEPTED", job=job, offer=offer, actor=provider)
     return job
 
 
 def offer_reject(*, job_id: int, provider: User) -> Job:
     """Reject the provider's offer for a job; a repeated reject is harmless. Locks job then offer."""
+    _expire_overdue_offer_of(job_id=job_id, provider=provider)
     with transaction.atomic():
-        job, offer = _lock_job_and_offer(job_id=job_id, provider=provider)
+        job, offer = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.REJECTED)
         if offer.status == OfferStatus.REJECTED:
             return job
-        expired = _expire_if_overdue(offer)
-        if not expired:
-            if offer.status != OfferStatus.OFFERED:
-                _refuse_answered(offer, job)
-            offer_move(offer, OfferStatus.REJECTED)
-            events.emit(user=job.customer, name="JOB_REJECTED", job=job, offer=offer, actor=provider)
-    if expired:
-        raise Conflict(f"Your offer for job {job_id} expired.")
+        offer_move(offer, OfferStatus.REJECTED)
+        events.emit(user=job.customer, name="JOB_REJECTED", job=job, offer=offer, actor=provider)
     return job
+
+
+def offer_expire(*, offer_id: int) -> bool:
+    """Expire an offer past its deadline; False if it is not (any more) live and overdue. Locks job then offer.
+
+    Safe to run twice, late, or after the provider answered: only a live, overdue offer changes.
+    """
+    job_id = Offer.objects.filter(pk=offer_id).values_list("job_id", flat=True).first()
+    if job_id is None:
+        return False
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        offer = Offer.objects.select_for_update().get(pk=offer_id)
+        if offer.status != OfferStatus.OFFERED or offer.expires_at > timezone.now():
+            return False
+        offer_move(offer, OfferStatus.EXPIRED)
+        events.emit(user=job.customer, name="JOB_OFFER_EXPIRED", job=job, offer=offer)
+        events.emit(user=offer.provider, name="OFFER_WITHDRAWN", job=job, offer=offer, offer_id=offer.pk, reason="expired")
+    return True
 
 
 def offer_withdraw_live(*, job: Job, reason: str) -> int:

@@ -4,9 +4,9 @@ from datetime import timedelta
 import pytest
 
 from dispatch.errors import Conflict, NotFound
-from dispatch.models import Event, JobStatus, OfferStatus
+from dispatch.models import Event, JobStatus, Offer, OfferStatus
 from dispatch.services.lifecycle import job_cancel, job_complete, job_start
-from dispatch.services.offers import offer_accept, offer_reject
+from dispatch.services.offers import offer_accept, offer_expire, offer_reject
 
 
 def test_direct_booking_creates_pending_job_with_live_offer(offered_job, provider):
@@ -115,3 +115,22 @@ def test_accept_past_deadline_expires_the_offer(offered_job, provider):
 def test_provider_without_offer_cannot_accept(offered_job, other_provider):
     with pytest.raises(NotFound):
         offer_accept(job_id=offered_job.pk, provider=other_provider)
+
+
+def test_expire_is_idempotent_and_ignores_answered_offers(offered_job, provider):
+    offer = offered_job.offers.get()
+    assert offer_expire(offer_id=offer.pk) is False  # not overdue yet
+
+    Offer.objects.filter(pk=offer.pk).update(expires_at=offer.offered_at + timedelta(milliseconds=1))
+    assert offer_expire(offer_id=offer.pk) is True
+    assert offer_expire(offer_id=offer.pk) is False
+    assert Event.objects.filter(name="OFFER_WITHDRAWN", user=provider).count() == 1
+
+
+def test_expire_after_accept_changes_nothing(assigned_job):
+    offer = assigned_job.offers.get()
+    Offer.objects.filter(pk=offer.pk).update(expires_at=offer.offered_at + timedelta(milliseconds=1))
+
+    assert offer_expire(offer_id=offer.pk) is False
+    offer.refresh_from_db()
+    assert offer.status == OfferStatus.ACCEPTED
