@@ -31,6 +31,12 @@ class NotFound(DomainError):
     code = "not_found"
 
 
+class Unprocessable(DomainError):
+    """Well-formed but contradicting an earlier request, e.g. a reused idempotency key (HTTP 422)."""
+
+    code = "unprocessable"
+
+
 class Conflict(DomainError):
     """The thing is not in a state that allows this (HTTP 409)."""
 

@@ -1,6 +1,9 @@
 """/services/jobs/: book, list, detail, the lifecycle actions, chat and review."""
+import hashlib
+import json
+
 import django_filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -10,8 +13,9 @@ from api.serializers.chat import MessageSerializer
 from api.serializers.jobs import BookingSerializer, JobSerializer
 from api.serializers.reviews import ReviewSerializer
 from dispatch import selectors
+from dispatch.errors import Invalid
 from dispatch.models import Job, JobStatus
-from dispatch.services.booking import job_book
+from dispatch.services.booking import job_book, job_book_once
 from dispatch.services.chat import message_send
 from dispatch.services.lifecycle import job_cancel, job_complete, job_start
 from dispatch.services.offers import offer_accept, offer_reject
@@ -59,12 +63,32 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def retrieve(self, request, pk=None):
         return self._job(_int(pk))
 
-    @extend_schema(request=BookingSerializer, responses={201: JobSerializer})
+    @extend_schema(
+        request=BookingSerializer,
+        responses={201: JobSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Retry-safe booking: the same key and body return the same job.",
+            )
+        ],
+    )
     def create(self, request):
         data = BookingSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        job = job_book(customer=request.user, items=fields.pop("item_ids"), **fields)
+        fields["items"] = fields.pop("item_ids")
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            job = job_book(customer=request.user, **fields)
+        else:
+            if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+                raise Invalid(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.", field="Idempotency-Key")
+            job, _ = job_book_once(
+                idempotency_key=key, fingerprint=_fingerprint(request.data), customer=request.user, **fields
+            )
         return self._job(job.pk, status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=JobSerializer)
@@ -117,6 +141,14 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         review = review_create(job_id=_int(pk), customer=request.user, **data.validated_data)
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def _fingerprint(body) -> str:
+    """A stable hash of the request body, so a retry with other content is recognised."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _int(value) -> int:

@@ -2,6 +2,7 @@
 from dispatch.models.catalog import ServiceCategory, ServiceItem
 from dispatch.models.chat import Message
 from dispatch.models.events import Event
+from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.jobs import Job, JobItem, JobStatus, PaymentMethod
 from dispatch.models.offers import Offer, OfferStatus
 from dispatch.models.providers import AvailabilityWindow, ProviderProfile
@@ -11,6 +12,7 @@ from dispatch.models.users import Role, User
 __all__ = [
     "AvailabilityWindow",
     "Event",
+    "IdempotencyKey",
     "Job",
     "JobItem",
     "JobStatus",

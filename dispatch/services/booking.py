@@ -3,12 +3,12 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from dispatch import events
-from dispatch.errors import Forbidden, Invalid
-from dispatch.models import Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
+from dispatch.errors import Forbidden, Invalid, Unprocessable
+from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
 from dispatch.services.offers import offer_create
 
 CENT = Decimal("0.01")
@@ -66,6 +66,26 @@ def job_book(
         if provider is not None:
             offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True})
     return job
+
+
+def job_book_once(*, idempotency_key: str, fingerprint: str, customer: User, **booking) -> tuple[Job, bool]:
+    """Book at most once per (customer, key): a retry answers the first job, `(job, created)`.
+
+    Two requests racing with one key: the second waits on the first's unique-index entry,
+    then finds its committed row. If the first booking fails, its key goes with it.
+    """
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                record = IdempotencyKey.objects.create(customer=customer, key=idempotency_key, fingerprint=fingerprint)
+        except IntegrityError:
+            record = IdempotencyKey.objects.get(customer=customer, key=idempotency_key)
+            if record.fingerprint != fingerprint:
+                raise Unprocessable("This Idempotency-Key was already used with a different request body.") from None
+            return record.job, False
+        record.job = job_book(customer=customer, **booking)
+        record.save(update_fields=["job"])
+    return record.job, True
 
 
 def _check_provider_serves(*, provider: User, category: ServiceCategory, items: list[ServiceItem]) -> None:
