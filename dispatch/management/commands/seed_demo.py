@@ -1,0 +1,168 @@
+"""`manage.py seed_demo`: a deterministic demo city (New Delhi) with categories, providers and logins.
+
+Seed data is not a business action, so it is written with bulk inserts rather than services.
+"""
+import math
+import random
+from datetime import time
+from decimal import Decimal
+
+from django.contrib.auth.hashers import make_password
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from dispatch.models import AvailabilityWindow, Job, ProviderProfile, Role, ServiceCategory, ServiceItem, User
+
+CITY = ("New Delhi", 28.6139, 77.2090)
+PASSWORD = "demo-pass-123"
+CUSTOMERS = 3
+KM_PER_DEGREE = 111.32
+
+CATALOG = {
+    "Plumbing": [("Tap leakage fix", 350), ("Pipe replacement", 1200), ("Toilet repair", 650), ("Water tank cleaning", 900)],
+    "Electrical": [("Fan installation", 300), ("Switchboard repair", 250), ("Wiring check", 800), ("Inverter setup", 1100)],
+    "Cleaning": [("Bathroom deep clean", 1200), ("Kitchen deep clean", 1500), ("Full home cleaning", 4500)],
+    "Beauty & Salon": [("Haircut at home", 400), ("Facial", 1300), ("Manicure & pedicure", 900), ("Bridal makeup", 8000)],
+    "Carpentry": [("Door repair", 500), ("Furniture assembly", 800), ("Cupboard hinge fix", 250)],
+    "AC Repair": [("AC service", 600), ("Gas refill", 2500), ("AC installation", 1500), ("AC uninstallation", 700), ("PCB repair", 3000)],
+}
+TRADE = {
+    "Plumbing": "Plumber",
+    "Electrical": "Electrician",
+    "Cleaning": "Cleaner",
+    "Beauty & Salon": "Beautician",
+    "Carpentry": "Carpenter",
+    "AC Repair": "AC Technician",
+}
+FIRST_NAMES = ["Raj", "Amit", "Sunil", "Priya", "Neha", "Vikram", "Anita", "Rohit", "Pooja", "Arjun", "Kavita", "Manoj"]
+LAST_NAMES = ["Kumar", "Sharma", "Verma", "Singh", "Gupta", "Yadav", "Mehta", "Khan", "Joshi", "Chauhan"]
+
+
+class Command(BaseCommand):
+    help = "Seed a demo city: categories with items, providers around New Delhi, customers and an ops login."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--providers", type=int, default=300)
+        parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument("--reset", action="store_true", help="Delete the demo data first, then seed again.")
+
+    def handle(self, *, providers, seed, reset, **options):
+        if reset:
+            _delete_demo()
+        if User.objects.filter(username="customer1").exists():
+            self.stdout.write("Demo data already seeded.")
+        else:
+            with transaction.atomic():
+                _seed(random.Random(seed), providers)
+            self.stdout.write(f"Seeded {CITY[0]}: {len(CATALOG)} categories, {providers} providers.")
+        self._print_logins()
+
+    def _print_logins(self):
+        last = User.objects.filter(username__startswith="provider", role=Role.PROVIDER).count()
+        self.stdout.write(
+            "\nDemo logins (password for all: %s)\n"
+            "  customers: customer1 … customer%d\n"
+            "  providers: provider1 … provider%d\n"
+            "  ops:       ops   (also /admin/)\n"
+            "Open http://127.0.0.1:8000/  ·  API docs: http://127.0.0.1:8000/api/docs/\n" % (PASSWORD, CUSTOMERS, last)
+        )
+
+
+def _delete_demo():
+    demo_users = User.objects.filter(username__regex=r"^(customer\d+|provider\d+|ops)$")
+    Job.objects.filter(customer__in=demo_users).delete()
+    Job.objects.filter(provider__in=demo_users).delete()
+    demo_users.delete()
+    ServiceCategory.objects.filter(name__in=CATALOG).delete()
+
+
+def _seed(rng: random.Random, provider_count: int) -> None:
+    password = make_password(PASSWORD)  # once: hashing per user would take minutes
+    categories = _seed_catalog()
+    User.objects.bulk_create(
+        [User(username=f"customer{i}", name=f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
+              phone=f"+91 98{i:03d} {rng.randrange(10**5):05d}", role=Role.CUSTOMER, password=password)
+         for i in range(1, CUSTOMERS + 1)]
+        + [User(username="ops", name="Ops Desk", role=Role.OPS, is_staff=True, is_superuser=True, password=password)]
+    )
+    _seed_providers(rng, provider_count, categories, password)
+
+
+def _seed_catalog() -> list[ServiceCategory]:
+    categories = []
+    for name, items in CATALOG.items():
+        slug = name.lower().replace(" & ", "-").replace(" ", "-")
+        category = ServiceCategory.objects.create(name=name, slug=slug)
+        ServiceItem.objects.bulk_create(
+            ServiceItem(category=category, name=item, price=Decimal(price).quantize(Decimal("0.01")))
+            for item, price in items
+        )
+        categories.append(category)
+    return categories
+
+
+def _around_city(rng: random.Random) -> tuple[float, float]:
+    """A point ~6 km (gaussian) from the centre, at most 20 km out."""
+    _, lat0, lng0 = CITY
+    distance_km = min(abs(rng.gauss(0, 6)), 20)
+    bearing = rng.uniform(0, 2 * math.pi)
+    lat = lat0 + distance_km * math.cos(bearing) / KM_PER_DEGREE
+    lng = lng0 + distance_km * math.sin(bearing) / (KM_PER_DEGREE * math.cos(math.radians(lat0)))
+    return round(lat, 6), round(lng, 6)
+
+
+def _seed_providers(rng: random.Random, count: int, categories: list[ServiceCategory], password: str) -> None:
+    now = timezone.now()
+    served = [rng.sample(categories, k=rng.choice((1, 1, 2))) for _ in range(count)]
+    users = User.objects.bulk_create(
+        User(
+            username=f"provider{i}",
+            name=f"{TRADE[cats[0].name]} {i}",
+            phone=f"+91 90{i:04d} {rng.randrange(10**4):04d}",
+            role=Role.PROVIDER,
+            password=password,
+        )
+        for i, cats in enumerate(served, start=1)
+    )
+    profiles = []
+    for user in users:
+        base = _around_city(rng)
+        rating_count = rng.choice((0, 0, rng.randint(1, 10), rng.randint(10, 200)))
+        profiles.append(
+            ProviderProfile(
+                user=user,
+                base_latitude=base[0],
+                base_longitude=base[1],
+                last_latitude=round(base[0] + rng.uniform(-0.01, 0.01), 6),
+                last_longitude=round(base[1] + rng.uniform(-0.01, 0.01), 6),
+                last_location_at=now,
+                is_online=rng.random() < 0.8,
+                service_radius_km=rng.choice((5, 8, 10, 12, 15)),
+                rating_count=rating_count,
+                rating_avg=round(rng.uniform(3.2, 5.0), 2) if rating_count else 0.0,
+                acceptance_rate=round(rng.uniform(0.5, 1.0), 2),
+                bio=f"{rng.randint(1, 15)} years of experience.",
+                portfolio=[
+                    {"title": f"Job {n}", "url": f"https://example.com/portfolio/{user.username}/{n}.jpg",
+                     "description": "Before and after."}
+                    for n in range(1, rng.randint(1, 3) + 1)
+                ],
+            )
+        )
+    profiles = ProviderProfile.objects.bulk_create(profiles)
+    category_links, item_links, windows = [], [], []
+    Categories = ProviderProfile.categories.through
+    Items = ProviderProfile.items.through
+    items_of = {c.pk: list(c.items.all()) for c in categories}
+    for profile, cats in zip(profiles, served, strict=True):
+        for category in cats:
+            category_links.append(Categories(providerprofile_id=profile.pk, servicecategory_id=category.pk))
+            item_links.extend(Items(providerprofile_id=profile.pk, serviceitem_id=i.pk) for i in items_of[category.pk])
+        start_hour = rng.choice((7, 8, 9, 10))
+        end_hour = start_hour + rng.choice((8, 9, 10, 12))
+        days = range(7) if rng.random() < 0.3 else range(6)
+        windows.extend(AvailabilityWindow(provider=profile, weekday=d, start=time(start_hour), end=time(end_hour)) for d in days)
+    Categories.objects.bulk_create(category_links)
+    Items.objects.bulk_create(item_links)
+    AvailabilityWindow.objects.bulk_create(windows)
