@@ -8,6 +8,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from api.path_ids import path_id
 from api.permissions import IsCustomer, IsProvider
 from api.serializers.chat import MessageSerializer
 from api.serializers.jobs import BookingSerializer, JobSerializer
@@ -61,7 +62,7 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(self.get_serializer(job).data, status=status_code)
 
     def retrieve(self, request, pk=None):
-        return self._job(_int(pk))
+        return self._job(path_id(pk))
 
     @extend_schema(
         request=BookingSerializer,
@@ -94,32 +95,32 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
     def accept(self, request, pk=None):
-        job = offer_accept(job_id=_int(pk), provider=request.user)
+        job = offer_accept(job_id=path_id(pk), provider=request.user)
         return self._job(job.pk)
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
-        offer_reject(job_id=_int(pk), provider=request.user)
+        offer_reject(job_id=path_id(pk), provider=request.user)
         # The job is no longer theirs to see; answer with what they did.
-        return Response({"job_id": _int(pk), "status": "REJECTED"})
+        return Response({"job_id": path_id(pk), "status": "REJECTED"})
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
     def start_job(self, request, pk=None):
-        job = job_start(job_id=_int(pk), provider=request.user)
+        job = job_start(job_id=path_id(pk), provider=request.user)
         return self._job(job.pk)
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
     def complete_job(self, request, pk=None):
-        job = job_complete(job_id=_int(pk), provider=request.user)
+        job = job_complete(job_id=path_id(pk), provider=request.user)
         return self._job(job.pk)
 
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        job = job_cancel(job_id=_int(pk), actor=request.user)
+        job = job_cancel(job_id=path_id(pk), actor=request.user)
         return self._job(job.pk)
 
     @extend_schema(methods=["GET"], responses=MessageSerializer(many=True))
@@ -129,9 +130,9 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         if request.method == "POST":
             data = MessageSerializer(data=request.data)
             data.is_valid(raise_exception=True)
-            message = message_send(job_id=_int(pk), sender=request.user, content=data.validated_data["content"])
+            message = message_send(job_id=path_id(pk), sender=request.user, content=data.validated_data["content"])
             return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
-        page = self.paginate_queryset(selectors.messages_for(request.user, _int(pk)))
+        page = self.paginate_queryset(selectors.messages_for(request.user, path_id(pk)))
         return self.get_paginated_response(MessageSerializer(page, many=True).data)
 
     @extend_schema(request=ReviewSerializer, responses={201: ReviewSerializer})
@@ -139,7 +140,7 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def review(self, request, pk=None):
         data = ReviewSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        review = review_create(job_id=_int(pk), customer=request.user, **data.validated_data)
+        review = review_create(job_id=path_id(pk), customer=request.user, **data.validated_data)
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
 
 
@@ -149,12 +150,3 @@ MAX_IDEMPOTENCY_KEY = 255
 def _fingerprint(body) -> str:
     """A stable hash of the request body, so a retry with other content is recognised."""
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _int(value) -> int:
-    """A path id as an int; anything else can only be a job that does not exist."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    return number if 0 < number < 2**63 else 0

@@ -5,6 +5,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.path_ids import path_id
 from api.permissions import IsProvider
 from api.serializers.providers import (
     AvailabilityToggleSerializer,
@@ -42,19 +43,12 @@ class ProviderViewSet(viewsets.GenericViewSet):
         parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)], responses=ProviderDetailSerializer
     )
     def retrieve(self, request, pk=None):
-        profile = selectors.provider_profiles().filter(user_id=_int_or_none(pk)).first()
+        profile = selectors.provider_profiles().filter(user_id=path_id(pk)).first()
         if profile is None:
             raise NotFound(f"Provider {pk} not found.")
         reviews = selectors.provider_reviews(profile.user)[:MAX_DETAIL_REVIEWS]
         context = {**self.get_serializer_context(), "reviews": reviews}
         return Response(ProviderDetailSerializer(profile, context=context).data)
-
-
-def _int_or_none(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 class ProviderMeView(GenericAPIView):

@@ -1,0 +1,12 @@
+"""Ids taken from URL paths: anything that is not a plausible id names nothing (404), never a 500."""
+
+MAX_ID = 2**63 - 1
+
+
+def path_id(value) -> int:
+    """The id as an int, or 0 (which matches no row) for text, negatives and out-of-range numbers."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return 0
+    return number if 0 < number <= MAX_ID else 0
