@@ -1,0 +1,189 @@
+"""The provider index: a haversine BallTree over a snapshot, plus an overlay of recent changes.
+
+A location ping or an online switch goes into the overlay and is visible to the very next
+query; the tree is rebuilt from a fresh snapshot in the background and swapped in
+atomically, keeping the overlay entries newer than that snapshot.
+"""
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.neighbors import BallTree
+
+from matching.geo import EARTH_RADIUS_KM, haversine_km
+from matching.scoring import availability_share, hour_bits, rank
+from matching.types import (
+    HOURS_PER_WEEK,
+    Candidate,
+    CandidateSet,
+    MatchQuery,
+    ProviderRecord,
+    ProviderSnapshot,
+    ScoreWeights,
+)
+
+# The tree only preselects; exact distances and the radius test use haversine_km, so a
+# hair of slack keeps points on the boundary that the tree's arithmetic would round out.
+PRESELECT_SLACK = 1e-9
+LEAF_SIZE = 40
+
+
+def hour_of_week(epoch_s: float) -> int:
+    t = time.gmtime(epoch_s)
+    return t.tm_wday * 24 + t.tm_hour
+
+
+@dataclass
+class _Generation:
+    """An immutable built tree and its snapshot; `superseded` marks rows the overlay replaces."""
+
+    snapshot: ProviderSnapshot
+    tree: BallTree | None
+    order: np.ndarray  # snapshot rows sorted by provider id, for id -> row lookups
+    superseded: np.ndarray  # bool per row
+
+    @classmethod
+    def build(cls, snapshot: ProviderSnapshot) -> "_Generation":
+        n = len(snapshot)
+        tree = None
+        if n:
+            tree = BallTree(np.radians(np.column_stack([snapshot.lat, snapshot.lng])), leaf_size=LEAF_SIZE, metric="haversine")
+        return cls(snapshot, tree, np.argsort(snapshot.ids, kind="stable"), np.zeros(n, dtype=bool))
+
+    def row_of(self, provider_id: int) -> int | None:
+        ids = self.snapshot.ids
+        pos = np.searchsorted(ids, provider_id, sorter=self.order)
+        if pos < len(ids) and ids[self.order[pos]] == provider_id:
+            return int(self.order[pos])
+        return None
+
+
+class ProviderIndex:
+    """Thread-safe: queries run against whichever generation is current when they start."""
+
+    def __init__(self, snapshot: ProviderSnapshot | None = None):
+        self._lock = threading.Lock()
+        self._overlay: dict[int, tuple[int, ProviderRecord | None]] = {}  # id -> (seq, record or None=removed)
+        self._seq = 0
+        self._gen = _Generation.build(snapshot or ProviderSnapshot.from_records([]))
+
+    # --- keeping it current ---------------------------------------------------------
+
+    def mark(self) -> int:
+        """Call before reading a snapshot: `rebuild(snapshot, since=mark)` keeps later changes."""
+        with self._lock:
+            return self._seq
+
+    def rebuild(self, snapshot: ProviderSnapshot, since: int | None = None) -> None:
+        """Build a tree over `snapshot` and swap it in; overlay entries after `since` stay on top."""
+        gen = _Generation.build(snapshot)
+        with self._lock:
+            cutoff = self._seq if since is None else since
+            self._overlay = {pid: entry for pid, entry in self._overlay.items() if entry[0] > cutoff}
+            for pid in self._overlay:
+                row = gen.row_of(pid)
+                if row is not None:
+                    gen.superseded[row] = True
+            self._gen = gen
+
+    def upsert(self, record: ProviderRecord) -> None:
+        """A provider changed (moved, went on/offline, new rating): visible to the next query."""
+        self._put(record.provider_id, record)
+
+    def remove(self, provider_id: int) -> None:
+        self._put(provider_id, None)
+
+    def _put(self, provider_id: int, record: ProviderRecord | None) -> None:
+        with self._lock:
+            self._seq += 1
+            self._overlay[provider_id] = (self._seq, record)
+            row = self._gen.row_of(provider_id)
+            if row is not None:
+                self._gen.superseded[row] = True
+
+    @property
+    def overlay_size(self) -> int:
+        return len(self._overlay)
+
+    def __len__(self) -> int:
+        with self._lock:
+            gen, overlay = self._gen, dict(self._overlay)
+        in_tree = len(gen.snapshot) - int(gen.superseded.sum())
+        return in_tree + sum(1 for _, rec in overlay.values() if rec is not None)
+
+    # --- asking it ------------------------------------------------------------------
+
+    def find(self, q: MatchQuery) -> CandidateSet:
+        """Every provider passing the query's filters, with exact distances; unranked."""
+        with self._lock:
+            gen = self._gen
+            superseded = gen.superseded.copy() if self._overlay else gen.superseded
+            fresh = [rec for _, rec in self._overlay.values() if rec is not None]
+        parts = [self._find_in_tree(gen, superseded, q)]
+        if fresh:
+            parts.append(_filter(ProviderSnapshot.from_records(fresh), np.arange(len(fresh)), q))
+        return _concat(parts)
+
+    def query(
+        self,
+        q: MatchQuery,
+        weights: ScoreWeights = ScoreWeights(),
+        *,
+        limit: int | None = 20,
+        ordering: str = "score",
+        recent_offers: dict[int, int] | None = None,
+    ) -> list[Candidate]:
+        """The best `limit` candidates for `q`, each with its score breakdown."""
+        return rank(self.find(q), weights, limit=limit, ordering=ordering, recent_offers=recent_offers)
+
+    @staticmethod
+    def _find_in_tree(gen: _Generation, superseded: np.ndarray, q: MatchQuery) -> CandidateSet:
+        if gen.tree is None or q.radius_km < 0:
+            return _filter(gen.snapshot, np.zeros(0, dtype=np.int64), q)
+        point = np.radians([[q.lat, q.lng]])
+        rows = gen.tree.query_radius(point, r=q.radius_km / EARTH_RADIUS_KM + PRESELECT_SLACK)[0]
+        rows = rows[~superseded[rows]]
+        return _filter(gen.snapshot, rows, q)
+
+
+def _filter(snap: ProviderSnapshot, rows: np.ndarray, q: MatchQuery) -> CandidateSet:
+    """Apply every filter of `q` to `rows` of `snap` and compute what ranking needs."""
+    rows = np.asarray(rows, dtype=np.int64)
+    keep = np.ones(len(rows), dtype=bool)
+    if q.category_id is not None:
+        keep &= snap.serves(rows, q.category_id)
+    if q.online_only:
+        keep &= snap.online[rows]
+        if q.max_location_age_s is not None:
+            keep &= (q.now - snap.location_at[rows]) <= q.max_location_age_s
+    if q.min_rating is not None:
+        keep &= snap.rating_avg[rows] >= q.min_rating
+    if q.skip_busy:
+        keep &= ~snap.busy[rows]
+    if q.exclude_ids:
+        keep &= ~np.isin(snap.ids[rows], np.fromiter(q.exclude_ids, dtype=np.int64))
+    if q.hour_of_week is not None:
+        keep &= hour_bits(snap.week_hours[rows], q.hour_of_week % HOURS_PER_WEEK)
+    rows = rows[keep]
+    distance = np.atleast_1d(haversine_km(q.lat, q.lng, snap.lat[rows], snap.lng[rows]))
+    within = distance <= q.radius_km
+    if q.within_service_radius:
+        within &= distance <= snap.service_radius_km[rows]
+    rows, distance = rows[within], distance[within]
+    start_hour = q.hour_of_week if q.hour_of_week is not None else hour_of_week(q.now)
+    return CandidateSet(
+        ids=snap.ids[rows],
+        distance_km=distance,
+        rating_avg=snap.rating_avg[rows],
+        rating_count=snap.rating_count[rows],
+        acceptance_rate=snap.acceptance_rate[rows],
+        recent_offers=snap.recent_offers[rows],
+        availability=availability_share(snap.week_hours[rows], start_hour),
+    )
+
+
+def _concat(parts: list[CandidateSet]) -> CandidateSet:
+    if len(parts) == 1:
+        return parts[0]
+    return CandidateSet(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in CandidateSet.__dataclass_fields__})
