@@ -1,0 +1,218 @@
+"""The index answers exactly what brute force answers, and sees changes at once."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from matching.index import ProviderIndex
+from matching.reference import brute_force_query
+from matching.types import ALWAYS_AVAILABLE, WEEK_BYTES, MatchQuery, ProviderRecord, ProviderSnapshot
+
+NOW = 1_800_000_000.0
+
+
+def _ids(candidates):
+    return [c.provider_id for c in candidates]
+
+
+def _same_up_to_ties(got, expected):
+    """Same ids in the same order, except that candidates with equal scores may swap."""
+    assert sorted(_ids(got)) == sorted(_ids(expected))
+    assert [round(c.score, 9) for c in got] == [round(c.score, 9) for c in expected]
+
+
+latitudes = st.floats(-89.9, 89.9, allow_nan=False)
+longitudes = st.floats(-180, 180, allow_nan=False)
+
+
+@st.composite
+def worlds(draw):
+    """A small world of providers clustered around a centre (anywhere, poles and antimeridian included)."""
+    lat0, lng0 = draw(latitudes), draw(longitudes)
+    n = draw(st.integers(0, 60))
+    spread = draw(st.sampled_from([0.01, 0.1, 1.0]))
+    records = []
+    for i in range(n):
+        lat = float(np.clip(lat0 + draw(st.floats(-spread, spread)), -90, 90))
+        lng = ((lng0 + draw(st.floats(-spread, spread)) + 180) % 360) - 180
+        records.append(
+            ProviderRecord(
+                provider_id=i + 1,
+                lat=lat,
+                lng=lng,
+                categories=frozenset(draw(st.sets(st.integers(1, 3), min_size=1, max_size=2))),
+                rating_avg=draw(st.floats(0, 5)),
+                rating_count=draw(st.integers(0, 100)),
+                online=draw(st.booleans()),
+                location_at=NOW - draw(st.sampled_from([0, 30, 5000])),
+                service_radius_km=draw(st.sampled_from([1.0, 10.0, 200.0])),
+                acceptance_rate=draw(st.floats(0, 1)),
+                recent_offers=draw(st.integers(0, 5)),
+                busy=draw(st.booleans()),
+            )
+        )
+    query = MatchQuery(
+        lat=lat0,
+        lng=lng0,
+        radius_km=draw(st.sampled_from([0.0, 1.0, 5.0, 50.0, 500.0])),
+        now=NOW,
+        category_id=draw(st.sampled_from([None, 1, 2, 3, 4])),
+        min_rating=draw(st.sampled_from([None, 3.0])),
+        exclude_ids=frozenset(draw(st.sets(st.integers(1, max(n, 1)), max_size=5))),
+        online_only=draw(st.booleans()),
+        skip_busy=draw(st.booleans()),
+    )
+    return records, query
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(worlds(), st.sampled_from(["score", "distance", "rating"]))
+def test_index_agrees_with_brute_force(world, ordering):
+    records, query = world
+    snapshot = ProviderSnapshot.from_records(records)
+
+    got = ProviderIndex(snapshot).query(query, limit=None, ordering=ordering)
+
+    _same_up_to_ties(got, brute_force_query(snapshot, query, limit=None, ordering=ordering))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(worlds(), st.data())
+def test_overlay_changes_agree_with_brute_force_on_the_changed_world(world, data):
+    records, query = world
+    index = ProviderIndex(ProviderSnapshot.from_records(records))
+    changed = {r.provider_id: r for r in records}
+    for record in data.draw(st.lists(st.sampled_from(records), max_size=5)) if records else []:
+        moved = ProviderRecord(**{**record.__dict__, "lat": query.lat, "lng": query.lng, "online": True, "location_at": NOW})
+        index.upsert(moved)
+        changed[moved.provider_id] = moved
+    for record in data.draw(st.lists(st.sampled_from(records), max_size=3)) if records else []:
+        index.remove(record.provider_id)
+        changed.pop(record.provider_id, None)
+
+    got = index.query(query, limit=None)
+
+    _same_up_to_ties(got, brute_force_query(ProviderSnapshot.from_records(list(changed.values())), query, limit=None))
+
+
+def _provider(pid, lat, lng, **fields):
+    return ProviderRecord(provider_id=pid, lat=lat, lng=lng, categories=frozenset({1}), location_at=NOW, **fields)
+
+
+def _query(lat, lng, radius_km=5.0, **fields):
+    return MatchQuery(lat=lat, lng=lng, radius_km=radius_km, now=NOW, category_id=1, **fields)
+
+
+def test_empty_index_answers_nothing():
+    assert ProviderIndex().query(_query(0, 0)) == []
+
+
+def test_antimeridian_neighbours_are_found():
+    index = ProviderIndex(ProviderSnapshot.from_records([_provider(1, 0.0, 179.99), _provider(2, 0.0, -179.99)]))
+
+    found = index.query(_query(0.0, -179.995, radius_km=2.0), limit=None)
+
+    assert sorted(_ids(found)) == [1, 2]
+    assert all(c.distance_km < 1.7 for c in found)  # 0.015° and 0.005° of longitude at the equator
+
+
+def test_near_the_pole_every_longitude_is_close():
+    records = [_provider(i + 1, 89.999, lng) for i, lng in enumerate((-170.0, -60.0, 0.0, 90.0, 179.0))]
+    index = ProviderIndex(ProviderSnapshot.from_records(records))
+
+    assert len(index.query(_query(90.0, 0.0, radius_km=1.0), limit=None)) == 5
+
+
+def test_duplicate_coordinates_are_all_candidates():
+    records = [_provider(i + 1, 28.6, 77.2) for i in range(5)]
+    index = ProviderIndex(ProviderSnapshot.from_records(records))
+
+    assert sorted(_ids(index.query(_query(28.6, 77.2, radius_km=0.0), limit=None))) == [1, 2, 3, 4, 5]
+
+
+def test_everything_filtered_out():
+    records = [_provider(1, 28.6, 77.2, online=False), _provider(2, 28.6, 77.2, rating_avg=1.0)]
+    index = ProviderIndex(ProviderSnapshot.from_records(records))
+
+    assert index.query(_query(28.6, 77.2, min_rating=3.0)) == []
+
+
+def test_radius_zero_finds_only_the_exact_spot():
+    index = ProviderIndex(ProviderSnapshot.from_records([_provider(1, 28.6, 77.2), _provider(2, 28.6001, 77.2)]))
+
+    assert _ids(index.query(_query(28.6, 77.2, radius_km=0.0))) == [1]
+
+
+def test_stale_location_counts_as_offline():
+    stale = ProviderRecord(provider_id=1, lat=28.6, lng=77.2, categories=frozenset({1}), location_at=NOW - 3600)
+    index = ProviderIndex(ProviderSnapshot.from_records([stale]))
+
+    assert index.query(_query(28.6, 77.2, max_location_age_s=600)) == []
+    assert _ids(index.query(_query(28.6, 77.2, max_location_age_s=None))) == [1]
+
+
+def test_provider_service_radius_is_respected():
+    index = ProviderIndex(ProviderSnapshot.from_records([_provider(1, 28.6, 77.25, service_radius_km=2.0)]))
+
+    assert index.query(_query(28.6, 77.2, radius_km=10.0)) == []  # ~4.9 km away, serves 2 km
+    assert _ids(index.query(_query(28.6, 77.2, radius_km=10.0, within_service_radius=False))) == [1]
+
+
+def test_scheduled_hour_outside_windows_is_filtered():
+    closed = np.zeros(WEEK_BYTES, dtype=np.uint8)
+    closed[0] = 0x80  # Monday 00:00-01:00 only
+    index = ProviderIndex(ProviderSnapshot.from_records([_provider(1, 28.6, 77.2, week_hours=closed)]))
+
+    assert _ids(index.query(_query(28.6, 77.2, hour_of_week=0))) == [1]
+    assert index.query(_query(28.6, 77.2, hour_of_week=10)) == []
+
+
+def test_moving_a_provider_is_visible_to_the_next_query():
+    index = ProviderIndex(ProviderSnapshot.from_records([_provider(1, 28.9, 77.9)]))
+    assert index.query(_query(28.6, 77.2)) == []
+
+    index.upsert(_provider(1, 28.6, 77.2))
+
+    assert _ids(index.query(_query(28.6, 77.2))) == [1]
+    assert index.query(_query(28.9, 77.9)) == []
+
+
+def test_going_offline_is_visible_to_the_next_query():
+    index = ProviderIndex(ProviderSnapshot.from_records([_provider(1, 28.6, 77.2)]))
+
+    index.upsert(_provider(1, 28.6, 77.2, online=False))
+
+    assert index.query(_query(28.6, 77.2)) == []
+
+
+def test_rebuild_keeps_changes_made_after_the_snapshot_was_taken():
+    index = ProviderIndex(ProviderSnapshot.from_records([_provider(1, 28.6, 77.2)]))
+    mark = index.mark()
+    stale_snapshot = ProviderSnapshot.from_records([_provider(1, 28.6, 77.2), _provider(2, 28.6, 77.2)])
+    index.upsert(_provider(1, 10.0, 10.0))  # moved away while the snapshot was being read
+
+    index.rebuild(stale_snapshot, since=mark)
+
+    assert _ids(index.query(_query(28.6, 77.2), limit=None)) == [2]
+    assert index.overlay_size == 1
+
+
+def test_rebuild_drops_overlay_entries_the_snapshot_already_has():
+    index = ProviderIndex(ProviderSnapshot.from_records([_provider(1, 28.9, 77.9)]))
+    index.upsert(_provider(1, 28.6, 77.2))
+    mark = index.mark()
+
+    index.rebuild(ProviderSnapshot.from_records([_provider(1, 28.6, 77.2)]), since=mark)
+
+    assert index.overlay_size == 0 and _ids(index.query(_query(28.6, 77.2))) == [1]
+
+
+def test_default_week_is_always_available():
+    assert ALWAYS_AVAILABLE.sum() == 0xFF * WEEK_BYTES
+
+
+def test_more_than_64_categories_is_refused():
+    records = [ProviderRecord(provider_id=i, lat=0, lng=0, categories=frozenset({i})) for i in range(65)]
+
+    with pytest.raises(ValueError, match="at most 64"):
+        ProviderSnapshot.from_records(records)
