@@ -151,6 +151,22 @@ DISPATCH_BATCH_SIZE = env.int("DISPATCH_BATCH_SIZE", default=1)
 DISPATCH_SWEEP_INTERVAL_S = env.int("DISPATCH_SWEEP_INTERVAL_S", default=5)
 DISPATCH_RADIUS_STEPS_KM = env.list("DISPATCH_RADIUS_STEPS_KM", cast=float, default=[3.0, 6.0, 10.0])
 COMMISSION_RATE = env.float("COMMISSION_RATE", default=0.15)
+
+# --- Matching (SPEC section 4)
+MATCHING_WEIGHTS = {
+    "distance": env.float("MATCHING_WEIGHT_DISTANCE", default=0.40),
+    "rating": env.float("MATCHING_WEIGHT_RATING", default=0.25),
+    "availability": env.float("MATCHING_WEIGHT_AVAILABILITY", default=0.10),
+    "acceptance": env.float("MATCHING_WEIGHT_ACCEPTANCE", default=0.15),
+    "fairness": env.float("MATCHING_WEIGHT_FAIRNESS", default=0.10),
+    "distance_scale_km": env.float("MATCHING_DISTANCE_SCALE_KM", default=3.0),
+}
+# A provider whose last position fix is older than this counts as offline (0 disables the rule).
+MATCHING_LOCATION_MAX_AGE_S = env.int("MATCHING_LOCATION_MAX_AGE_S", default=900)
+# How stale another process's provider changes may be when a query runs.
+MATCHING_POLL_S = env.float("MATCHING_POLL_S", default=0.5)
+MATCHING_REBUILD_S = env.int("MATCHING_REBUILD_S", default=600)
+SEARCH_DEFAULT_RADIUS_KM = env.float("SEARCH_DEFAULT_RADIUS_KM", default=10.0)
 if not 0 <= COMMISSION_RATE < 1:
     raise ImproperlyConfigured("COMMISSION_RATE must be in [0, 1).")
 

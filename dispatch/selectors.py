@@ -1,9 +1,10 @@
 """Read-side queries used by the API and tasks. No writes here."""
+from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from dispatch.errors import NotFound
+from dispatch.index import rank_providers
 from dispatch.models import Job, Message, Offer, OfferStatus, ProviderProfile, Review, User
-from matching.geo import haversine_km
 
 JOB_RELATED = ("customer", "provider", "category")
 
@@ -64,34 +65,41 @@ def provider_search(
     available: bool | None = None,
     ordering: str = "distance",
 ) -> list[ProviderProfile]:
-    """Filter providers and attach `distance_km` when a point is given.
+    """Providers for the customer's search, each with `distance_km` (and `score`) when a point is given.
 
-    A plain database filter plus an exact haversine pass; the ranked BallTree search of
-    `matching` replaces the distance part when it lands.
+    With a point, the matching index answers (the same one dispatch uses); without one,
+    a plain database filter ordered by rating or id.
     """
-    profiles = provider_profiles()
-    if category_id is not None:
-        profiles = profiles.filter(categories__id=category_id)
-    if min_rating is not None:
-        profiles = profiles.filter(rating_avg__gte=min_rating)
-    if available is not None:
-        profiles = profiles.filter(is_online=available)
-    results = list(profiles)
-    for p in results:
-        p.distance_km = None
-    if lat is not None and lng is not None:
-        located = [p for p in results if p.latitude is not None]
-        if located:
-            distances = haversine_km(lat, lng, [p.latitude for p in located], [p.longitude for p in located])
-            for p, d in zip(located, distances, strict=True):
-                p.distance_km = float(d)
-        results = located
-        if radius_km is not None:
-            results = [p for p in results if p.distance_km <= radius_km]
-    if ordering == "rating":
-        results.sort(key=lambda p: (-p.rating_avg, -p.rating_count, p.user_id))
-    elif ordering == "distance" and lat is not None:
-        results.sort(key=lambda p: (p.distance_km, p.user_id))
-    else:
-        results.sort(key=lambda p: p.user_id)
+    if lat is None or lng is None:
+        profiles = provider_profiles()
+        if category_id is not None:
+            profiles = profiles.filter(categories__id=category_id)
+        if min_rating is not None:
+            profiles = profiles.filter(rating_avg__gte=min_rating)
+        if available is not None:
+            profiles = profiles.filter(is_online=available)
+        order = ("-rating_avg", "-rating_count", "user_id") if ordering == "rating" else ("user_id",)
+        results = list(profiles.order_by(*order))
+        for p in results:
+            p.distance_km = p.score = None
+        return results
+
+    ranked = rank_providers(
+        lat=lat,
+        lng=lng,
+        radius_km=radius_km if radius_km is not None else settings.SEARCH_DEFAULT_RADIUS_KM,
+        category_id=category_id,
+        min_rating=min_rating,
+        online_only=bool(available),
+        limit=None,
+        ordering=ordering,
+    )
+    profiles = provider_profiles().in_bulk([c.provider_id for c in ranked], field_name="user_id")
+    results = []
+    for candidate in ranked:
+        profile = profiles.get(candidate.provider_id)
+        if profile is None or (available is False and profile.is_online):
+            continue
+        profile.distance_km, profile.score = candidate.distance_km, candidate.score
+        results.append(profile)
     return results

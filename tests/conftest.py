@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
+from dispatch.index import reset_provider_index
 from dispatch.services.booking import job_book
 from dispatch.services.lifecycle import job_complete, job_start
 from dispatch.services.offers import offer_accept
@@ -60,6 +61,15 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_matching_index(settings):
+    """Each test's providers live in its own transaction: start every test with no index."""
+    settings.MATCHING_POLL_S = 0
+    reset_provider_index()
+    yield
+    reset_provider_index()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 Exact positions are private: others see a distance rounded to 0.1 km, never coordinates.
 """
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.serializers.catalog import ServiceItemSerializer
@@ -44,7 +45,8 @@ class ProviderCardSerializer(serializers.ModelSerializer):
     rating = serializers.FloatField(source="rating_avg", read_only=True)
     review_count = serializers.IntegerField(source="rating_count", read_only=True)
     price = serializers.SerializerMethodField(help_text="Lowest item price, in the searched category if any.")
-    distance_km = serializers.SerializerMethodField()
+    distance_km = serializers.SerializerMethodField(help_text="Rounded to 0.1 km; exact positions stay private.")
+    score = serializers.SerializerMethodField(help_text="Matching score, when searching around a point.")
     availability = AvailabilityWindowSerializer(many=True, read_only=True)
     portfolio = PortfolioEntrySerializer(many=True, read_only=True)
 
@@ -59,6 +61,7 @@ class ProviderCardSerializer(serializers.ModelSerializer):
             "acceptance_rate",
             "price",
             "distance_km",
+            "score",
             "is_online",
             "availability",
             "portfolio",
@@ -68,6 +71,11 @@ class ProviderCardSerializer(serializers.ModelSerializer):
         category_id = self.context.get("category_id")
         prices = [i.price for i in profile.items.all() if category_id is None or i.category_id == category_id]
         return str(min(prices)) if prices else None
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_score(self, profile) -> float | None:
+        score = getattr(profile, "score", None)
+        return round(score, 4) if score is not None else None
 
     def get_distance_km(self, profile) -> float | None:
         distance = getattr(profile, "distance_km", None)
@@ -104,7 +112,7 @@ class ProviderMeSerializer(ProviderCardSerializer):
 
     class Meta(ProviderCardSerializer.Meta):
         fields = [
-            *[f for f in ProviderCardSerializer.Meta.fields if f != "distance_km"],
+            *[f for f in ProviderCardSerializer.Meta.fields if f not in ("distance_km", "score")],
             "username",
             "phone",
             "bio",
@@ -160,7 +168,7 @@ class ProviderSearchQuerySerializer(serializers.Serializer):
     radius_km = serializers.FloatField(required=False, min_value=0, max_value=500)
     min_rating = serializers.FloatField(required=False, min_value=0, max_value=5)
     available = serializers.BooleanField(required=False, allow_null=True, default=None)
-    ordering = serializers.ChoiceField(choices=["distance", "rating"], required=False, default="distance")
+    ordering = serializers.ChoiceField(choices=["distance", "rating", "score"], required=False, default="distance")
 
     def validate(self, attrs):
         if ("lat" in attrs) != ("lng" in attrs):

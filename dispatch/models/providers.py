@@ -27,7 +27,8 @@ class ProviderProfile(models.Model):
     # [{"title": str, "url": str, "description": str}, ...], validated by the API serializer.
     portfolio = models.JSONField(default=list, blank=True)
 
-    updated_at = models.DateTimeField(auto_now=True)
+    # Indexed: every process polls it to keep its matching index fresh.
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
         constraints = [

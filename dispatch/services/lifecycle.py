@@ -1,9 +1,11 @@
 """A job's life after assignment, and cancellation: start, complete, cancel."""
 from django.db import transaction
+from django.utils import timezone
 
 from dispatch import events
 from dispatch.errors import Forbidden, NotFound
-from dispatch.models import Job, JobStatus, User
+from dispatch.index import index_provider_on_commit
+from dispatch.models import Job, JobStatus, ProviderProfile, User
 from dispatch.services.offers import offer_withdraw_live
 from dispatch.transitions import job_move
 
@@ -28,6 +30,9 @@ def _provider_move(*, job_id: int, provider: User, target: str, event: str) -> J
         job = _lock_provider_job(job_id=job_id, provider=provider)
         job_move(job, target)
         events.emit(user=job.customer, name=event, job=job, actor=provider)
+        # Busy or free again: matching skips providers at work, so other processes must see it.
+        ProviderProfile.objects.filter(user=provider).update(updated_at=timezone.now())
+        index_provider_on_commit(provider.pk)
     return job
 
 

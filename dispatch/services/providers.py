@@ -3,6 +3,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from dispatch.errors import Invalid
+from dispatch.index import index_provider_on_commit
 from dispatch.models import AvailabilityWindow, ProviderProfile, ServiceCategory, ServiceItem, User
 
 
@@ -50,6 +51,7 @@ def provider_profile_update(
                 AvailabilityWindow(provider=profile, weekday=w["weekday"], start=w["start"], end=w["end"])
                 for w in availability
             )
+        index_provider_on_commit(provider.pk)
     return profile
 
 
@@ -59,6 +61,7 @@ def provider_set_online(*, provider: User, online: bool) -> ProviderProfile:
         profile = ProviderProfile.objects.select_for_update().get(user=provider)
         profile.is_online = online
         profile.save(update_fields=["is_online", "updated_at"])
+        index_provider_on_commit(provider.pk)
     return profile
 
 
@@ -69,4 +72,5 @@ def provider_location_update(*, provider: User, latitude: float, longitude: floa
         profile.last_latitude, profile.last_longitude = latitude, longitude
         profile.last_location_at = timezone.now()
         profile.save(update_fields=["last_latitude", "last_longitude", "last_location_at", "updated_at"])
+        index_provider_on_commit(provider.pk)
     return profile

@@ -2,6 +2,7 @@
 from django.db import IntegrityError, transaction
 
 from dispatch.errors import Conflict, NotFound
+from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, ProviderProfile, Review, User
 
 
@@ -25,4 +26,5 @@ def review_create(*, job_id: int, customer: User, rating: int, comment: str = ""
         profile.rating_count += 1
         profile.rating_avg = total / profile.rating_count
         profile.save(update_fields=["rating_avg", "rating_count", "updated_at"])
+        index_provider_on_commit(job.provider_id)
     return review

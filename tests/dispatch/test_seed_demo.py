@@ -1,11 +1,16 @@
-"""The demo city: deterministic, idempotent, and its logins work."""
+"""The demo city: deterministic, idempotent, resettable, and its logins work."""
 import io
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import call_command
 
-from dispatch.models import ProviderProfile, ServiceCategory, User
+from dispatch.models import AvailabilityWindow, Job, ProviderProfile, Role, ServiceCategory, ServiceItem, User
 from matching.geo import haversine_km
+from tests.conftest import book
+from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -22,35 +27,99 @@ def _coordinates():
     return list(ProviderProfile.objects.order_by("user__username").values_list("base_latitude", "base_longitude"))
 
 
+def _counts():
+    return {
+        model.__name__: model.objects.count()
+        for model in (User, ProviderProfile, ServiceCategory, ServiceItem, AvailabilityWindow, Job)
+    } | {
+        "category links": ProviderProfile.categories.through.objects.count(),
+        "item links": ProviderProfile.items.through.objects.count(),
+    }
+
+
 def test_seed_builds_a_city_of_providers_serving_real_categories():
     output = _seed()
 
     assert ServiceCategory.objects.count() == 6
     assert all(c.items.exists() for c in ServiceCategory.objects.all())
-    profiles = ProviderProfile.objects.prefetch_related("categories", "items")
+    assert all(i.price > 0 and i.price == i.price.quantize(Decimal("0.01")) for i in ServiceItem.objects.all())
+    profiles = ProviderProfile.objects.select_related("user").prefetch_related("categories", "items", "availability")
     assert profiles.count() == 40
     for profile in profiles:
         served = set(profile.categories.all())
+        assert profile.user.role == Role.PROVIDER and profile.user.phone
         assert served and {i.category for i in profile.items.all()} == served
         assert haversine_km(*DELHI, profile.base_latitude, profile.base_longitude) < 25
+        assert haversine_km(*DELHI, profile.last_latitude, profile.last_longitude) < 25
+        assert 5 <= profile.service_radius_km <= 15 and 0.5 <= profile.acceptance_rate <= 1.0
+        assert profile.availability.count() >= 6
     online = profiles.filter(is_online=True).count()
     assert 0 < online < 40
-    assert "customer1" in output and "demo-pass-123" in output
+    assert profiles.filter(rating_count=0).exists() and profiles.filter(rating_count__gt=0).exists()
+    assert "customer1" in output and "provider40" in output and "demo-pass-123" in output
+
+
+def test_customers_and_an_ops_login_who_can_open_the_admin():
+    _seed()
+
+    assert sorted(User.objects.filter(role=Role.CUSTOMER).values_list("username", flat=True)) == [
+        "customer1", "customer2", "customer3",
+    ]
+    assert User.objects.get(username="ops", role=Role.OPS).is_staff
+
+
+def test_working_hours_are_delhi_hours_stored_in_utc():
+    _seed()
+
+    delhi = ZoneInfo("Asia/Kolkata")
+    monday = date(2024, 1, 1)
+    for window in AvailabilityWindow.objects.all():
+        start = datetime.combine(monday, window.start, UTC).astimezone(delhi).time()
+        end = datetime.combine(monday, window.end, UTC).astimezone(delhi).time()
+        assert time(7) <= start <= time(10) and time(15) <= end <= time(22)
 
 
 def test_seed_twice_creates_no_duplicates():
     _seed()
-    _seed()
+    first = _counts()
 
-    assert (User.objects.count(), ServiceCategory.objects.count()) == (44, 6)
+    output = _seed()
+
+    assert _counts() == first
+    assert "already seeded" in output and "customer1" in output and "demo-pass-123" in output
 
 
 def test_same_seed_gives_the_same_city():
     _seed()
     first = _coordinates()
+
     _seed("--reset")
 
     assert _coordinates() == first
+    _seed("--reset", "--seed", "7")
+    assert _coordinates() != first
+
+
+def test_reset_removes_jobs_that_involve_demo_users():
+    _seed()
+    provider = User.objects.get(username="provider1")
+    category = provider.provider_profile.categories.first()
+    book(CustomerFactory(), category, provider)
+    before = _counts()
+
+    _seed("--reset")
+
+    assert Job.objects.count() == 0
+    assert _counts() == before | {"Job": 0}
+
+
+def test_seed_reuses_a_category_that_already_exists():
+    ServiceCategory.objects.create(name="Plumbing", slug="plumbing")
+
+    _seed()
+
+    assert ServiceCategory.objects.count() == 6
+    assert ServiceItem.objects.filter(category__slug="plumbing").count() == 4
 
 
 def test_demo_login_works(client_for):

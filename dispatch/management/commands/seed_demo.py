@@ -4,28 +4,44 @@ Seed data is not a business action, so it is written with bulk inserts rather th
 """
 import math
 import random
-from datetime import time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django.contrib.auth.hashers import make_password
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.text import slugify
 
 from dispatch.models import AvailabilityWindow, Job, ProviderProfile, Role, ServiceCategory, ServiceItem, User
 
 CITY = ("New Delhi", 28.6139, 77.2090)
+CITY_TZ = ZoneInfo("Asia/Kolkata")
 PASSWORD = "demo-pass-123"
 CUSTOMERS = 3
+DEMO_USERNAMES = r"^(customer[0-9]+|provider[0-9]+|ops)$"
 KM_PER_DEGREE = 111.32
+CENT = Decimal("0.01")
+A_MONDAY = date(2024, 1, 1)
 
 CATALOG = {
-    "Plumbing": [("Tap leakage fix", 350), ("Pipe replacement", 1200), ("Toilet repair", 650), ("Water tank cleaning", 900)],
-    "Electrical": [("Fan installation", 300), ("Switchboard repair", 250), ("Wiring check", 800), ("Inverter setup", 1100)],
+    "Plumbing": [
+        ("Tap leakage fix", 350), ("Pipe replacement", 1200), ("Toilet repair", 650), ("Water tank cleaning", 900),
+    ],
+    "Electrical": [
+        ("Fan installation", 300), ("Switchboard repair", 250), ("Wiring check", 800), ("Inverter setup", 1100),
+    ],
     "Cleaning": [("Bathroom deep clean", 1200), ("Kitchen deep clean", 1500), ("Full home cleaning", 4500)],
-    "Beauty & Salon": [("Haircut at home", 400), ("Facial", 1300), ("Manicure & pedicure", 900), ("Bridal makeup", 8000)],
+    "Beauty & Salon": [
+        ("Haircut at home", 400), ("Facial", 1300), ("Manicure & pedicure", 900), ("Bridal makeup", 8000),
+    ],
     "Carpentry": [("Door repair", 500), ("Furniture assembly", 800), ("Cupboard hinge fix", 250)],
-    "AC Repair": [("AC service", 600), ("Gas refill", 2500), ("AC installation", 1500), ("AC uninstallation", 700), ("PCB repair", 3000)],
+    "AC Repair": [
+        ("AC service", 600), ("Gas refill", 2500), ("AC installation", 1500), ("AC uninstallation", 700),
+        ("PCB repair", 3000),
+    ],
 }
 TRADE = {
     "Plumbing": "Plumber",
@@ -48,13 +64,17 @@ class Command(BaseCommand):
         parser.add_argument("--reset", action="store_true", help="Delete the demo data first, then seed again.")
 
     def handle(self, *, providers, seed, reset, **options):
-        if reset:
-            _delete_demo()
-        if User.objects.filter(username="customer1").exists():
-            self.stdout.write("Demo data already seeded.")
-        else:
-            with transaction.atomic():
+        if providers < 0:
+            raise CommandError("--providers must be 0 or more.")
+        with transaction.atomic():
+            if reset:
+                _delete_demo()
+            already_seeded = User.objects.filter(username="customer1").exists()
+            if not already_seeded:
                 _seed(random.Random(seed), providers)
+        if already_seeded:
+            self.stdout.write("Demo data already seeded (use --reset to seed it again).")
+        else:
             self.stdout.write(f"Seeded {CITY[0]}: {len(CATALOG)} categories, {providers} providers.")
         self._print_logins()
 
@@ -69,12 +89,19 @@ class Command(BaseCommand):
         )
 
 
-def _delete_demo():
-    demo_users = User.objects.filter(username__regex=r"^(customer\d+|provider\d+|ops)$")
-    Job.objects.filter(customer__in=demo_users).delete()
-    Job.objects.filter(provider__in=demo_users).delete()
+def _delete_demo() -> None:
+    """The demo users and categories, and every job that would otherwise protect them from deletion."""
+    demo_users = User.objects.filter(username__regex=DEMO_USERNAMES)
+    demo_categories = ServiceCategory.objects.filter(name__in=CATALOG)
+    Job.objects.filter(
+        Q(category__in=demo_categories)
+        | Q(customer__in=demo_users)
+        | Q(provider__in=demo_users)
+        | Q(requested_provider__in=demo_users)
+        | Q(offers__provider__in=demo_users)
+    ).delete()
     demo_users.delete()
-    ServiceCategory.objects.filter(name__in=CATALOG).delete()
+    demo_categories.delete()
 
 
 def _seed(rng: random.Random, provider_count: int) -> None:
@@ -84,19 +111,20 @@ def _seed(rng: random.Random, provider_count: int) -> None:
         [User(username=f"customer{i}", name=f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
               phone=f"+91 98{i:03d} {rng.randrange(10**5):05d}", role=Role.CUSTOMER, password=password)
          for i in range(1, CUSTOMERS + 1)]
+        # Superuser too: a staff account without model permissions sees an empty /admin/.
         + [User(username="ops", name="Ops Desk", role=Role.OPS, is_staff=True, is_superuser=True, password=password)]
     )
     _seed_providers(rng, provider_count, categories, password)
 
 
 def _seed_catalog() -> list[ServiceCategory]:
+    """The demo categories and items, reusing any that already exist under the same name."""
     categories = []
     for name, items in CATALOG.items():
-        slug = name.lower().replace(" & ", "-").replace(" ", "-")
-        category = ServiceCategory.objects.create(name=name, slug=slug)
+        category, _ = ServiceCategory.objects.get_or_create(name=name, defaults={"slug": slugify(name)})
         ServiceItem.objects.bulk_create(
-            ServiceItem(category=category, name=item, price=Decimal(price).quantize(Decimal("0.01")))
-            for item, price in items
+            [ServiceItem(category=category, name=item, price=Decimal(price).quantize(CENT)) for item, price in items],
+            ignore_conflicts=True,
         )
         categories.append(category)
     return categories
@@ -110,6 +138,17 @@ def _around_city(rng: random.Random) -> tuple[float, float]:
     lat = lat0 + distance_km * math.cos(bearing) / KM_PER_DEGREE
     lng = lng0 + distance_km * math.sin(bearing) / (KM_PER_DEGREE * math.cos(math.radians(lat0)))
     return round(lat, 6), round(lng, 6)
+
+
+def _working_day(profile: ProviderProfile, weekday: int, start_hour: int, end_hour: int) -> AvailabilityWindow:
+    """A working day in city time, stored as the model wants it: in UTC.
+
+    Delhi is UTC+5:30 all year, so a day between 07:00 and 22:00 there stays on one UTC day.
+    """
+    day = A_MONDAY + timedelta(days=weekday)
+    start = datetime.combine(day, time(start_hour), CITY_TZ).astimezone(UTC)
+    end = datetime.combine(day, time(end_hour), CITY_TZ).astimezone(UTC)
+    return AvailabilityWindow(provider=profile, weekday=start.weekday(), start=start.time(), end=end.time())
 
 
 def _seed_providers(rng: random.Random, count: int, categories: list[ServiceCategory], password: str) -> None:
@@ -162,7 +201,7 @@ def _seed_providers(rng: random.Random, count: int, categories: list[ServiceCate
         start_hour = rng.choice((7, 8, 9, 10))
         end_hour = start_hour + rng.choice((8, 9, 10, 12))
         days = range(7) if rng.random() < 0.3 else range(6)
-        windows.extend(AvailabilityWindow(provider=profile, weekday=d, start=time(start_hour), end=time(end_hour)) for d in days)
+        windows.extend(_working_day(profile, d, start_hour, end_hour) for d in days)
     Categories.objects.bulk_create(category_links)
     Items.objects.bulk_create(item_links)
     AvailabilityWindow.objects.bulk_create(windows)

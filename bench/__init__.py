@@ -1,0 +1,1 @@
+"""Benchmarks and fault drills, each runnable on its own (`python -m bench.<name>`)."""

@@ -1,0 +1,210 @@
+"""Keeps this process's matching index fed from the database, and asks it on the domain's behalf.
+
+Each process (ASGI server, Celery worker) holds one `ProviderIndex`. It is built from a
+snapshot on first use, then kept fresh two ways: a change made in this process is
+upserted right after its commit, and every query first picks up profiles changed by
+other processes since the last look (at most `MATCHING_POLL_S` old). A full rebuild runs
+in a background thread every `MATCHING_REBUILD_S` or when the overlay grows large.
+"""
+import threading
+import time
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from dispatch.models import AvailabilityWindow, Job, JobStatus, Offer, ProviderProfile, Role
+from matching.index import ProviderIndex
+from matching.scoring import rank
+from matching.types import (
+    ALWAYS_AVAILABLE,
+    HOURS_PER_WEEK,
+    WEEK_BYTES,
+    Candidate,
+    MatchQuery,
+    ProviderRecord,
+    ProviderSnapshot,
+    ScoreWeights,
+)
+
+# A change is committed a moment after its `updated_at` is stamped; polling with this
+# overlap re-reads such rows instead of missing them.
+POLL_OVERLAP = timedelta(seconds=2)
+OVERLAY_REBUILD_AT = 20_000
+
+
+def score_weights() -> ScoreWeights:
+    return ScoreWeights(**settings.MATCHING_WEIGHTS)
+
+
+def week_hours_of(windows) -> np.ndarray:
+    """Pack weekly windows (weekday, start, end) into hour-of-week bits; none means always."""
+    if not windows:
+        return ALWAYS_AVAILABLE.copy()
+    hours = np.zeros(HOURS_PER_WEEK, dtype=bool)
+    for weekday, start, end in windows:
+        last = end.hour + (1 if end.minute or end.second else 0)
+        hours[weekday * 24 + start.hour : weekday * 24 + last] = True
+    return np.packbits(hours)[:WEEK_BYTES]
+
+
+def _records(profiles_qs) -> list[ProviderRecord]:
+    """ProviderRecords for the given profiles, with categories, windows, load and busy flags."""
+    rows = list(
+        profiles_qs.filter(user__role=Role.PROVIDER, user__is_active=True).values(
+            "id", "user_id", "base_latitude", "base_longitude", "last_latitude", "last_longitude", "last_location_at",
+            "is_online", "service_radius_km", "rating_avg", "rating_count", "acceptance_rate",
+        )
+    )
+    profile_ids = [r["id"] for r in rows]
+    user_ids = [r["user_id"] for r in rows]
+    categories: dict[int, set[int]] = {}
+    links = ProviderProfile.categories.through.objects.filter(providerprofile_id__in=profile_ids)
+    for pid, cid in links.values_list("providerprofile_id", "servicecategory_id"):
+        categories.setdefault(pid, set()).add(cid)
+    windows: dict[int, list] = {}
+    for pid, *window in AvailabilityWindow.objects.filter(provider_id__in=profile_ids).values_list(
+        "provider_id", "weekday", "start", "end"
+    ):
+        windows.setdefault(pid, []).append(window)
+    load = recent_offer_counts(user_ids)
+    busy = set(Job.objects.filter(provider_id__in=user_ids, status=JobStatus.IN_PROGRESS).values_list("provider_id", flat=True))
+    records = []
+    for r in rows:
+        lat = r["last_latitude"] if r["last_latitude"] is not None else r["base_latitude"]
+        lng = r["last_longitude"] if r["last_longitude"] is not None else r["base_longitude"]
+        if lat is None or lng is None:
+            continue
+        records.append(
+            ProviderRecord(
+                provider_id=r["user_id"],
+                lat=lat,
+                lng=lng,
+                categories=frozenset(categories.get(r["id"], ())),
+                rating_avg=r["rating_avg"],
+                rating_count=r["rating_count"],
+                online=r["is_online"],
+                location_at=r["last_location_at"].timestamp() if r["last_location_at"] else 0.0,
+                service_radius_km=r["service_radius_km"],
+                acceptance_rate=r["acceptance_rate"],
+                recent_offers=load.get(r["user_id"], 0),
+                busy=r["user_id"] in busy,
+                week_hours=week_hours_of(windows.get(r["id"])),
+            )
+        )
+    return records
+
+
+def recent_offer_counts(provider_ids) -> dict[int, int]:
+    """Offers each provider received in the last hour: the fairness term's input."""
+    since = timezone.now() - timedelta(hours=1)
+    counts = (
+        Offer.objects.filter(provider_id__in=provider_ids, offered_at__gte=since)
+        .values("provider_id")
+        .annotate(n=Count("id"))
+    )
+    return {c["provider_id"]: c["n"] for c in counts}
+
+
+class _LiveIndex:
+    """The process-wide index plus the bookkeeping that keeps it fresh."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.index: ProviderIndex | None = None
+        self.polled_at = None
+        self.built_at = 0.0
+        self.rebuilding = False
+
+    def get(self) -> ProviderIndex:
+        with self.lock:
+            if self.index is None:
+                started = timezone.now()
+                self.index = ProviderIndex(ProviderSnapshot.from_records(_records(ProviderProfile.objects.all())))
+                self.polled_at, self.built_at = started, time.monotonic()
+        self._poll()
+        self._maybe_rebuild()
+        return self.index
+
+    def _poll(self) -> None:
+        with self.lock:
+            if (timezone.now() - self.polled_at).total_seconds() < settings.MATCHING_POLL_S:
+                return
+            since, self.polled_at = self.polled_at - POLL_OVERLAP, timezone.now()
+        for record in _records(ProviderProfile.objects.filter(updated_at__gte=since)):
+            self.index.upsert(record)
+
+    def _maybe_rebuild(self) -> None:
+        due = time.monotonic() - self.built_at > settings.MATCHING_REBUILD_S or self.index.overlay_size > OVERLAY_REBUILD_AT
+        with self.lock:
+            if not due or self.rebuilding:
+                return
+            self.rebuilding = True
+        threading.Thread(target=self._rebuild, name="matching-rebuild", daemon=True).start()
+
+    def _rebuild(self) -> None:
+        from django.db import connection
+
+        try:
+            mark = self.index.mark()
+            self.index.rebuild(ProviderSnapshot.from_records(_records(ProviderProfile.objects.all())), since=mark)
+            self.built_at = time.monotonic()
+        finally:
+            self.rebuilding = False
+            connection.close()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.index = None
+
+
+_live = _LiveIndex()
+
+
+def provider_index() -> ProviderIndex:
+    return _live.get()
+
+
+def reset_provider_index() -> None:
+    """Forget the index (tests, or after bulk loads); the next query rebuilds it."""
+    _live.reset()
+
+
+def index_provider_on_commit(provider_id: int) -> None:
+    """After the current transaction commits, push the provider's fresh row into this process's index."""
+
+    def push():
+        if _live.index is None:
+            return
+        records = _records(ProviderProfile.objects.filter(user_id=provider_id))
+        if records:
+            _live.index.upsert(records[0])
+        else:
+            _live.index.remove(provider_id)
+
+    transaction.on_commit(push)
+
+
+def location_max_age_s() -> float | None:
+    return settings.MATCHING_LOCATION_MAX_AGE_S or None
+
+
+def rank_providers(
+    *, lat: float, lng: float, radius_km: float, category_id: int | None = None, min_rating: float | None = None,
+    online_only: bool = True, exclude_ids=(), skip_busy: bool = False, hour_of_week: int | None = None,
+    limit: int | None = 20, ordering: str = "score",
+) -> list[Candidate]:
+    """Ranked candidates around a point, with the fairness load read fresh from the database."""
+    index = provider_index()
+    query = MatchQuery(
+        lat=lat, lng=lng, radius_km=radius_km, now=time.time(), category_id=category_id, min_rating=min_rating,
+        exclude_ids=frozenset(exclude_ids), online_only=online_only,
+        max_location_age_s=location_max_age_s() if online_only else None, skip_busy=skip_busy,
+        hour_of_week=hour_of_week,
+    )
+    found = index.find(query)
+    load = recent_offer_counts([int(i) for i in found.ids]) if ordering == "score" and len(found) else None
+    return rank(found, score_weights(), limit=limit, ordering=ordering, recent_offers=load)
