@@ -6,6 +6,7 @@ atomically, keeping the overlay entries newer than that snapshot.
 """
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,21 +37,50 @@ def hour_of_week(epoch_s: float) -> int:
 
 
 @dataclass
+class _Tree:
+    """A BallTree over some snapshot rows; `rows[i]` is the snapshot row of tree point i."""
+
+    tree: BallTree
+    rows: np.ndarray
+    k_hint: int = 0  # a first k for k-nearest searches, learned from recent queries
+
+    @classmethod
+    def over(cls, snapshot: ProviderSnapshot, rows: np.ndarray) -> "_Tree":
+        points = np.radians(np.column_stack([snapshot.lat[rows], snapshot.lng[rows]]))
+        return cls(BallTree(points, leaf_size=LEAF_SIZE, metric="haversine"), rows)
+
+
+@dataclass
 class _Generation:
-    """An immutable built tree and its snapshot; `superseded` marks rows the overlay replaces."""
+    """An immutable build: the snapshot, one tree over everyone and one per category.
+
+    A job always names its category, so dispatch searches only that category's tree:
+    a fraction of the points, and far fewer neighbours to filter in a dense city.
+    `superseded` marks rows the overlay replaces.
+    """
 
     snapshot: ProviderSnapshot
-    tree: BallTree | None
+    everyone: _Tree | None
+    by_category_bit: dict[int, _Tree]
     order: np.ndarray  # snapshot rows sorted by provider id, for id -> row lookups
     superseded: np.ndarray  # bool per row
 
     @classmethod
     def build(cls, snapshot: ProviderSnapshot) -> "_Generation":
         n = len(snapshot)
-        tree = None
-        if n:
-            tree = BallTree(np.radians(np.column_stack([snapshot.lat, snapshot.lng])), leaf_size=LEAF_SIZE, metric="haversine")
-        return cls(snapshot, tree, np.argsort(snapshot.ids, kind="stable"), np.zeros(n, dtype=bool))
+        everyone = _Tree.over(snapshot, np.arange(n)) if n else None
+        by_bit = {}
+        for bit in snapshot.category_bit.values():
+            rows = np.nonzero(snapshot.category_bits & np.uint64(1 << bit))[0]
+            if len(rows):
+                by_bit[bit] = _Tree.over(snapshot, rows)
+        return cls(snapshot, everyone, by_bit, np.argsort(snapshot.ids, kind="stable"), np.zeros(n, dtype=bool))
+
+    def tree_for(self, category_id: int | None) -> _Tree | None:
+        if category_id is None:
+            return self.everyone
+        bit = self.snapshot.category_bit.get(category_id)
+        return self.by_category_bit.get(bit) if bit is not None else None
 
     def row_of(self, provider_id: int) -> int | None:
         ids = self.snapshot.ids
@@ -67,6 +97,7 @@ class ProviderIndex:
         self._lock = threading.Lock()
         self._overlay: dict[int, tuple[int, ProviderRecord | None]] = {}  # id -> (seq, record or None=removed)
         self._seq = 0
+        self._overlay_arrays: ProviderSnapshot | None = None  # the overlay as arrays, rebuilt on change
         self._gen = _Generation.build(snapshot or ProviderSnapshot.from_records([]))
 
     # --- keeping it current ---------------------------------------------------------
@@ -82,6 +113,7 @@ class ProviderIndex:
         with self._lock:
             cutoff = self._seq if since is None else since
             self._overlay = {pid: entry for pid, entry in self._overlay.items() if entry[0] > cutoff}
+            self._overlay_arrays = None
             for pid in self._overlay:
                 row = gen.row_of(pid)
                 if row is not None:
@@ -99,6 +131,7 @@ class ProviderIndex:
         with self._lock:
             self._seq += 1
             self._overlay[provider_id] = (self._seq, record)
+            self._overlay_arrays = None
             row = self._gen.row_of(provider_id)
             if row is not None:
                 self._gen.superseded[row] = True
@@ -115,16 +148,25 @@ class ProviderIndex:
 
     # --- asking it ------------------------------------------------------------------
 
-    def find(self, q: MatchQuery) -> CandidateSet:
-        """Every provider passing the query's filters, with exact distances; unranked."""
+    def _view(self) -> tuple["_Generation", np.ndarray, ProviderSnapshot | None]:
+        """The current generation, its superseded rows and the overlay as arrays, taken together."""
         with self._lock:
             gen = self._gen
-            superseded = gen.superseded.copy() if self._overlay else gen.superseded
-            fresh = [rec for _, rec in self._overlay.values() if rec is not None]
-        parts = [self._find_in_tree(gen, superseded, q)]
-        if fresh:
-            parts.append(_filter(ProviderSnapshot.from_records(fresh), np.arange(len(fresh)), q))
-        return _concat(parts)
+            if not self._overlay:
+                return gen, gen.superseded, None
+            if self._overlay_arrays is None:
+                fresh = [rec for _, rec in self._overlay.values() if rec is not None]
+                self._overlay_arrays = ProviderSnapshot.from_records(fresh)
+            return gen, gen.superseded.copy(), self._overlay_arrays
+
+    def find(self, q: MatchQuery) -> CandidateSet:
+        """Every provider passing the query's filters, with exact distances; unranked."""
+        gen, superseded, overlay = self._view()
+        rows = np.zeros(0, dtype=np.int64)
+        tree = gen.tree_for(q.category_id)
+        if tree is not None and q.radius_km >= 0:
+            rows = _rows_within(tree, q.lat, q.lng, q.radius_km)
+        return _concat([_filter(gen.snapshot, rows[~superseded[rows]], q), *_overlay_part(overlay, q)])
 
     def query(
         self,
@@ -133,35 +175,49 @@ class ProviderIndex:
         *,
         limit: int | None = 20,
         ordering: str = "score",
-        recent_offers: dict[int, int] | None = None,
+        recent_offers: Callable[[np.ndarray], Mapping[int, int]] | Mapping[int, int] | None = None,
     ) -> list[Candidate]:
-        """The best `limit` candidates for `q`, each with its score breakdown."""
-        return rank(self.find(q), weights, limit=limit, ordering=ordering, recent_offers=recent_offers)
+        """The best `limit` candidates for `q`, each with its score breakdown.
 
-    @staticmethod
-    def _find_in_tree(gen: _Generation, superseded: np.ndarray, q: MatchQuery) -> CandidateSet:
-        if gen.tree is None or q.radius_km < 0:
-            return _filter(gen.snapshot, np.zeros(0, dtype=np.int64), q)
-        rows = _rows_within(gen.tree, len(gen.snapshot), q.lat, q.lng, q.radius_km)
-        rows = rows[~superseded[rows]]
-        return _filter(gen.snapshot, rows, q)
+        `recent_offers` (a mapping, or a function of candidate ids returning one) overrides
+        the snapshot's fairness load.
+        """
+        cands = self.find(q)
+        return rank(cands, weights, limit=limit, ordering=ordering, recent_offers=_load(recent_offers, cands))
 
 
-def _rows_within(tree: BallTree, n: int, lat: float, lng: float, radius_km: float) -> np.ndarray:
-    """Rows within the radius, by k-nearest queries with a growing k.
+def _load(recent_offers, cands: CandidateSet) -> Mapping[int, int] | None:
+    if recent_offers is None or not callable(recent_offers):
+        return recent_offers
+    return recent_offers(cands.ids) if len(cands) else {}
+
+
+def _overlay_part(overlay: ProviderSnapshot | None, q: MatchQuery) -> list[CandidateSet]:
+    """The overlay is small: brute force over all of it."""
+    if overlay is None or len(overlay) == 0:
+        return []
+    return [_filter(overlay, np.arange(len(overlay)), q)]
+
+
+def _rows_within(tree: _Tree, lat: float, lng: float, radius_km: float) -> np.ndarray:
+    """Snapshot rows within the radius, by k-nearest queries with a growing k.
 
     `query_radius` allocates buffers sized to the whole tree on every call (0.6 ms at 1M
     points); a k-nearest query costs ~0.1 ms. When all k neighbours fall inside the
-    radius there may be more, so k grows to the density the answer suggests.
+    radius there may be more, so k grows to the density the answer suggests. The k that
+    sufficed lately is the first guess next time, so most queries take one call.
     """
+    n = len(tree.rows)
     point = np.radians([[lat, lng]])
     reach = radius_km / EARTH_RADIUS_KM + PRESELECT_SLACK
-    k = min(FIRST_K, n)
+    k = min(max(FIRST_K, tree.k_hint), n)
     while True:
-        distance, rows = tree.query(point, k=k)
-        distance, rows = distance[0], rows[0]
+        distance, points = tree.tree.query(point, k=k)
+        distance, points = distance[0], points[0]
         if k >= n or distance[-1] > reach:
-            return rows[distance <= reach]
+            found = points[distance <= reach]
+            tree.k_hint = int(0.9 * tree.k_hint + 0.1 * (1.25 * len(found) + 16))
+            return tree.rows[found]
         density_guess = k * (reach / max(distance[-1], 1e-12)) ** 2
         k = min(n, max(4 * k, int(1.5 * density_guess)))
 

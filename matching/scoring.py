@@ -90,16 +90,22 @@ def rank(
         raise ValueError(f"unknown ordering {ordering!r}")
     if limit is not None:
         order = order[:limit]
+    # Rounded and converted in bulk: per-value Python work here would dominate a query.
+    parts_out = {name: np.round(parts[name][order], 4).tolist() for name in COMPONENTS}
+    points_out = {name: np.round(contributions[name][order], 4).tolist() for name in COMPONENTS}
+    ids, distances, score_list, loads = (
+        cands.ids[order].tolist(), cands.distance_km[order].tolist(), scores[order].tolist(), load[order].tolist()
+    )
     return [
         Candidate(
-            provider_id=int(cands.ids[i]),
-            distance_km=float(cands.distance_km[i]),
-            score=float(scores[i]),
+            provider_id=ids[j],
+            distance_km=distances[j],
+            score=score_list[j],
             breakdown={
-                **{name: round(float(parts[name][i]), 4) for name in COMPONENTS},
-                **{f"{name}_points": round(float(contributions[name][i]), 4) for name in COMPONENTS},
-                "recent_offers": int(load[i]),
+                **{name: parts_out[name][j] for name in COMPONENTS},
+                **{f"{name}_points": points_out[name][j] for name in COMPONENTS},
+                "recent_offers": int(loads[j]),
             },
         )
-        for i in order
+        for j in range(len(order))
     ]
