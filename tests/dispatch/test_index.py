@@ -1,0 +1,90 @@
+"""The database-fed matching index: search goes through it, and changes show up at once."""
+from datetime import time as clock
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from dispatch.index import provider_index, rank_providers, week_hours_of
+from dispatch.models import ProviderProfile
+from matching.scoring import hour_bits
+from tests.factories import make_provider
+
+pytestmark = pytest.mark.django_db
+
+SPOT = (28.6139, 77.2090)
+
+
+def _search(client, **params):
+    return client.get("/auth/providers/", {"lat": SPOT[0], "lng": SPOT[1], **params}).json()["results"]
+
+
+def test_search_by_score_carries_the_score(provider, category, customer, client_for):
+    results = _search(client_for(customer), category=category.pk, ordering="score")
+
+    assert [r["id"] for r in results] == [provider.pk]
+    assert 0 < results[0]["score"] <= 1
+
+
+def test_a_location_ping_moves_the_provider_in_the_next_search(provider, customer, client_for):
+    assert [r["id"] for r in _search(client_for(customer), radius_km=1)] == [provider.pk]
+
+    client_for(provider).post("/providers/me/location/", {"latitude": 28.9, "longitude": 77.6}, format="json")
+
+    assert _search(client_for(customer), radius_km=1) == []
+    assert [r["id"] for r in _search(client_for(customer), radius_km=5, lat=28.9, lng=77.6)] == [provider.pk]
+
+
+def test_a_change_written_by_another_process_is_picked_up(provider, customer, client_for):
+    provider_index()  # built now, before the change
+    ProviderProfile.objects.filter(user=provider).update(is_online=False, updated_at=timezone.now())
+
+    assert _search(client_for(customer), available="true") == []
+
+
+def test_going_offline_leaves_dispatch_candidates(provider, category):
+    client_candidates = rank_providers(lat=SPOT[0], lng=SPOT[1], radius_km=5, category_id=category.pk)
+    assert [c.provider_id for c in client_candidates] == [provider.pk]
+
+    from dispatch.services.providers import provider_set_online
+
+    provider_set_online(provider=provider, online=False)
+
+    assert rank_providers(lat=SPOT[0], lng=SPOT[1], radius_km=5, category_id=category.pk) == []
+
+
+def test_stale_location_counts_as_offline(category, settings):
+    settings.MATCHING_LOCATION_MAX_AGE_S = 600
+    make_provider(categories=[category], last_location_at=timezone.now() - timedelta(hours=1))
+
+    assert rank_providers(lat=SPOT[0], lng=SPOT[1], radius_km=5, category_id=category.pk) == []
+
+
+def test_busy_providers_are_skipped_for_instant_jobs(in_progress_job, provider, category):
+    ranked = rank_providers(lat=SPOT[0], lng=SPOT[1], radius_km=5, category_id=category.pk, skip_busy=True)
+
+    assert provider.pk not in [c.provider_id for c in ranked]
+
+
+def test_fairness_load_is_read_from_offers(offered_job, provider, other_provider, category):
+    ranked = rank_providers(lat=SPOT[0], lng=SPOT[1], radius_km=5, category_id=category.pk)
+
+    load = {c.provider_id: c.breakdown["recent_offers"] for c in ranked}
+    assert load == {provider.pk: 1, other_provider.pk: 0}
+
+
+def test_rating_from_a_review_reaches_the_index(completed_job, provider, customer, client_for):
+    client_for(customer).post(f"/services/jobs/{completed_job.pk}/review/", {"rating": 1}, format="json")
+
+    assert _search(client_for(customer), min_rating=2) == []
+
+
+def test_weekly_windows_pack_into_hour_bits():
+    week = week_hours_of([(0, clock(9), clock(11)), (6, clock(22), clock(23, 30))])
+
+    monday_9, monday_11, sunday_23 = 9, 11, 6 * 24 + 23
+    assert hour_bits(week[None, :], np.array([monday_9, monday_9 + 1]))[0].all()
+    assert not hour_bits(week[None, :], monday_11)[0]
+    assert hour_bits(week[None, :], sunday_23)[0]
+    assert week_hours_of([]).all()
