@@ -1,10 +1,43 @@
-"""The Celery app. Embedded (no REDIS_URL): in-memory broker, tasks run eagerly in-process."""
+"""The Celery app and the settings that make dispatch tasks survive crashes and redelivery.
+
+Embedded (no REDIS_URL): tasks run eagerly in the process after commit, and a sweeper
+thread (`dispatch.embedded`) makes offer timeouts fire.
+"""
 import os
 
 from celery import Celery
+from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("dispatch")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+
+OFFERS_QUEUE, HOUSEKEEPING_QUEUE = "offers", "housekeeping"
+
+app.conf.update(
+    # Ack after the task ran, not when it was received: a worker killed mid-dispatch
+    # leaves the message on the broker to be redelivered, and every task is idempotent.
+    task_acks_late=True,
+    # ...and if the worker process dies under the task, requeue rather than ack it.
+    task_reject_on_worker_lost=True,
+    # Each worker process holds one unacknowledged message at a time, so a crash strands
+    # at most one, and a slow task does not sit on a queue of others.
+    worker_prefetch_multiplier=1,
+    # Redis redelivers an unacked message after the visibility timeout. Our longest
+    # countdown is an offer's expiry (tens of seconds), far below this; the sweeper,
+    # not redelivery, is what rescues a lost expiry.
+    broker_transport_options={"visibility_timeout": 3600},
+    # Offers and housekeeping on separate queues: a backlog of one cannot starve the other.
+    task_queues=[Queue(OFFERS_QUEUE), Queue(HOUSEKEEPING_QUEUE)],
+    task_default_queue=OFFERS_QUEUE,
+    task_routes={
+        "dispatch.offer": {"queue": OFFERS_QUEUE},
+        "dispatch.expire_offer": {"queue": OFFERS_QUEUE},
+        "dispatch.sweep": {"queue": HOUSEKEEPING_QUEUE},
+    },
+    task_ignore_result=True,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+)
 app.autodiscover_tasks(["tasks"], related_name=None)

@@ -143,6 +143,7 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Embedded: no broker process, so tasks run in-process right after the commit that queued them.
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 
 # --- Dispatch rules (SPEC section 5); per-category overrides live on ServiceCategory.
@@ -150,6 +151,14 @@ DISPATCH_OFFER_TIMEOUT_S = env.int("DISPATCH_OFFER_TIMEOUT_S", default=30)
 DISPATCH_BATCH_SIZE = env.int("DISPATCH_BATCH_SIZE", default=1)
 DISPATCH_SWEEP_INTERVAL_S = env.int("DISPATCH_SWEEP_INTERVAL_S", default=5)
 DISPATCH_RADIUS_STEPS_KM = env.list("DISPATCH_RADIUS_STEPS_KM", cast=float, default=[3.0, 6.0, 10.0])
+DISPATCH_MAX_OFFERS_PER_JOB = env.int("DISPATCH_MAX_OFFERS_PER_JOB", default=10)
+# An instant job nobody took within this long ends UNFULFILLED.
+DISPATCH_SEARCH_DEADLINE_S = env.int("DISPATCH_SEARCH_DEADLINE_S", default=300)
+# The sweeper leaves a just-booked job alone this long: its own dispatch task is on the way.
+DISPATCH_STUCK_AFTER_S = env.int("DISPATCH_STUCK_AFTER_S", default=10)
+CELERY_BEAT_SCHEDULE = {
+    "dispatch.sweep": {"task": "dispatch.sweep", "schedule": float(DISPATCH_SWEEP_INTERVAL_S)},
+}
 COMMISSION_RATE = env.float("COMMISSION_RATE", default=0.15)
 
 # --- Matching (SPEC section 4)

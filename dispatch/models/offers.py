@@ -33,6 +33,10 @@ class Offer(models.Model):
             models.UniqueConstraint(
                 fields=["job"], condition=models.Q(status="ACCEPTED"), name="one_accepted_offer_per_job"
             ),
+            # A provider holds at most one live offer at a time.
+            models.UniqueConstraint(
+                fields=["provider"], condition=models.Q(status="OFFERED"), name="one_live_offer_per_provider"
+            ),
             # A provider is offered a given job at most once.
             models.UniqueConstraint(fields=["job", "provider"], name="one_offer_per_provider_per_job"),
         ]

@@ -7,8 +7,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from dispatch import events
-from dispatch.errors import Forbidden, Invalid, Unprocessable
+from dispatch.errors import Conflict, Forbidden, Invalid, Unprocessable
 from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
+from dispatch.schedule import after_commit
 from dispatch.services.offers import offer_create
 
 CENT = Decimal("0.01")
@@ -33,7 +34,10 @@ def job_book(
     scheduled_at: datetime | None = None,
     provider: User | None = None,
 ) -> Job:
-    """Create a PENDING job priced from its items; with a chosen provider, offer it to them first."""
+    """Create a PENDING job priced from its items; offer it to the chosen provider first, if any.
+
+    Dispatch is enqueued after commit; without a chosen provider it sends the first offer.
+    """
     if not customer.is_customer:
         raise Forbidden("Only customers can book jobs.")
     if not items:
@@ -64,7 +68,11 @@ def job_book(
         JobItem.objects.bulk_create(JobItem(job=job, item=i, price=i.price) for i in items)
         events.emit(user=customer, name="JOB_CREATED", job=job, actor=customer)
         if provider is not None:
-            offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True})
+            try:
+                offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True})
+            except Conflict:
+                pass  # they hold another live offer right now: automatic dispatch takes over
+        after_commit("dispatch.offer", job.pk)
     return job
 
 

@@ -1,17 +1,22 @@
-"""Offering a job to a provider and the provider's answer: accept or reject.
+"""Offering a job to a provider, the provider's answer (accept or reject), expiry and withdrawal.
 
-Lock order everywhere: the job row first, then its offers.
+Lock order everywhere: the job row first, then its offers, then a provider's profile.
 """
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from dispatch import events
 from dispatch.errors import Conflict, NotFound
-from dispatch.models import Job, JobStatus, Offer, OfferStatus, User
+from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
+from dispatch.schedule import after_commit
 from dispatch.transitions import job_move, offer_move
+
+# Acceptance rate is an exponential moving average over answers (timeouts count as no).
+ACCEPTANCE_MEMORY = 0.9
 
 
 def offer_timeout_s(job: Job) -> int:
@@ -21,20 +26,28 @@ def offer_timeout_s(job: Job) -> int:
 def offer_create(
     *, job: Job, provider: User, rank: int = 1, score: float | None = None, score_breakdown: dict | None = None
 ) -> Offer:
-    """Offer a PENDING job to one provider until the category's timeout. Caller holds the job's row lock."""
+    """Offer a PENDING job to one provider until the category's timeout. Caller holds the job's row lock.
+
+    Raises Conflict if the provider already holds a live offer (the database allows one).
+    """
     if job.status != JobStatus.PENDING:
         raise Conflict(f"Job {job.pk} is {job.status}; it cannot be offered.")
     now = timezone.now()
-    offer = Offer.objects.create(
-        job=job,
-        provider=provider,
-        rank=rank,
-        score=score,
-        score_breakdown=score_breakdown or {},
-        offered_at=now,
-        expires_at=now + timedelta(seconds=offer_timeout_s(job)),
-    )
+    try:
+        with transaction.atomic():
+            offer = Offer.objects.create(
+                job=job,
+                provider=provider,
+                rank=rank,
+                score=score,
+                score_breakdown=score_breakdown or {},
+                offered_at=now,
+                expires_at=now + timedelta(seconds=offer_timeout_s(job)),
+            )
+    except IntegrityError as exc:
+        raise Conflict(f"Provider {provider.pk} already holds a live offer or was offered job {job.pk}.") from exc
     events.emit(user=provider, name="JOB_OFFER", job=job, offer=offer, **events.offer_payload(offer))
+    after_commit("dispatch.expire_offer", offer.pk, eta=offer.expires_at)
     return offer
 
 
@@ -78,6 +91,13 @@ def _expire_overdue_offer_of(*, job_id: int, provider: User) -> None:
         offer_expire(offer_id=overdue)
 
 
+def _count_answer(provider_id: int, accepted: bool) -> None:
+    ProviderProfile.objects.filter(user_id=provider_id).update(
+        acceptance_rate=F("acceptance_rate") * ACCEPTANCE_MEMORY + (1 - ACCEPTANCE_MEMORY) * (1.0 if accepted else 0.0),
+        updated_at=timezone.now(),
+    )
+
+
 def offer_accept(*, job_id: int, provider: User) -> Job:
     """Accept the provider's offer for a job: exactly one accept ever wins. Locks job then offer.
 
@@ -92,11 +112,15 @@ def offer_accept(*, job_id: int, provider: User) -> Job:
         offer_move(offer, OfferStatus.ACCEPTED)
         offer_withdraw_live(job=job, reason="taken")
         events.emit(user=job.customer, name="JOB_ACCEPTED", job=job, offer=offer, actor=provider)
+        _count_answer(provider.pk, accepted=True)
     return job
 
 
 def offer_reject(*, job_id: int, provider: User) -> Job:
-    """Reject the provider's offer for a job; a repeated reject is harmless. Locks job then offer."""
+    """Reject the provider's offer for a job; the next offer goes out at once. Locks job then offer.
+
+    A repeated reject is harmless.
+    """
     _expire_overdue_offer_of(job_id=job_id, provider=provider)
     with transaction.atomic():
         job, offer = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.REJECTED)
@@ -104,7 +128,20 @@ def offer_reject(*, job_id: int, provider: User) -> Job:
             return job
         offer_move(offer, OfferStatus.REJECTED)
         events.emit(user=job.customer, name="JOB_REJECTED", job=job, offer=offer, actor=provider)
+        _count_answer(provider.pk, accepted=False)
+        after_commit("dispatch.offer", job.pk)
     return job
+
+
+def offer_expire_locked(*, job: Job, offer: Offer) -> bool:
+    """Expire `offer` if it is live and past its deadline. Caller holds the job's and the offer's locks."""
+    if offer.status != OfferStatus.OFFERED or offer.expires_at > timezone.now():
+        return False
+    offer_move(offer, OfferStatus.EXPIRED)
+    events.emit(user=job.customer, name="JOB_OFFER_EXPIRED", job=job, offer=offer)
+    events.emit(user=offer.provider, name="OFFER_WITHDRAWN", job=job, offer=offer, offer_id=offer.pk, reason="expired")
+    _count_answer(offer.provider_id, accepted=False)
+    return True
 
 
 def offer_expire(*, offer_id: int) -> bool:
@@ -118,12 +155,7 @@ def offer_expire(*, offer_id: int) -> bool:
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
         offer = Offer.objects.select_for_update().get(pk=offer_id)
-        if offer.status != OfferStatus.OFFERED or offer.expires_at > timezone.now():
-            return False
-        offer_move(offer, OfferStatus.EXPIRED)
-        events.emit(user=job.customer, name="JOB_OFFER_EXPIRED", job=job, offer=offer)
-        events.emit(user=offer.provider, name="OFFER_WITHDRAWN", job=job, offer=offer, offer_id=offer.pk, reason="expired")
-    return True
+        return offer_expire_locked(job=job, offer=offer)
 
 
 def offer_withdraw_live(*, job: Job, reason: str) -> int:
@@ -133,3 +165,22 @@ def offer_withdraw_live(*, job: Job, reason: str) -> int:
         offer_move(offer, OfferStatus.WITHDRAWN)
         events.emit(user=offer.provider, name="OFFER_WITHDRAWN", job=job, offer=offer, offer_id=offer.pk, reason=reason)
     return len(live)
+
+
+def offer_withdraw_for_provider(*, provider: User, reason: str) -> list[int]:
+    """Withdraw a provider's live offers (they went offline) and re-dispatch each job. Locks each job, then offer."""
+    job_ids = list(
+        Offer.objects.filter(provider=provider, status=OfferStatus.OFFERED).values_list("job_id", flat=True)
+    )
+    withdrawn = []
+    for job_id in job_ids:
+        with transaction.atomic():
+            job = Job.objects.select_for_update().get(pk=job_id)
+            offer = Offer.objects.select_for_update().filter(job=job, provider=provider, status=OfferStatus.OFFERED).first()
+            if offer is None:
+                continue
+            offer_move(offer, OfferStatus.WITHDRAWN)
+            events.emit(user=provider, name="OFFER_WITHDRAWN", job=job, offer=offer, offer_id=offer.pk, reason=reason)
+            after_commit("dispatch.offer", job.pk)
+            withdrawn.append(offer.pk)
+    return withdrawn

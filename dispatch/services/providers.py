@@ -4,6 +4,7 @@ from django.utils import timezone
 
 from dispatch.errors import Invalid
 from dispatch.index import index_provider_on_commit
+from dispatch.services.offers import offer_withdraw_for_provider
 from dispatch.models import AvailabilityWindow, ProviderProfile, ServiceCategory, ServiceItem, User
 
 
@@ -56,12 +57,17 @@ def provider_profile_update(
 
 
 def provider_set_online(*, provider: User, online: bool) -> ProviderProfile:
-    """Go online or offline. Locks the profile row."""
+    """Go online or offline; going offline withdraws live offers and re-dispatches their jobs.
+
+    Locks the profile row, then (after it commits) each affected job in turn.
+    """
     with transaction.atomic():
         profile = ProviderProfile.objects.select_for_update().get(user=provider)
         profile.is_online = online
         profile.save(update_fields=["is_online", "updated_at"])
         index_provider_on_commit(provider.pk)
+    if not online:
+        offer_withdraw_for_provider(provider=provider, reason="offline")
     return profile
 
 

@@ -2,10 +2,9 @@
 import threading
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 
-from dispatch.models import Event, Job, JobStatus, Offer, OfferStatus
-from dispatch.services.offers import offer_create
+from dispatch.models import Event, JobStatus, Offer, OfferStatus
 from tests.conftest import book
 from tests.factories import make_provider
 
@@ -35,13 +34,13 @@ def _race(client_for, pairs) -> list[int]:
     return codes
 
 
-def test_twenty_providers_racing_for_one_job_yield_one_assignment(customer, category, client_for):
-    job = book(customer, category)
+def test_twenty_providers_racing_for_one_job_yield_one_assignment(customer, category, client_for, settings):
+    settings.DISPATCH_MAX_OFFERS_PER_JOB = RACERS
+    category.batch_size = RACERS  # batch mode: the booking's dispatch offers the job to all at once
+    category.save()
     providers = [make_provider(categories=[category]) for _ in range(RACERS)]
-    with transaction.atomic():
-        locked = Job.objects.select_for_update().get(pk=job.pk)
-        for rank, provider in enumerate(providers, start=1):
-            offer_create(job=locked, provider=provider, rank=rank)
+    job = book(customer, category)
+    assert Offer.objects.filter(job=job, status=OfferStatus.OFFERED).count() == RACERS
 
     codes = _race(client_for, [(p, job.pk) for p in providers])
 

@@ -1,0 +1,22 @@
+"""Dispatch tasks: send the next offer, expire an offer, sweep. Each is safe to run twice or late."""
+from celery import shared_task
+
+from dispatch.services.dispatching import dispatch_sweep, job_dispatch
+from dispatch.models import Offer
+
+
+@shared_task(name="dispatch.offer")
+def dispatch_job(job_id: int) -> int:
+    return len(job_dispatch(job_id=job_id))
+
+
+@shared_task(name="dispatch.expire_offer")
+def expire_offer(offer_id: int) -> int:
+    # The dispatch step expires whatever is overdue, then sends the next offer.
+    job_id = Offer.objects.filter(pk=offer_id).values_list("job_id", flat=True).first()
+    return len(job_dispatch(job_id=job_id)) if job_id is not None else 0
+
+
+@shared_task(name="dispatch.sweep")
+def sweep() -> int:
+    return dispatch_sweep()

@@ -1,0 +1,231 @@
+"""Automatic dispatch, step by step: offers, reassignment, radius steps, batches, giving up.
+
+Tasks run eagerly after commit here; tests/integration proves the same with a real worker.
+Time passing is simulated by moving deadlines into the past (the database is the timer).
+"""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from dispatch.errors import Conflict
+from dispatch.models import Event, Job, JobStatus, Offer, OfferStatus
+from dispatch.services.dispatching import dispatch_sweep, job_dispatch
+from dispatch.services.lifecycle import job_cancel
+from dispatch.services.offers import offer_accept, offer_reject
+from dispatch.services.providers import provider_set_online
+from tests.conftest import book
+from tests.factories import DELHI, make_provider
+
+pytestmark = pytest.mark.django_db
+
+KM = 1 / 111.2  # degrees of latitude per km
+
+
+@pytest.fixture
+def nearby(category):
+    """Three providers 0.5, 1 and 2 km north of the job's spot, equally rated."""
+    return [
+        make_provider(categories=[category], last_latitude=DELHI[0] + d * KM, last_longitude=DELHI[1], user__name=f"P{d}")
+        for d in (0.5, 1.0, 2.0)
+    ]
+
+
+def _book(customer, category, capture, provider=None, **fields):
+    with capture(execute=True):
+        return book(customer, category, provider, latitude=DELHI[0], longitude=DELHI[1], **fields)
+
+
+def _live(job):
+    return list(Offer.objects.filter(job=job, status=OfferStatus.OFFERED).values_list("provider_id", flat=True))
+
+
+def _overdue(job):
+    now = timezone.now()
+    Offer.objects.filter(job=job, status=OfferStatus.OFFERED).update(
+        offered_at=now - timedelta(seconds=31), expires_at=now - timedelta(seconds=1)
+    )
+
+
+def test_booking_offers_to_the_best_candidate(customer, category, nearby, django_capture_on_commit_callbacks):
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+
+    assert _live(job) == [nearby[0].pk]
+    offer = Offer.objects.get(job=job)
+    assert offer.rank == 1 and offer.score > 0 and offer.score_breakdown["radius_km"] == 3.0
+    event = Event.objects.get(user=nearby[0], name="JOB_OFFER")
+    assert event.payload["offer_id"] == offer.pk and event.payload["expires_at"]
+
+
+def test_reject_sends_the_next_offer_at_once(customer, category, nearby, django_capture_on_commit_callbacks):
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_reject(job_id=job.pk, provider=nearby[0])
+
+    assert _live(job) == [nearby[1].pk]
+    assert Offer.objects.get(job=job, provider=nearby[1]).rank == 2
+
+
+def test_timeout_expires_and_reassigns(customer, category, nearby, django_capture_on_commit_callbacks):
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+    _overdue(job)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert dispatch_sweep() == 1
+
+    assert Offer.objects.get(job=job, provider=nearby[0]).status == OfferStatus.EXPIRED
+    assert _live(job) == [nearby[1].pk]
+    assert Event.objects.filter(user=customer, name="JOB_OFFER_EXPIRED").exists()
+
+
+def test_a_provider_who_rejected_is_not_offered_again(customer, category, nearby, django_capture_on_commit_callbacks):
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+    for provider in nearby:
+        with django_capture_on_commit_callbacks(execute=True):
+            offer_reject(job_id=job.pk, provider=provider)
+
+    job.refresh_from_db()
+    assert Offer.objects.filter(job=job).count() == 3
+    assert job.status == JobStatus.UNFULFILLED
+
+
+def test_exhausted_candidates_end_unfulfilled_and_tell_the_customer(customer, category, django_capture_on_commit_callbacks):
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.UNFULFILLED
+    assert Event.objects.get(user=customer, name="JOB_UNFULFILLED").payload["job_id"] == job.pk
+
+
+def test_radius_widens_in_steps(customer, category, django_capture_on_commit_callbacks):
+    far = make_provider(categories=[category], last_latitude=DELHI[0] + 5 * KM, last_longitude=DELHI[1])
+
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+
+    offer = Offer.objects.get(job=job)
+    assert offer.provider == far and offer.score_breakdown["radius_km"] == 6.0
+
+
+def test_batch_mode_first_accept_wins_and_the_rest_are_withdrawn(customer, category, nearby, django_capture_on_commit_callbacks):
+    category.batch_size = 3
+    category.save()
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+    assert sorted(_live(job)) == sorted(p.pk for p in nearby)
+
+    offer_accept(job_id=job.pk, provider=nearby[2])
+
+    statuses = dict(Offer.objects.filter(job=job).values_list("provider_id", "status"))
+    assert statuses == {nearby[0].pk: "WITHDRAWN", nearby[1].pk: "WITHDRAWN", nearby[2].pk: "ACCEPTED"}
+    assert Event.objects.filter(user=nearby[0], name="OFFER_WITHDRAWN").exists()
+    with pytest.raises(Conflict, match="withdrawn"):
+        offer_accept(job_id=job.pk, provider=nearby[0])
+
+
+def test_direct_booking_falls_back_to_automatic_dispatch(customer, category, nearby, django_capture_on_commit_callbacks):
+    chosen = nearby[2]
+    job = _book(customer, category, django_capture_on_commit_callbacks, provider=chosen)
+    assert _live(job) == [chosen.pk]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_reject(job_id=job.pk, provider=chosen)
+
+    assert _live(job) == [nearby[0].pk]
+    assert Event.objects.get(user=customer, name="JOB_REJECTED").payload["message"].endswith("Looking for another...")
+
+
+def test_provider_going_offline_hands_the_job_on(customer, category, nearby, django_capture_on_commit_callbacks):
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        provider_set_online(provider=nearby[0], online=False)
+
+    assert Offer.objects.get(job=job, provider=nearby[0]).status == OfferStatus.WITHDRAWN
+    assert _live(job) == [nearby[1].pk]
+
+
+def test_cancel_while_an_offer_is_live_stops_dispatch(customer, category, nearby, django_capture_on_commit_callbacks):
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+
+    job_cancel(job_id=job.pk, actor=customer)
+    job_dispatch(job_id=job.pk)
+
+    assert _live(job) == [] and Offer.objects.filter(job=job).count() == 1
+
+
+def test_one_provider_is_offered_one_job_at_a_time(customer, other_customer, category, django_capture_on_commit_callbacks):
+    only = make_provider(categories=[category])
+    first = _book(customer, category, django_capture_on_commit_callbacks)
+    second = _book(other_customer, category, django_capture_on_commit_callbacks)
+
+    assert _live(first) == [only.pk]
+    second.refresh_from_db()
+    assert second.status == JobStatus.UNFULFILLED  # the one provider was busy with an offer
+
+
+def test_two_jobs_share_a_pool_without_double_offers(customer, other_customer, category, nearby, django_capture_on_commit_callbacks):
+    first = _book(customer, category, django_capture_on_commit_callbacks)
+    second = _book(other_customer, category, django_capture_on_commit_callbacks)
+
+    assert _live(first) == [nearby[0].pk] and _live(second) == [nearby[1].pk]
+
+
+def test_search_deadline_ends_the_job(customer, category, nearby, django_capture_on_commit_callbacks, settings):
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+    Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(seconds=settings.DISPATCH_SEARCH_DEADLINE_S + 1))
+    _overdue(job)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch_sweep()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.UNFULFILLED
+
+
+def test_offers_per_job_are_capped(customer, category, nearby, django_capture_on_commit_callbacks, settings):
+    settings.DISPATCH_MAX_OFFERS_PER_JOB = 2
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_reject(job_id=job.pk, provider=nearby[0])
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_reject(job_id=job.pk, provider=nearby[1])
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.UNFULFILLED and Offer.objects.filter(job=job).count() == 2
+
+
+def test_dispatching_twice_sends_one_offer(customer, category, nearby, django_capture_on_commit_callbacks):
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+
+    assert job_dispatch(job_id=job.pk) == []
+    assert job_dispatch(job_id=job.pk) == []
+    assert _live(job) == [nearby[0].pk]
+
+
+def test_sweeper_rescues_a_job_whose_task_was_lost(customer, category, nearby, settings):
+    settings.DISPATCH_STUCK_AFTER_S = 0
+    job = book(customer, category, latitude=DELHI[0], longitude=DELHI[1])  # on_commit never ran: task lost
+    assert _live(job) == []
+
+    assert dispatch_sweep() == 1
+
+    assert _live(job) == [nearby[0].pk]
+
+
+def test_sweeper_leaves_healthy_jobs_alone(customer, category, nearby, django_capture_on_commit_callbacks):
+    _book(customer, category, django_capture_on_commit_callbacks)
+
+    assert dispatch_sweep() == 0
+
+
+def test_expire_task_run_late_after_accept_changes_nothing(customer, category, nearby, django_capture_on_commit_callbacks):
+    from tasks.dispatching import expire_offer
+
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+    offer = Offer.objects.get(job=job)
+    offer_accept(job_id=job.pk, provider=nearby[0])
+    _overdue(job)
+
+    assert expire_offer(offer.pk) == 0
+    offer.refresh_from_db()
+    assert offer.status == OfferStatus.ACCEPTED
