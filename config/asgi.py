@@ -8,5 +8,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
+from django.conf import settings  # noqa: E402
+
+if settings.DISPATCH_EMBEDDED_WORKER:
+    from dispatch.embedded import start_embedded_sweeper
+
+    start_embedded_sweeper()
 
 application = ProtocolTypeRouter({"http": django_asgi_app})

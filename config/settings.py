@@ -156,6 +156,8 @@ DISPATCH_MAX_OFFERS_PER_JOB = env.int("DISPATCH_MAX_OFFERS_PER_JOB", default=10)
 DISPATCH_SEARCH_DEADLINE_S = env.int("DISPATCH_SEARCH_DEADLINE_S", default=300)
 # The sweeper leaves a just-booked job alone this long: its own dispatch task is on the way.
 DISPATCH_STUCK_AFTER_S = env.int("DISPATCH_STUCK_AFTER_S", default=10)
+# With no broker, the web process also keeps dispatch's clock (see dispatch/embedded.py).
+DISPATCH_EMBEDDED_WORKER = env.bool("DISPATCH_EMBEDDED_WORKER", default=not REDIS_URL)
 CELERY_BEAT_SCHEDULE = {
     "dispatch.sweep": {"task": "dispatch.sweep", "schedule": float(DISPATCH_SWEEP_INTERVAL_S)},
 }

@@ -1,0 +1,37 @@
+"""The embedded worker's clock: with no broker (make run), a thread sweeps every second.
+
+Tasks already run in-process after commit (eager Celery); what eager mode cannot do is
+wait, so offer timeouts would never fire. The sweeper expires overdue offers and sends
+the next ones, exactly as Celery beat's `dispatch.sweep` does in production.
+"""
+import logging
+import threading
+
+from django.db import close_old_connections
+
+log = logging.getLogger(__name__)
+TICK_S = 1.0
+
+_started = threading.Event()
+
+
+def start_embedded_sweeper() -> bool:
+    """Start the sweeper thread once per process; False if it was already running."""
+    if _started.is_set():
+        return False
+    _started.set()
+    threading.Thread(target=_run, name="dispatch-sweeper", daemon=True).start()
+    log.info("embedded dispatch sweeper started (every %.0f s)", TICK_S)
+    return True
+
+
+def _run() -> None:
+    from dispatch.services.dispatching import dispatch_sweep
+
+    stop = threading.Event()
+    while not stop.wait(TICK_S):
+        try:
+            close_old_connections()
+            dispatch_sweep()
+        except Exception:  # a bad tick must not kill the clock; the next one retries
+            log.exception("embedded sweep failed")
