@@ -1,0 +1,91 @@
+"""A real Celery worker (with embedded beat) on real Redis, serving the test database."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from config.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER_TIMEOUT_S = 1
+SWEEP_S = 1
+
+
+class Worker:
+    """A `celery worker -B` subprocess pointed at the test database; can be SIGKILLed and restarted."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def env(self) -> dict:
+        db = connection.settings_dict
+        url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        return {
+            **os.environ,
+            "DATABASE_URL": url,
+            "DISPATCH_OFFER_TIMEOUT_S": str(WORKER_TIMEOUT_S),
+            "DISPATCH_SWEEP_INTERVAL_S": str(SWEEP_S),
+            "DISPATCH_STUCK_AFTER_S": "1",
+            "MATCHING_POLL_S": "0",
+            "MATCHING_LOCATION_MAX_AGE_S": "0",
+        }
+
+    def start(self) -> "Worker":
+        self.starts += 1
+        log = open(self.tmp_path / f"worker-{self.starts}.log", "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "-Q", "offers,housekeeping",
+             "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO",
+             "--schedule", str(self.tmp_path / f"beat-{self.starts}"), "--hostname", f"test{self.starts}@%h"],
+            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if celery_app.control.ping(timeout=0.5, destination=[f"test{self.starts}@{os.uname().nodename}"]):
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError((self.tmp_path / f"worker-{self.starts}.log").read_text())
+        raise RuntimeError("worker did not answer a ping within 30 s")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no acks; whatever it held must be redelivered or swept."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def worker(tmp_path, settings):
+    """Tasks go to Redis and a real worker runs them (no eager mode in these tests)."""
+    settings.DISPATCH_OFFER_TIMEOUT_S = WORKER_TIMEOUT_S
+    celery_app.conf.task_always_eager = False
+    celery_app.control.purge()
+    running = Worker(tmp_path).start()
+    yield running
+    running.stop()
+    celery_app.control.purge()
+
+
+def wait_for(predicate, timeout_s: float = 15, every_s: float = 0.05):
+    """Poll until `predicate()` is truthy; return its value, or fail with the last one."""
+    deadline = time.monotonic() + timeout_s
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(every_s)
+        value = predicate()
+    assert value, f"condition not met within {timeout_s} s"
+    return value
