@@ -74,8 +74,13 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Concurrent requests in the embedded server wait for the write lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # The embedded server writes from several threads (requests, the sweeper). IMMEDIATE
+    # transactions take the write lock up front and wait for it (timeout), instead of
+    # failing with "database is locked" when a reader later tries to write; WAL lets
+    # readers carry on meanwhile.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -191,4 +196,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # One line per task is the worker's business; the embedded server would drown in them.
+    "loggers": {"celery.app.trace": {"level": "WARNING" if not REDIS_URL else "INFO"}},
 }

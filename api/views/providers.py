@@ -64,7 +64,10 @@ class ProviderMeView(GenericAPIView):
 
     @extend_schema(request=ProviderMeUpdateSerializer, responses=ProviderMeSerializer)
     def patch(self, request):
-        data = ProviderMeUpdateSerializer(data=request.data, partial=True)
+        # Not partial=True: every field is already optional, and DRF would pass `partial` down to the
+        # nested windows and portfolio entries, letting through an entry without `title` or a window
+        # without `end` (a 500 here, and a stored entry that breaks every later read of the profile).
+        data = ProviderMeUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         if "item_ids" in fields:

@@ -1,16 +1,17 @@
-"""Nobody reads or changes what is not theirs: every object route tried by strangers.
-
-A stranger gets 403/404 (401 when anonymous), the body carries none of the job's data,
-and nothing changes.
+"""Strangers get nothing: every object route, in every job state, as another customer,
+another provider or nobody answers 403/404 (401/403 anonymous), shows none of the job and
+changes nothing. Plus the role rules and who sees whose phone when.
 """
-import json
-
 import pytest
 
-from dispatch.models import Event, Job, Message, Review
+from dispatch.models import Event, Job, Message, Offer, Review
+from dispatch.services.booking import job_book
 
 pytestmark = pytest.mark.django_db
 
+JOB_STATES = ["offered_job", "assigned_job", "in_progress_job", "completed_job"]
+
+# (method, url template, body): every route that names one job.
 OBJECT_ROUTES = [
     ("get", "/services/jobs/{id}/", None),
     ("post", "/services/jobs/{id}/accept/", None),
@@ -19,64 +20,191 @@ OBJECT_ROUTES = [
     ("post", "/services/jobs/{id}/complete_job/", None),
     ("post", "/services/jobs/{id}/cancel/", None),
     ("get", "/services/jobs/{id}/messages/", None),
-    ("post", "/services/jobs/{id}/messages/", {"content": "hello from a stranger"}),
-    ("post", "/services/jobs/{id}/review/", {"rating": 1, "comment": "stranger review"}),
+    ("post", "/services/jobs/{id}/messages/", {"content": "Let me in"}),
+    ("post", "/services/jobs/{id}/review/", {"rating": 1, "comment": "Never came"}),
 ]
-JOB_STATES = ["offered_job", "assigned_job", "in_progress_job", "completed_job"]
-STRANGERS = {"other_customer": {403, 404}, "other_provider": {403, 404}, "anonymous": {401, 403}}
+
+# The stranger fixture (None: anonymous) and what they may be answered.
+STRANGERS = {
+    "other_customer": {403, 404},
+    "other_provider": {403, 404},
+    "anonymous": {401, 403},
+}
 
 
-def _secrets(job) -> list[str]:
-    secrets = [job.description, job.address, job.customer.phone]
-    if job.provider_id:
-        secrets.append(job.provider.phone)
-    return secrets
+def _route_id(route):
+    method, url, _ = route
+    return f"{method.upper()} {url.replace('/services/jobs/{id}/', '') or 'detail'}"
 
 
-def _state(job) -> tuple:
-    return (
-        Job.objects.get(pk=job.pk).status,
-        Message.objects.filter(job=job).count(),
-        Review.objects.filter(job=job).count(),
-        Event.objects.count(),
+def _call(client, method, url, body):
+    if body is None:
+        return getattr(client, method)(url)
+    return getattr(client, method)(url, body, format="json")
+
+
+def _secrets(job, provider) -> dict[str, str]:
+    """What a stranger must never read about a job, by name."""
+    return {
+        "description": job.description,
+        "address": job.address,
+        "customer phone": job.customer.phone,
+        "provider phone": provider.phone,
+    }
+
+
+def _assert_no_secrets(response, job, provider):
+    content = response.content.decode()
+    for what, secret in _secrets(job, provider).items():
+        assert secret and secret not in content, f"{what} leaked: {content}"
+
+
+def _snapshot(job) -> dict:
+    return {
+        "status": Job.objects.get(pk=job.pk).status,
+        "provider": Job.objects.get(pk=job.pk).provider_id,
+        "offers": sorted(Offer.objects.filter(job=job).values_list("pk", "status")),
+        "messages": Message.objects.filter(job=job).count(),
+        "reviews": Review.objects.filter(job=job).count(),
+        "events": Event.objects.count(),
+    }
+
+
+@pytest.mark.parametrize("state", JOB_STATES)
+@pytest.mark.parametrize("stranger", list(STRANGERS))
+@pytest.mark.parametrize("route", OBJECT_ROUTES, ids=_route_id)
+def test_stranger_gets_nothing_and_changes_nothing(request, route, stranger, state, provider, client_for):
+    # given a job in `state` and someone who takes no part in it
+    job = Job.objects.select_related("customer").get(pk=request.getfixturevalue(state).pk)
+    user = None if stranger == "anonymous" else request.getfixturevalue(stranger)
+    method, url, body = route
+    before = _snapshot(job)
+
+    # when they try the route
+    response = _call(client_for(user), method, url.format(id=job.pk), body)
+
+    # then they are refused, see nothing of the job, and the job is as it was
+    assert response.status_code in STRANGERS[stranger], response.content
+    _assert_no_secrets(response, job, provider)
+    assert _snapshot(job) == before
+
+
+@pytest.mark.parametrize("stranger", ["other_customer", "other_provider"])
+@pytest.mark.parametrize("state", JOB_STATES)
+def test_jobs_list_shows_a_stranger_none_of_the_job(request, stranger, state, provider, client_for):
+    job = request.getfixturevalue(state)
+    user = request.getfixturevalue(stranger)
+
+    response = client_for(user).get("/services/jobs/")
+
+    assert response.status_code == 200
+    assert response.json()["count"] == 0 and response.json()["results"] == []
+    _assert_no_secrets(response, job, provider)
+
+
+@pytest.mark.parametrize("state", JOB_STATES)
+def test_offers_list_shows_another_provider_none_of_the_job(request, state, other_provider, provider, client_for):
+    job = request.getfixturevalue(state)
+
+    response = client_for(other_provider).get("/services/offers/")
+
+    assert response.status_code == 200
+    assert response.json()["count"] == 0
+    assert job.pk not in [o["job_id"] for o in response.json()["results"]]
+    _assert_no_secrets(response, job, provider)
+
+
+@pytest.mark.parametrize("user", ["other_customer", "customer", "anonymous"])
+def test_offers_list_is_for_providers_only(request, user, offered_job, provider, client_for):
+    who = None if user == "anonymous" else request.getfixturevalue(user)
+
+    response = client_for(who).get("/services/offers/")
+
+    assert response.status_code in {401, 403}
+    _assert_no_secrets(response, offered_job, provider)
+
+
+def test_anonymous_list_of_jobs_is_refused(offered_job, provider, client_for):
+    response = client_for().get("/services/jobs/")
+
+    assert response.status_code == 401
+    _assert_no_secrets(response, offered_job, provider)
+
+
+def test_provider_sees_only_their_own_offers(customer, category, provider, other_provider, client_for):
+    mine = job_book(
+        customer=customer, category=category, items=list(category.items.all()), address="1 Mine Rd",
+        latitude=28.62, longitude=77.22, description="Mine", provider=provider,
+    )
+    theirs = job_book(
+        customer=customer, category=category, items=list(category.items.all()), address="2 Theirs Rd",
+        latitude=28.62, longitude=77.22, description="Theirs", provider=other_provider,
     )
 
+    listed = client_for(provider).get("/services/offers/").json()
 
-@pytest.mark.parametrize("job_fixture", JOB_STATES)
-@pytest.mark.parametrize("stranger", list(STRANGERS))
-@pytest.mark.parametrize("method,route,body", OBJECT_ROUTES, ids=[f"{m} {r}" for m, r, _ in OBJECT_ROUTES])
-def test_stranger_gets_nothing(request, client_for, job_fixture, stranger, method, route, body):
-    job = request.getfixturevalue(job_fixture)
-    user = None if stranger == "anonymous" else request.getfixturevalue(stranger)
-    before = _state(job)
+    assert [o["job_id"] for o in listed["results"]] == [mine.pk]
+    assert theirs.pk not in [o["job_id"] for o in listed["results"]]
+    assert "2 Theirs Rd" not in str(listed)
+    assert client_for(provider).get(f"/services/jobs/{theirs.pk}/").status_code == 404
 
-    response = getattr(client_for(user), method)(route.format(id=job.pk), body, format="json")
 
-    assert response.status_code in STRANGERS[stranger]
-    text = response.content.decode()
-    leaked = [s for s in _secrets(job) if s and s in text]
-    assert not leaked, f"{stranger} saw {leaked}"
-    assert _state(job) == before
+# --- role rules: the right person, the wrong role -----------------------------------------
 
 
 @pytest.mark.parametrize("action", ["accept", "reject", "start_job", "complete_job"])
-def test_customer_cannot_act_as_provider(offered_job, customer, client_for, action):
-    response = client_for(customer).post(f"/services/jobs/{offered_job.pk}/{action}/")
+@pytest.mark.parametrize("state", JOB_STATES)
+def test_customer_cannot_call_provider_actions_on_own_job(request, action, state, customer, client_for):
+    job = request.getfixturevalue(state)
+    before = _snapshot(job)
+
+    response = client_for(customer).post(f"/services/jobs/{job.pk}/{action}/")
 
     assert response.status_code == 403
+    assert _snapshot(job) == before
 
 
 def test_provider_cannot_book(provider, category, client_for):
-    body = {"category": category.pk, "address": "x", "latitude": 28.6, "longitude": 77.2,
-            "item_ids": [category.items.first().pk]}
+    body = {
+        "category": category.pk,
+        "address": "1 Main St",
+        "latitude": 28.62,
+        "longitude": 77.22,
+        "item_ids": list(category.items.values_list("pk", flat=True)),
+    }
 
-    assert client_for(provider).post("/services/jobs/", body, format="json").status_code == 403
+    response = client_for(provider).post("/services/jobs/", body, format="json")
+
+    assert response.status_code == 403
+    assert Job.objects.count() == 0
 
 
-def test_provider_cannot_review(completed_job, provider, client_for):
+def test_assigned_provider_cannot_review_their_own_job(completed_job, provider, client_for):
     response = client_for(provider).post(f"/services/jobs/{completed_job.pk}/review/", {"rating": 5}, format="json")
 
     assert response.status_code == 403
+    assert not Review.objects.filter(job=completed_job).exists()
+
+
+@pytest.mark.parametrize(
+    "method, body", [("get", None), ("patch", {"bio": "I am a provider now"})], ids=["GET", "PATCH"]
+)
+def test_customer_cannot_use_provider_profile(method, body, customer, client_for):
+    response = _call(client_for(customer), method, "/providers/me/", body)
+
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "url, body",
+    [
+        ("/providers/me/location/", {"latitude": 28.6, "longitude": 77.2}),
+        ("/providers/me/availability/", {"online": True}),
+    ],
+    ids=["location", "availability"],
+)
+def test_customer_cannot_post_provider_pings(url, body, customer, client_for):
+    assert client_for(customer).post(url, body, format="json").status_code == 403
 
 
 def test_assigned_provider_cannot_cancel(assigned_job, provider, client_for):
@@ -86,49 +214,47 @@ def test_assigned_provider_cannot_cancel(assigned_job, provider, client_for):
     assert Job.objects.get(pk=assigned_job.pk).status == "ASSIGNED"
 
 
-@pytest.mark.parametrize("method,route", [("get", "/providers/me/"), ("patch", "/providers/me/"),
-                                          ("post", "/providers/me/location/"), ("post", "/providers/me/availability/"),
-                                          ("get", "/services/offers/")])
-def test_customer_cannot_use_provider_routes(customer, client_for, method, route):
-    assert getattr(client_for(customer), method)(route, {}, format="json").status_code == 403
+# --- who sees whose phone, and when --------------------------------------------------------
 
 
-@pytest.mark.parametrize("job_fixture", JOB_STATES)
-def test_lists_show_strangers_nothing(request, job_fixture, other_customer, other_provider, client_for):
-    job = request.getfixturevalue(job_fixture)
+def test_offered_provider_sees_customer_first_name_only_and_no_phone(offered_job, customer, provider, client_for):
+    response = client_for(provider).get(f"/services/jobs/{offered_job.pk}/")
 
-    for user in (other_customer, other_provider):
-        jobs = client_for(user).get("/services/jobs/").json()
-        assert jobs["count"] == 0 and job.description not in json.dumps(jobs)
-    assert client_for(other_provider).get("/services/offers/").json()["count"] == 0
-
-
-def test_provider_sees_only_own_offers(offered_job, provider, other_provider, client_for):
-    mine = client_for(provider).get("/services/offers/").json()["results"]
-
-    assert [o["job_id"] for o in mine] == [offered_job.pk]
-    assert client_for(other_provider).get("/services/offers/").json()["results"] == []
+    assert response.status_code == 200
+    assert response.json()["customer"] == {"id": customer.pk, "name": "Akshay", "phone": None}
+    assert customer.phone not in response.content.decode()
+    assert "Kumar" not in response.content.decode()
 
 
-def test_phones_hidden_until_assigned(offered_job, customer, provider, client_for):
-    seen_by_provider = client_for(provider).get(f"/services/jobs/{offered_job.pk}/").json()
-    assert seen_by_provider["customer"] == {"id": customer.pk, "name": "Akshay", "phone": None}
+def test_offer_list_shows_customer_first_name_only_and_no_phone(offered_job, customer, provider, client_for):
+    response = client_for(provider).get("/services/offers/")
 
-    client_for(provider).post(f"/services/jobs/{offered_job.pk}/accept/")
-
-    seen_by_provider = client_for(provider).get(f"/services/jobs/{offered_job.pk}/").json()
-    seen_by_customer = client_for(customer).get(f"/services/jobs/{offered_job.pk}/").json()
-    assert seen_by_provider["customer"] == {"id": customer.pk, "name": "Akshay Kumar", "phone": customer.phone}
-    assert seen_by_customer["provider"]["phone"] == provider.phone
+    assert response.json()["results"][0]["job"]["customer_first_name"] == "Akshay"
+    assert customer.phone not in response.content.decode()
+    assert "Akshay Kumar" not in response.content.decode()
 
 
-def test_offer_payload_has_no_phone(offered_job, customer, provider, client_for):
-    offers = json.dumps(client_for(provider).get("/services/offers/").json())
+@pytest.mark.parametrize("state", ["assigned_job", "in_progress_job", "completed_job"])
+def test_assigned_provider_sees_customer_phone(request, state, customer, provider, client_for):
+    job = request.getfixturevalue(state)
 
-    assert customer.phone not in offers and "Akshay Kumar" not in offers
+    response = client_for(provider).get(f"/services/jobs/{job.pk}/")
+
+    assert response.json()["customer"] == {"id": customer.pk, "name": "Akshay Kumar", "phone": customer.phone}
 
 
-def test_other_providers_offers_are_hidden_from_the_customer(offered_job, customer, client_for):
-    offers = client_for(customer).get(f"/services/jobs/{offered_job.pk}/").json()["offers"]
+def test_customer_does_not_see_offered_provider_phone(offered_job, customer, provider, client_for):
+    response = client_for(customer).get(f"/services/jobs/{offered_job.pk}/")
 
-    assert offers and all("provider_id" not in o for o in offers)
+    assert response.json()["provider"] is None
+    assert provider.phone not in response.content.decode()
+    assert all("provider_id" not in o for o in response.json()["offers"])
+
+
+@pytest.mark.parametrize("state", ["assigned_job", "in_progress_job", "completed_job"])
+def test_customer_sees_provider_phone_once_assigned(request, state, customer, provider, client_for):
+    job = request.getfixturevalue(state)
+
+    response = client_for(customer).get(f"/services/jobs/{job.pk}/")
+
+    assert response.json()["provider"] == {"id": provider.pk, "name": "Raj Kumar", "phone": provider.phone}

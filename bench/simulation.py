@@ -1,0 +1,348 @@
+"""A load simulation of the real engine: virtual customers book, virtual providers answer.
+
+Bookings go through the real API views; offers come from the real dispatch tasks (Celery
+workers on Redis when REDIS_URL is set, the embedded eager mode and sweeper otherwise);
+providers accept, reject or ignore offers after a think time. KPIs are read back from the
+database afterwards, so they measure what the engine recorded, not what the script saw.
+"""
+import heapq
+import math
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
+from django.db import close_old_connections, connection
+from django.db.models import Count, Min
+from rest_framework.test import APIClient
+
+from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, Role, ServiceCategory, ServiceItem, User
+
+ROOT = Path(__file__).resolve().parent.parent
+CENTRE = (28.6139, 77.2090)
+KM_PER_DEGREE = 111.32
+TERMINAL = (JobStatus.ASSIGNED, JobStatus.UNFULFILLED, JobStatus.CANCELLED)
+
+
+@dataclass
+class Plan:
+    providers: int = 2000
+    bookings: int = 500
+    rate: float = 50.0  # bookings per second
+    accept_prob: float = 0.6
+    ignore_prob: float = 0.1  # of the offers not accepted, this share is never answered
+    think_ms: tuple[int, int] = (200, 3000)
+    seed: int = 1
+    workers: int = 2
+    offer_timeout_s: int = 5
+    spread_km: float = 6.0
+
+
+class World:
+    """The simulation's own category, providers and customers; removed afterwards."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.tag = f"sim{plan.seed}"
+        self.rng = random.Random(plan.seed)
+
+    def build(self) -> None:
+        self.destroy()
+        self.category = ServiceCategory.objects.create(name=f"Simulation {self.tag}", slug=self.tag)
+        self.item = ServiceItem.objects.create(category=self.category, name="Visit", price=Decimal("500.00"))
+        password = make_password(None)
+        providers = User.objects.bulk_create(
+            User(username=f"{self.tag}-p{i}", role=Role.PROVIDER, name=f"Sim provider {i}", password=password)
+            for i in range(self.plan.providers)
+        )
+        from django.utils import timezone
+
+        stamp = timezone.now()
+        profiles = []
+        for user in providers:
+            lat, lng = self.point()
+            profiles.append(
+                ProviderProfile(
+                    user=user, base_latitude=lat, base_longitude=lng, last_latitude=lat, last_longitude=lng,
+                    last_location_at=stamp, is_online=True, service_radius_km=15.0,
+                    rating_avg=round(self.rng.uniform(3.5, 5.0), 2), rating_count=self.rng.randint(0, 100),
+                    acceptance_rate=round(self.rng.uniform(0.5, 1.0), 2),
+                )
+            )
+        profiles = ProviderProfile.objects.bulk_create(profiles)
+        links = ProviderProfile.categories.through
+        links.objects.bulk_create(links(providerprofile_id=p.pk, servicecategory_id=self.category.pk) for p in profiles)
+        self.customers = User.objects.bulk_create(
+            User(username=f"{self.tag}-c{i}", role=Role.CUSTOMER, name=f"Sim customer {i}", password=password)
+            for i in range(50)
+        )
+        self.provider_ids = {u.pk for u in providers}
+
+    def point(self) -> tuple[float, float]:
+        distance = min(abs(self.rng.gauss(0, self.plan.spread_km)), 3 * self.plan.spread_km)
+        bearing = self.rng.uniform(0, 2 * math.pi)
+        lat = CENTRE[0] + distance * math.cos(bearing) / KM_PER_DEGREE
+        lng = CENTRE[1] + distance * math.sin(bearing) / (KM_PER_DEGREE * math.cos(math.radians(CENTRE[0])))
+        return round(lat, 6), round(lng, 6)
+
+    def destroy(self) -> None:
+        Job.objects.filter(category__slug=self.tag).delete()
+        User.objects.filter(username__startswith=f"{self.tag}-").delete()
+        ServiceCategory.objects.filter(slug=self.tag).delete()
+
+
+class Engine:
+    """Celery workers (with beat) as subprocesses on Redis, or nothing: embedded eager mode."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.processes: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "Engine":
+        if not settings.REDIS_URL:
+            from config.celery import app
+            from dispatch.embedded import start_embedded_sweeper
+
+            settings.DISPATCH_OFFER_TIMEOUT_S = self.plan.offer_timeout_s
+            app.conf.task_always_eager = True
+            start_embedded_sweeper()
+            return self
+        env = {
+            **os.environ,
+            "DISPATCH_OFFER_TIMEOUT_S": str(self.plan.offer_timeout_s),
+            "DISPATCH_SWEEP_INTERVAL_S": "1",
+            "MATCHING_LOCATION_MAX_AGE_S": "0",
+        }
+        for i in range(self.plan.workers):
+            args = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "offers,housekeeping",
+                    "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING", "--hostname", f"sim{i}@%h"]
+            if i == 0:
+                args += ["-B", "--schedule", "/tmp/dispatch-sim-beat"]
+            self.processes.append(subprocess.Popen(args, cwd=ROOT, env=env))
+        from config.celery import app
+
+        app.conf.task_always_eager = False
+        deadline = time.monotonic() + 30
+        while len(app.control.ping(timeout=0.5) or []) < self.plan.workers and time.monotonic() < deadline:
+            pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in self.processes:
+            p.terminate()
+        for p in self.processes:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+class Providers:
+    """Virtual providers: see each new offer, think, then accept, reject or ignore it."""
+
+    def __init__(self, world: World, plan: Plan):
+        self.world, self.plan = world, plan
+        self.rng = random.Random(plan.seed + 1)
+        self.seen: set[int] = set()
+        self.due: list[tuple[float, int, int, int, str]] = []  # (when, offer, job, provider, answer)
+        self.stop = threading.Event()
+        self.clients: dict[int, APIClient] = {}
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self._notice_new_offers()
+                self._answer_due()
+                time.sleep(0.02)
+        finally:
+            connection.close()
+
+    def _notice_new_offers(self) -> None:
+        # Ids grow with time but commit out of order: look back a window, skip what was seen.
+        since = max(self.seen, default=0) - 500
+        fresh = Offer.objects.filter(
+            pk__gt=since, status=OfferStatus.OFFERED, job__category=self.world.category
+        ).values_list("pk", "job_id", "provider_id")
+        for offer_id, job_id, provider_id in fresh:
+            if offer_id in self.seen:
+                continue
+            self.seen.add(offer_id)
+            roll = self.rng.random()
+            if roll < self.plan.accept_prob:
+                answer = "accept"
+            elif self.rng.random() < self.plan.ignore_prob:
+                continue
+            else:
+                answer = "reject"
+            think = self.rng.uniform(*self.plan.think_ms) / 1000
+            heapq.heappush(self.due, (time.monotonic() + think, offer_id, job_id, provider_id, answer))
+
+    def _answer_due(self) -> None:
+        now = time.monotonic()
+        while self.due and self.due[0][0] <= now:
+            _, _, job_id, provider_id, answer = heapq.heappop(self.due)
+            client = self.clients.get(provider_id)
+            if client is None:
+                client = self.clients[provider_id] = APIClient()
+                client.force_authenticate(User.objects.get(pk=provider_id))
+            client.post(f"/services/jobs/{job_id}/{answer}/")
+
+
+BOOKING_THREADS = 4
+
+
+def _book_share(world: World, plan: Plan, started: float, k: int, of: int, depth_samples: list[int]) -> None:
+    """Booking number i is due at started + i / rate; thread k books every of-th one."""
+    rng = random.Random(plan.seed * 100 + k)
+    client = APIClient()
+    try:
+        for i in range(k, plan.bookings, of):
+            pause = started + i / plan.rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            client.force_authenticate(world.customers[i % len(world.customers)])
+            lat, lng = CENTRE[0] + rng.gauss(0, 0.05), CENTRE[1] + rng.gauss(0, 0.05)
+            client.post(
+                "/services/jobs/",
+                {"category": world.category.pk, "address": "Sim", "latitude": round(lat, 6), "longitude": round(lng, 6),
+                 "item_ids": [world.item.pk]},
+                format="json",
+            )
+            if i % 25 == 0:
+                depth_samples.append(queue_depth())
+    finally:
+        connection.close()
+
+
+def gini(values: np.ndarray) -> float:
+    """0 when every provider got the same number of offers, toward 1 when one got them all."""
+    if len(values) == 0 or values.sum() == 0:
+        return 0.0
+    v = np.sort(values.astype(float))
+    n = len(v)
+    return float((2 * np.arange(1, n + 1) - n - 1).dot(v) / (n * v.sum()))
+
+
+def queue_depth() -> int:
+    if not settings.REDIS_URL:
+        return 0
+    import redis
+
+    r = redis.Redis.from_url(settings.REDIS_URL)
+    return int(r.llen("offers") + r.llen("housekeeping"))
+
+
+def run(plan: Plan, log=print) -> dict:
+    world = World(plan)
+    world.build()
+    log(f"world: {plan.providers} providers, 50 customers, category {world.category.name}")
+    providers = Providers(world, plan)
+    depth_samples: list[int] = []
+    try:
+        with Engine(plan):
+            responder = threading.Thread(target=providers.run, daemon=True)
+            responder.start()
+            started = time.monotonic()
+            booking_threads = [
+                threading.Thread(target=_book_share, args=(world, plan, started, k, BOOKING_THREADS, depth_samples))
+                for k in range(BOOKING_THREADS)
+            ]
+            for t in booking_threads:
+                t.start()
+            for t in booking_threads:
+                t.join()
+            booked_s = time.monotonic() - started
+            log(f"booked {plan.bookings} in {booked_s:.1f} s ({plan.bookings / booked_s:.1f}/s); waiting for outcomes")
+            jobs = Job.objects.filter(category=world.category)
+            deadline = time.monotonic() + 600
+            while jobs.exclude(status__in=TERMINAL).exists() and time.monotonic() < deadline:
+                depth_samples.append(queue_depth())
+                time.sleep(0.5)
+            providers.stop.set()
+            responder.join(timeout=10)
+        return kpis(world, plan, booked_s, depth_samples)
+    finally:
+        close_old_connections()
+        world.destroy()
+
+
+def _ms(values) -> dict:
+    arr = np.array([v.total_seconds() * 1000 for v in values]) if len(values) else np.array([np.nan])
+    return {p: float(np.nanpercentile(arr, p)) for p in (50, 95, 99)}
+
+
+def kpis(world: World, plan: Plan, booked_s: float, depth_samples: list[int]) -> dict:
+    jobs = Job.objects.filter(category=world.category)
+    total = jobs.count()
+    by_status = dict(jobs.values_list("status").annotate(n=Count("id")))
+    first_offer = [
+        j["first"] - j["created_at"] for j in jobs.annotate(first=Min("offers__offered_at")).values("created_at", "first")
+        if j["first"] is not None
+    ]
+    accepted = Offer.objects.filter(job__in=jobs, status=OfferStatus.ACCEPTED).select_related("job")
+    to_assign = [o.responded_at - o.job.created_at for o in accepted]
+    offers = list(Offer.objects.filter(job__in=jobs).values("job_id", "rank", "status", "offered_at", "responded_at", "provider_id"))
+    by_job_rank = {(o["job_id"], o["rank"]): o for o in offers}
+    reject_to_next = [
+        by_job_rank[(o["job_id"], o["rank"] + 1)]["offered_at"] - o["responded_at"]
+        for o in offers
+        if o["status"] == OfferStatus.REJECTED and (o["job_id"], o["rank"] + 1) in by_job_rank
+    ]
+    per_provider = dict.fromkeys(world.provider_ids, 0)
+    for o in offers:
+        per_provider[o["provider_id"]] = per_provider.get(o["provider_id"], 0) + 1
+    return {
+        "plan": plan,
+        "bookings": total,
+        "bookings_per_s": total / booked_s,
+        "fulfilment": by_status.get(JobStatus.ASSIGNED, 0) / total if total else 0.0,
+        "statuses": by_status,
+        "first_offer_ms": _ms(first_offer),
+        "time_to_assign_ms": _ms(to_assign),
+        "reject_to_next_ms": _ms(reject_to_next),
+        "offers_per_job": len(offers) / total if total else 0.0,
+        "offer_gini": gini(np.array(list(per_provider.values()))),
+        "max_offers_one_provider": max(per_provider.values(), default=0),
+        "queue_depth_max": max(depth_samples, default=0),
+        "queue_depth_mean": float(np.mean(depth_samples)) if depth_samples else 0.0,
+        "engine": "Celery workers on Redis" if settings.REDIS_URL else "embedded (eager tasks + sweeper)",
+        "database": connection.vendor,
+    }
+
+
+def render(result: dict, command: str, machine: str) -> str:
+    p: Plan = result["plan"]
+    f, a, r = result["first_offer_ms"], result["time_to_assign_ms"], result["reject_to_next_ms"]
+    return "\n".join([
+        f"## Dispatch simulation at {p.rate:g} bookings/s",
+        "",
+        f"Command: `{command}` · {result['engine']}, {result['database']} · machine: {machine}.",
+        "",
+        f"{p.providers} virtual providers within ~{p.spread_km:g} km of New Delhi, {p.bookings} bookings through the API at a",
+        f"target {p.rate:g}/s; providers accept {p.accept_prob:.0%} of offers, ignore {p.ignore_prob:.0%} of the rest,",
+        f"reject the others after {p.think_ms[0]}–{p.think_ms[1]} ms; offer timeout {p.offer_timeout_s} s. Figures are read",
+        "back from the database (offer and job timestamps).",
+        "",
+        "| KPI | value |",
+        "| --- | ---: |",
+        f"| bookings sustained | {result['bookings_per_s']:.1f}/s |",
+        f"| fulfilment (ASSIGNED) | {result['fulfilment']:.1%} |",
+        f"| booking → first offer p50 / p99 | {f[50]:.0f} / {f[99]:.0f} ms |",
+        f"| reject → next offer p50 / p99 | {r[50]:.0f} / {r[99]:.0f} ms |",
+        f"| time to assign p50 / p95 / p99 | {a[50]:.0f} / {a[95]:.0f} / {a[99]:.0f} ms |",
+        f"| offers per job | {result['offers_per_job']:.2f} |",
+        f"| fairness: Gini of offers over all providers (most to one provider) | {result['offer_gini']:.2f} ({result['max_offers_one_provider']}) |",
+        f"| task queue depth max / mean | {result['queue_depth_max']} / {result['queue_depth_mean']:.1f} |",
+        "",
+        "The baseline for the latency targets (p99 under 250 ms) is the offer timeout itself: the",
+        f"slowest an answer could be is {p.offer_timeout_s * 1000} ms.",
+    ])

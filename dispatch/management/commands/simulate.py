@@ -1,0 +1,48 @@
+"""`manage.py simulate`: drive the real engine with virtual customers and providers, print KPIs."""
+import logging
+
+from django.core.management.base import BaseCommand, CommandError
+
+from bench.report import machine, write_section
+from bench.simulation import Plan, render, run
+
+
+class Command(BaseCommand):
+    help = "Simulate bookings and provider answers against the real dispatch engine and report KPIs."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--providers", type=int, default=2000)
+        parser.add_argument("--bookings", type=int, default=500)
+        parser.add_argument("--rate", type=float, default=50.0, help="bookings per second")
+        parser.add_argument("--accept-prob", type=float, default=0.6)
+        parser.add_argument("--ignore-prob", type=float, default=0.1)
+        parser.add_argument("--think-ms", default="200-3000", help="provider think time range, e.g. 200-3000")
+        parser.add_argument("--offer-timeout-s", type=int, default=5)
+        parser.add_argument("--workers", type=int, default=2, help="Celery worker processes (with Redis)")
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--write-docs", action="store_true", help="write the KPIs into docs/benchmarks.md")
+
+    def handle(self, *args, **o):
+        try:
+            low, high = (int(x) for x in o["think_ms"].split("-"))
+        except ValueError as exc:
+            raise CommandError("--think-ms takes a range like 200-3000") from exc
+        if not (0 <= o["accept_prob"] <= 1 and 0 <= o["ignore_prob"] <= 1) or o["providers"] < 1 or o["bookings"] < 1:
+            raise CommandError("probabilities must be in [0, 1]; providers and bookings at least 1")
+        plan = Plan(
+            providers=o["providers"], bookings=o["bookings"], rate=o["rate"], accept_prob=o["accept_prob"],
+            ignore_prob=o["ignore_prob"], think_ms=(low, high), seed=o["seed"], workers=o["workers"],
+            offer_timeout_s=o["offer_timeout_s"],
+        )
+        # Late answers get 409s by design (the offer expired or went to someone else).
+        logging.getLogger("django.request").setLevel(logging.ERROR)
+        result = run(plan, log=lambda line: self.stdout.write(line))
+        command = (
+            f"python manage.py simulate --providers {plan.providers} --bookings {plan.bookings} --rate {plan.rate:g} "
+            f"--accept-prob {plan.accept_prob} --think-ms {low}-{high} --seed {plan.seed}"
+            + (" --write-docs" if o["write_docs"] else "")
+        )
+        text = render(result, command, machine())
+        self.stdout.write(text)
+        if o["write_docs"]:
+            write_section(f"simulation-{plan.rate:g}", text)
