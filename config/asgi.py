@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP today; the notification WebSocket joins this router."""
+"""ASGI entry point: the API and pages over HTTP, and the notification WebSocket, from one app."""
 import os
 
 from django.core.asgi import get_asgi_application
@@ -10,9 +10,11 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 from django.conf import settings  # noqa: E402
 
+from dispatch.consumers import websocket_application  # noqa: E402
+
 if settings.DISPATCH_EMBEDDED_WORKER:
     from dispatch.embedded import start_embedded_sweeper
 
     start_embedded_sweeper()
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application()})

@@ -137,15 +137,37 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Channel layer (SPEC section 6). Pushes are at most once by design: the Event table
+# is the truth, and a client that missed a push gets it by reconnecting with
+# ?last_event_id=. So a dropped message costs a replay, never an event.
 if REDIS_URL:
+    # Redis pub/sub rather than RedisChannelLayer: ~5x faster per message, and it keeps
+    # nothing in Redis. That is why it has no capacity/expiry/group_expiry to set: a
+    # message for a socket not subscribed at that instant is dropped at once, and group
+    # membership is a subscription that dies with its connection and is re-made when the
+    # connection to Redis is (RedisChannelLayer keeps groups in Redis, so a restarted Redis
+    # would silently stop pushes to every connected socket until it reconnected). A sender
+    # publishes once per event and never waits on sockets; the receiving server queues per
+    # socket without blocking, so a slow socket only delays itself, until the server's
+    # keepalive drops it and it replays on reconnect.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "dispatch"},
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Embedded: one process. A socket that falls `capacity` pushes behind loses the excess
+    # (replay covers it); a push not read within `expiry` seconds is dropped, and so is the
+    # socket from its group, as with Redis.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 1000, "expiry": 60, "group_expiry": 86400},
+        }
+    }
+# Events older than this are pruned (hourly, `events.prune`); replay reaches back no further.
+EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=14)
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 # Embedded: no broker process, so tasks run in-process right after the commit that queued them.
@@ -165,6 +187,7 @@ DISPATCH_STUCK_AFTER_S = env.int("DISPATCH_STUCK_AFTER_S", default=10)
 DISPATCH_EMBEDDED_WORKER = env.bool("DISPATCH_EMBEDDED_WORKER", default=not REDIS_URL)
 CELERY_BEAT_SCHEDULE = {
     "dispatch.sweep": {"task": "dispatch.sweep", "schedule": float(DISPATCH_SWEEP_INTERVAL_S)},
+    "events.prune": {"task": "events.prune", "schedule": 3600.0},
 }
 COMMISSION_RATE = env.float("COMMISSION_RATE", default=0.15)
 

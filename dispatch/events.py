@@ -2,12 +2,30 @@
 
 Payloads keep the brief's contract: `{"type": "job_update", "event", "event_id",
 "job_id", "provider_name", "provider_id", "message", "timestamp"}` plus event-specific
-fields. Pushing rows to sockets after commit is the notification layer's job.
+fields. After the commit, `push` sends the event to the user's sockets (group
+`user.<id>`); a push that gets lost is harmless, since clients replay from this table
+(`?last_event_id=`). Old rows are pruned by age (`events_prune`).
 """
+import asyncio
+import logging
+from datetime import timedelta
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from dispatch.models import Event, Job, Offer, User
 from matching.geo import haversine_km
+
+log = logging.getLogger(__name__)
+
+# The consumer's handler for a pushed event is `event_push` (Channels maps "." to "_").
+PUSH_TYPE = "event.push"
+# A push waits this long for the channel layer before giving up (the row is already safe).
+PUSH_TIMEOUT_S = 5.0
+PRUNE_BATCH = 5000
 
 MESSAGES = {
     "JOB_CREATED": "📋 Your request #{job_id} has been created.",
@@ -55,7 +73,10 @@ def emit(
     }
     template_fields = {**payload, "category": job.category.name if job is not None else ""}
     payload["message"] = MESSAGES[name].format(**template_fields)
-    return Event.objects.create(user=user, actor=actor, job=job, offer=offer, name=name, payload=payload)
+    event = Event.objects.create(user=user, actor=actor, job=job, offer=offer, name=name, payload=payload)
+    # Only once the change is committed: a rolled-back change must never reach a socket.
+    transaction.on_commit(lambda: push(event))
+    return event
 
 
 def event_message(event: Event) -> dict:
@@ -82,3 +103,53 @@ def offer_payload(offer: Offer) -> dict:
         "distance_km": distance,
         "scheduled_at": iso(job.scheduled_at),
     }
+
+
+def user_group(user_id: int) -> str:
+    """The channel-layer group holding every socket of one user."""
+    return f"user.{user_id}"
+
+
+# The event loop serving this process's sockets, if it serves any (see `serve_pushes_on`).
+_serving_loop: asyncio.AbstractEventLoop | None = None
+
+
+def serve_pushes_on(loop: asyncio.AbstractEventLoop) -> None:
+    """Called by the consumer: pushes from plain threads (the embedded sweeper) go through `loop`.
+
+    The in-memory layer's queues belong to the loop its sockets wait on; putting into them
+    from another thread's loop would not wake that loop, and the push would sit unseen.
+    """
+    global _serving_loop
+    _serving_loop = loop
+
+
+def push(event: Event) -> None:
+    """Send a committed event to its user's sockets. Never raises: a lost push is recovered by replay."""
+    try:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        group, message = user_group(event.user_id), {"type": PUSH_TYPE, "event": event_message(event)}
+        loop = _serving_loop
+        if loop is not None and loop.is_running():
+            # One publish per event; the layer fans out. Nothing here waits on any socket.
+            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout=PUSH_TIMEOUT_S)
+        else:
+            async_to_sync(layer.group_send)(group, message)
+    except Exception:
+        log.exception("push of event %s to user %s failed; the client will replay it", event.pk, event.user_id)
+
+
+def events_prune(*, older_than: timedelta | None = None) -> int:
+    """Delete events older than `older_than` (default EVENTS_RETENTION_DAYS); returns how many.
+
+    In batches, so a large backlog never holds one long lock on the table.
+    """
+    cutoff = timezone.now() - (older_than if older_than is not None else timedelta(days=settings.EVENTS_RETENTION_DAYS))
+    pruned = 0
+    while True:
+        ids = list(Event.objects.filter(created_at__lt=cutoff).order_by("id").values_list("id", flat=True)[:PRUNE_BATCH])
+        if not ids:
+            return pruned
+        pruned += Event.objects.filter(pk__in=ids).delete()[0]
