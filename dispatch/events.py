@@ -149,7 +149,8 @@ def events_prune(*, older_than: timedelta | None = None) -> int:
     cutoff = timezone.now() - (older_than if older_than is not None else timedelta(days=settings.EVENTS_RETENTION_DAYS))
     pruned = 0
     while True:
-        ids = list(Event.objects.filter(created_at__lt=cutoff).order_by("id").values_list("id", flat=True)[:PRUNE_BATCH])
+        old = Event.objects.filter(created_at__lt=cutoff).order_by("id")
+        ids = list(old.values_list("id", flat=True)[:PRUNE_BATCH])
         if not ids:
             return pruned
         pruned += Event.objects.filter(pk__in=ids).delete()[0]

@@ -43,7 +43,9 @@ def test_a_rolled_back_change_pushes_nothing(customer, django_capture_on_commit_
     assert pushed == []
 
 
-def test_a_failing_push_never_reaches_the_caller(customer, category, django_capture_on_commit_callbacks, monkeypatch, caplog):
+def test_a_failing_push_never_reaches_the_caller(
+    customer, category, django_capture_on_commit_callbacks, monkeypatch, caplog
+):
     async def broken(group, message):
         raise ConnectionError("redis is down")
 
