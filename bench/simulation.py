@@ -7,6 +7,7 @@ database afterwards, so they measure what the engine recorded, not what the scri
 """
 import heapq
 import math
+import multiprocessing
 import os
 import random
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, connections
 from django.db.models import Count, Min
 from rest_framework.test import APIClient
 
@@ -43,6 +44,8 @@ class Plan:
     think_ms: tuple[int, int] = (200, 3000)
     seed: int = 1
     workers: int = 2
+    pool: str = "threads"  # Celery pool of each worker: threads or prefork
+    concurrency: int = 4
     offer_timeout_s: int = 5
     spread_km: float = 6.0
 
@@ -124,7 +127,7 @@ class Engine:
         }
         for i in range(self.plan.workers):
             args = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "offers,housekeeping",
-                    "--pool", "threads", "--concurrency", "4", "--loglevel", "WARNING", "--hostname", f"sim{i}@%h"]
+                    "--pool", self.plan.pool, "--concurrency", str(self.plan.concurrency), "--loglevel", "WARNING", "--hostname", f"sim{i}@%h"]
             if i == 0:
                 args += ["-B", "--schedule", "/tmp/dispatch-sim-beat"]
             self.processes.append(subprocess.Popen(args, cwd=ROOT, env=env))
@@ -154,7 +157,7 @@ class Providers:
         self.rng = random.Random(plan.seed + 1)
         self.seen: set[int] = set()
         self.due: list[tuple[float, int, int, int, str]] = []  # (when, offer, job, provider, answer)
-        self.stop = threading.Event()
+        self.stop = FORK.Event()
         self.clients: dict[int, APIClient] = {}
 
     def run(self) -> None:
@@ -197,13 +200,15 @@ class Providers:
             client.post(f"/services/jobs/{job_id}/{answer}/")
 
 
-BOOKING_THREADS = 4
+BOOKERS = 4
 
 
-def _book_share(world: World, plan: Plan, started: float, k: int, of: int, depth_samples: list[int]) -> None:
-    """Booking number i is due at started + i / rate; thread k books every of-th one."""
+def _book_share(world: World, plan: Plan, go, start_at, k: int, of: int) -> None:
+    """Booking number i is due at start + i / rate; booker k books every of-th one."""
     rng = random.Random(plan.seed * 100 + k)
     client = APIClient()
+    go.wait()
+    started = start_at.value  # CLOCK_MONOTONIC is one clock for every process on the machine
     try:
         for i in range(k, plan.bookings, of):
             pause = started + i / plan.rate - time.monotonic()
@@ -217,10 +222,27 @@ def _book_share(world: World, plan: Plan, started: float, k: int, of: int, depth
                  "item_ids": [world.item.pk]},
                 format="json",
             )
-            if i % 25 == 0:
-                depth_samples.append(queue_depth())
     finally:
         connection.close()
+
+
+FORK = multiprocessing.get_context("fork")
+
+
+def _start(target, *args):
+    """A process per load generator with Redis, so the simulator's own GIL is not what saturates;
+    a thread in embedded mode, where tasks run in the process that triggered them.
+
+    Processes are forked before this process talks to the broker: kombu's after-fork
+    cleanup can block on a connection inherited mid-command.
+    """
+    if settings.REDIS_URL:
+        connections.close_all()  # a forked child must open its own database connection
+        runner = FORK.Process(target=target, args=args, daemon=True)
+    else:
+        runner = threading.Thread(target=target, args=args, daemon=True)
+    runner.start()
+    return runner
 
 
 def gini(values: np.ndarray) -> float:
@@ -248,18 +270,15 @@ def run(plan: Plan, log=print) -> dict:
     providers = Providers(world, plan)
     depth_samples: list[int] = []
     try:
+        go, start_at = FORK.Event(), FORK.Value("d", 0.0)
+        responder = _start(providers.run)
+        bookers = [_start(_book_share, world, plan, go, start_at, k, BOOKERS) for k in range(BOOKERS)]
         with Engine(plan):
-            responder = threading.Thread(target=providers.run, daemon=True)
-            responder.start()
-            started = time.monotonic()
-            booking_threads = [
-                threading.Thread(target=_book_share, args=(world, plan, started, k, BOOKING_THREADS, depth_samples))
-                for k in range(BOOKING_THREADS)
-            ]
-            for t in booking_threads:
-                t.start()
-            for t in booking_threads:
-                t.join()
+            started = start_at.value = time.monotonic()
+            go.set()
+            while any(b.is_alive() for b in bookers):
+                depth_samples.append(queue_depth())
+                time.sleep(0.5)
             booked_s = time.monotonic() - started
             log(f"booked {plan.bookings} in {booked_s:.1f} s ({plan.bookings / booked_s:.1f}/s); waiting for outcomes")
             jobs = Job.objects.filter(category=world.category)

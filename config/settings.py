@@ -220,5 +220,5 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # One line per task is the worker's business; the embedded server would drown in them.
-    "loggers": {"celery.app.trace": {"level": "WARNING" if not REDIS_URL else "INFO"}},
+    "loggers": {} if REDIS_URL else {"celery.app.trace": {"level": "WARNING"}},
 }

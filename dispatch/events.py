@@ -84,11 +84,14 @@ def event_message(event: Event) -> dict:
     return {**event.payload, "event_id": event.pk}
 
 
-def offer_payload(offer: Offer) -> dict:
-    """What a provider sees of an offered job: enough to decide, nothing private (no phone)."""
+def offer_payload(offer: Offer, *, distance_km: float | None = None) -> dict:
+    """What a provider sees of an offered job: enough to decide, nothing private (no phone).
+
+    Dispatch passes the distance matching already computed; otherwise it is worked out here.
+    """
     job = offer.job
-    profile = getattr(offer.provider, "provider_profile", None)
-    distance = None
+    distance = round(distance_km, 1) if distance_km is not None else None
+    profile = getattr(offer.provider, "provider_profile", None) if distance is None else None
     if profile is not None and profile.latitude is not None:
         distance = round(haversine_km(profile.latitude, profile.longitude, job.latitude, job.longitude), 1)
     return {

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.neighbors import BallTree
 
 from matching.geo import EARTH_RADIUS_KM, haversine_km
-from matching.scoring import availability_share, hour_bits, rank
+from matching.scoring import availability_share, fairness_contenders, hour_bits, rank
 from matching.types import (
     HOURS_PER_WEEK,
     Candidate,
@@ -183,13 +183,15 @@ class ProviderIndex:
         the snapshot's fairness load.
         """
         cands = self.find(q)
-        return rank(cands, weights, limit=limit, ordering=ordering, recent_offers=_load(recent_offers, cands))
+        load = _load(recent_offers, cands, weights, limit if ordering == "score" else None)
+        return rank(cands, weights, limit=limit, ordering=ordering, recent_offers=load)
 
 
-def _load(recent_offers, cands: CandidateSet) -> Mapping[int, int] | None:
+def _load(recent_offers, cands: CandidateSet, weights: ScoreWeights, limit: int | None) -> Mapping[int, int] | None:
+    """The load mapping; a callable is asked only about the candidates whose load can matter."""
     if recent_offers is None or not callable(recent_offers):
         return recent_offers
-    return recent_offers(cands.ids) if len(cands) else {}
+    return recent_offers(fairness_contenders(cands, weights, limit)) if len(cands) else {}
 
 
 def _overlay_part(overlay: ProviderSnapshot | None, q: MatchQuery) -> list[CandidateSet]:

@@ -43,6 +43,22 @@ def components(cands: CandidateSet, weights: ScoreWeights, recent_offers: np.nda
     }
 
 
+def fairness_contenders(cands: CandidateSet, weights: ScoreWeights, limit: int | None) -> np.ndarray:
+    """Ids whose recent-offer load can still decide the best `limit`; the rest cannot make it whatever their load.
+
+    The fairness term adds between 0 and its weight. If `limit` candidates already score
+    at least `cutoff` without it, a candidate below `cutoff - weight - near_equal` ends in
+    a later near-equal group than all of them, so it is never ranked within `limit`.
+    Reading the load (a database count) only for contenders keeps a dense area cheap.
+    """
+    if limit is None or len(cands) <= limit:
+        return cands.ids
+    parts = components(cands, weights, np.zeros(len(cands)))
+    base = sum(getattr(weights, name) * parts[name] for name in COMPONENTS if name != "fairness")
+    cutoff = np.partition(base, len(base) - limit)[len(base) - limit]
+    return cands.ids[base + weights.fairness + weights.near_equal >= cutoff]
+
+
 def _order_by_score(
     ids: np.ndarray, scores: np.ndarray, load: np.ndarray, near_equal: float, limit: int | None
 ) -> np.ndarray:

@@ -2,7 +2,7 @@
 from celery import shared_task
 
 from dispatch.services.dispatching import dispatch_sweep, job_dispatch
-from dispatch.models import Offer
+from dispatch.models import Offer, OfferStatus
 
 
 @shared_task(name="dispatch.offer")
@@ -12,8 +12,9 @@ def dispatch_job(job_id: int) -> int:
 
 @shared_task(name="dispatch.expire_offer")
 def expire_offer(offer_id: int) -> int:
-    # The dispatch step expires whatever is overdue, then sends the next offer.
-    job_id = Offer.objects.filter(pk=offer_id).values_list("job_id", flat=True).first()
+    # Most offers are answered before their deadline: one read settles those without a lock.
+    # Otherwise the dispatch step expires whatever is overdue, then sends the next offer.
+    job_id = Offer.objects.filter(pk=offer_id, status=OfferStatus.OFFERED).values_list("job_id", flat=True).first()
     return len(job_dispatch(job_id=job_id)) if job_id is not None else 0
 
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from dispatch import events
@@ -62,6 +63,8 @@ def _dispatch_step(job: Job) -> list[Offer]:
             job_give_up(job=job)
         return []
     wanted = min(wanted, settings.DISPATCH_MAX_OFFERS_PER_JOB - len(offers))
+    # Every offer's payload lists the job's items: load them once for the whole step.
+    prefetch_related_objects([job], "job_items__item")
     created = _offer_to_best(job, exclude={o.provider_id for o in offers}, wanted=wanted, first_rank=len(offers) + 1)
     if not created and not live:
         job_give_up(job=job)
@@ -82,7 +85,7 @@ def _offer_to_best(job: Job, *, exclude: set[int], wanted: int, first_rank: int)
             hour_of_week=_hour_of_week(job.scheduled_at) if job.scheduled_at else None,
             limit=wanted - len(created) + CANDIDATE_SLACK,
         )
-        providers = User.objects.in_bulk([c.provider_id for c in ranked])
+        providers = User.objects.only("id", "role", "name", "username").in_bulk([c.provider_id for c in ranked])
         for candidate in ranked:
             exclude.add(candidate.provider_id)
             provider = providers.get(candidate.provider_id)
@@ -94,6 +97,7 @@ def _offer_to_best(job: Job, *, exclude: set[int], wanted: int, first_rank: int)
                     provider=provider,
                     rank=first_rank + len(created),
                     score=candidate.score,
+                    distance_km=candidate.distance_km,
                     score_breakdown={
                         **candidate.breakdown,
                         "distance_km": round(candidate.distance_km, 3),

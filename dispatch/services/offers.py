@@ -24,7 +24,8 @@ def offer_timeout_s(job: Job) -> int:
 
 
 def offer_create(
-    *, job: Job, provider: User, rank: int = 1, score: float | None = None, score_breakdown: dict | None = None
+    *, job: Job, provider: User, rank: int = 1, score: float | None = None, score_breakdown: dict | None = None,
+    distance_km: float | None = None,
 ) -> Offer:
     """Offer a PENDING job to one provider until the category's timeout. Caller holds the job's row lock.
 
@@ -46,7 +47,7 @@ def offer_create(
             )
     except IntegrityError as exc:
         raise Conflict(f"Provider {provider.pk} already holds a live offer or was offered job {job.pk}.") from exc
-    events.emit(user=provider, name="JOB_OFFER", job=job, offer=offer, **events.offer_payload(offer))
+    events.emit(user=provider, name="JOB_OFFER", job=job, offer=offer, **events.offer_payload(offer, distance_km=distance_km))
     after_commit("dispatch.expire_offer", offer.pk, eta=offer.expires_at)
     return offer
 

@@ -1,5 +1,7 @@
 """The score: each component pulls the right way, and offers spread across comparable providers."""
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from matching.index import ProviderIndex
 from matching.scoring import smoothed_rating
@@ -66,3 +68,48 @@ def test_fewer_recent_offers_breaks_a_near_tie():
 
     assert ranked[0].score < ranked[1].score
     assert [c.provider_id for c in ranked] == [2, 1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 120),
+    limit=st.integers(1, 15),
+    max_load=st.integers(0, 30),
+)
+def test_reading_load_only_for_contenders_ranks_exactly_as_reading_it_for_all(seed, n, limit, max_load):
+    """Dispatch counts recent offers only for fairness contenders; the top `limit` must not change."""
+    rng = np.random.default_rng(seed)
+    records = [
+        _p(i + 1, lat=28.6 + rng.uniform(-0.03, 0.03), lng=77.2 + rng.uniform(-0.03, 0.03),
+           rating_avg=float(rng.uniform(3, 5)), rating_count=int(rng.integers(0, 60)),
+           acceptance_rate=float(rng.uniform(0.3, 1)))
+        for i in range(n)
+    ]
+    load = {i + 1: int(rng.integers(0, max_load + 1)) for i in range(n)}
+    index = ProviderIndex(ProviderSnapshot.from_records(records))
+    query = MatchQuery(lat=28.6, lng=77.2, radius_km=10, now=NOW, category_id=1)
+    asked: list[int] = []
+
+    def counts(ids):
+        asked.extend(ids.tolist())
+        return {int(i): load[int(i)] for i in ids}
+
+    pruned = index.query(query, limit=limit, recent_offers=counts)
+    full = index.query(query, limit=limit, recent_offers=load)
+
+    assert [c.provider_id for c in pruned] == [c.provider_id for c in full]
+    assert [c.score for c in pruned] == [c.score for c in full]
+    assert len(asked) <= n
+
+
+def test_a_dense_area_asks_for_few_loads():
+    rng = np.random.default_rng(3)
+    records = [_p(i + 1, lat=28.6 + rng.uniform(-0.05, 0.05), lng=77.2 + rng.uniform(-0.05, 0.05)) for i in range(500)]
+    index = ProviderIndex(ProviderSnapshot.from_records(records))
+    asked: list[int] = []
+
+    index.query(MatchQuery(lat=28.6, lng=77.2, radius_km=10, now=NOW, category_id=1), limit=5,
+                recent_offers=lambda ids: asked.extend(ids.tolist()) or {})
+
+    assert 5 <= len(asked) < 250

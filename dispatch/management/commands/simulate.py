@@ -19,6 +19,8 @@ class Command(BaseCommand):
         parser.add_argument("--think-ms", default="200-3000", help="provider think time range, e.g. 200-3000")
         parser.add_argument("--offer-timeout-s", type=int, default=5)
         parser.add_argument("--workers", type=int, default=2, help="Celery worker processes (with Redis)")
+        parser.add_argument("--pool", choices=["threads", "prefork"], default="threads", help="Celery pool")
+        parser.add_argument("--concurrency", type=int, default=4, help="threads or processes per worker")
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--write-docs", action="store_true", help="write the KPIs into docs/benchmarks.md")
 
@@ -32,14 +34,15 @@ class Command(BaseCommand):
         plan = Plan(
             providers=o["providers"], bookings=o["bookings"], rate=o["rate"], accept_prob=o["accept_prob"],
             ignore_prob=o["ignore_prob"], think_ms=(low, high), seed=o["seed"], workers=o["workers"],
-            offer_timeout_s=o["offer_timeout_s"],
+            offer_timeout_s=o["offer_timeout_s"], pool=o["pool"], concurrency=o["concurrency"],
         )
         # Late answers get 409s by design (the offer expired or went to someone else).
         logging.getLogger("django.request").setLevel(logging.ERROR)
         result = run(plan, log=lambda line: self.stdout.write(line))
         command = (
             f"python manage.py simulate --providers {plan.providers} --bookings {plan.bookings} --rate {plan.rate:g} "
-            f"--accept-prob {plan.accept_prob} --think-ms {low}-{high} --seed {plan.seed}"
+            f"--accept-prob {plan.accept_prob} --think-ms {low}-{high} --seed {plan.seed} "
+            f"--workers {plan.workers} --pool {plan.pool} --concurrency {plan.concurrency}"
             + (" --write-docs" if o["write_docs"] else "")
         )
         text = render(result, command, machine())
