@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings as django_settings
+from django.utils import timezone
+from freezegun import freeze_time
 from rest_framework.test import APIClient
 
 from config.celery import app as celery_app
@@ -57,6 +59,13 @@ def pytest_sessionfinish(session, exitstatus):
     if IN_CI and reporter is not None and reporter.stats.get("skipped"):
         reporter.write_line("CI=true: skipped tests are not allowed; failing the run.", red=True)
         session.exitstatus = 1
+
+
+@pytest.fixture
+def clock():
+    """The services' clock, frozen now; `clock.tick(seconds)` lets time pass without sleeping."""
+    with freeze_time(timezone.now()) as frozen:
+        yield frozen
 
 
 @pytest.fixture(autouse=True)

@@ -1,15 +1,14 @@
 """Automatic dispatch, step by step: offers, reassignment, radius steps, batches, giving up.
 
 Tasks run eagerly after commit here; tests/integration proves the same with a real worker.
-Time passing is simulated by moving deadlines into the past (the database is the timer).
+Time passes on a frozen clock (`clock.tick`); the deadlines stored on the offers are the timer.
 """
-from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from dispatch.errors import Conflict
-from dispatch.models import Event, Job, JobStatus, Offer, OfferStatus
+from dispatch.models import Event, JobStatus, Offer, OfferStatus
 from dispatch.services.dispatching import dispatch_sweep, job_dispatch
 from dispatch.services.lifecycle import job_cancel
 from dispatch.services.offers import offer_accept, offer_reject
@@ -40,11 +39,10 @@ def _live(job):
     return list(Offer.objects.filter(job=job, status=OfferStatus.OFFERED).values_list("provider_id", flat=True))
 
 
-def _overdue(job):
-    now = timezone.now()
-    Offer.objects.filter(job=job, status=OfferStatus.OFFERED).update(
-        offered_at=now - timedelta(seconds=31), expires_at=now - timedelta(seconds=1)
-    )
+def _until_deadline(job) -> float:
+    """Seconds on the frozen clock until the job's live offer expires."""
+    expires_at = Offer.objects.filter(job=job, status=OfferStatus.OFFERED).values_list("expires_at", flat=True).get()
+    return (expires_at - timezone.now()).total_seconds()
 
 
 def test_booking_offers_to_the_best_candidate(customer, category, nearby, django_capture_on_commit_callbacks):
@@ -67,9 +65,12 @@ def test_reject_sends_the_next_offer_at_once(customer, category, nearby, django_
     assert Offer.objects.get(job=job, provider=nearby[1]).rank == 2
 
 
-def test_timeout_expires_and_reassigns(customer, category, nearby, django_capture_on_commit_callbacks):
+def test_timeout_expires_and_reassigns(customer, category, nearby, django_capture_on_commit_callbacks, clock):
     job = _book(customer, category, django_capture_on_commit_callbacks)
-    _overdue(job)
+    clock.tick(_until_deadline(job) - 1)
+    assert dispatch_sweep() == 0  # still live a second before its deadline
+
+    clock.tick(2)
 
     with django_capture_on_commit_callbacks(execute=True):
         assert dispatch_sweep() == 1
@@ -170,10 +171,9 @@ def test_two_jobs_share_a_pool_without_double_offers(customer, other_customer, c
     assert _live(first) == [nearby[0].pk] and _live(second) == [nearby[1].pk]
 
 
-def test_search_deadline_ends_the_job(customer, category, nearby, django_capture_on_commit_callbacks, settings):
+def test_search_deadline_ends_the_job(customer, category, nearby, django_capture_on_commit_callbacks, settings, clock):
     job = _book(customer, category, django_capture_on_commit_callbacks)
-    Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(seconds=settings.DISPATCH_SEARCH_DEADLINE_S + 1))
-    _overdue(job)
+    clock.tick(settings.DISPATCH_SEARCH_DEADLINE_S + 1)
 
     with django_capture_on_commit_callbacks(execute=True):
         dispatch_sweep()
@@ -218,13 +218,16 @@ def test_sweeper_leaves_healthy_jobs_alone(customer, category, nearby, django_ca
     assert dispatch_sweep() == 0
 
 
-def test_expire_task_run_late_after_accept_changes_nothing(customer, category, nearby, django_capture_on_commit_callbacks):
+def test_expire_task_run_late_after_accept_changes_nothing(
+    customer, category, nearby, django_capture_on_commit_callbacks, clock
+):
     from tasks.dispatching import expire_offer
 
     job = _book(customer, category, django_capture_on_commit_callbacks)
     offer = Offer.objects.get(job=job)
+    left = _until_deadline(job)
     offer_accept(job_id=job.pk, provider=nearby[0])
-    _overdue(job)
+    clock.tick(left + 1)
 
     assert expire_offer(offer.pk) == 0
     offer.refresh_from_db()

@@ -1,12 +1,16 @@
 """The job lifecycle through its services: the happy path and the moves that are refused."""
-from datetime import timedelta
-
 import pytest
+from django.utils import timezone
 
 from dispatch.errors import Conflict, NotFound
-from dispatch.models import Event, JobStatus, Offer, OfferStatus
+from dispatch.models import Event, JobStatus, OfferStatus
 from dispatch.services.lifecycle import job_cancel, job_complete, job_start
 from dispatch.services.offers import offer_accept, offer_expire, offer_reject
+
+
+def _until(moment) -> float:
+    """Seconds on the frozen clock until `moment`."""
+    return (moment - timezone.now()).total_seconds()
 
 
 def test_direct_booking_creates_pending_job_with_live_offer(offered_job, provider):
@@ -99,10 +103,9 @@ def test_accept_after_reject_is_a_conflict(offered_job, provider):
         offer_accept(job_id=offered_job.pk, provider=provider)
 
 
-def test_accept_past_deadline_expires_the_offer(offered_job, provider):
+def test_accept_past_deadline_expires_the_offer(offered_job, provider, clock):
     offer = offered_job.offers.get()
-    offer.expires_at = offer.offered_at + timedelta(milliseconds=1)
-    offer.save()
+    clock.tick(_until(offer.expires_at) + 1)
 
     with pytest.raises(Conflict, match="expired"):
         offer_accept(job_id=offered_job.pk, provider=provider)
@@ -117,19 +120,20 @@ def test_provider_without_offer_cannot_accept(offered_job, other_provider):
         offer_accept(job_id=offered_job.pk, provider=other_provider)
 
 
-def test_expire_is_idempotent_and_ignores_answered_offers(offered_job, provider):
+def test_expire_is_idempotent_and_ignores_answered_offers(offered_job, provider, clock):
     offer = offered_job.offers.get()
+    clock.tick(_until(offer.expires_at) - 1)
     assert offer_expire(offer_id=offer.pk) is False  # not overdue yet
 
-    Offer.objects.filter(pk=offer.pk).update(expires_at=offer.offered_at + timedelta(milliseconds=1))
+    clock.tick(2)
     assert offer_expire(offer_id=offer.pk) is True
     assert offer_expire(offer_id=offer.pk) is False
     assert Event.objects.filter(name="OFFER_WITHDRAWN", user=provider).count() == 1
 
 
-def test_expire_after_accept_changes_nothing(assigned_job):
+def test_expire_after_accept_changes_nothing(assigned_job, clock):
     offer = assigned_job.offers.get()
-    Offer.objects.filter(pk=offer.pk).update(expires_at=offer.offered_at + timedelta(milliseconds=1))
+    clock.tick(_until(offer.expires_at) + 1)
 
     assert offer_expire(offer_id=offer.pk) is False
     offer.refresh_from_db()
