@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 HOST ?= 127.0.0.1
 
-.PHONY: run test install migrate seed lock schema clean
+.PHONY: run up test install migrate seed lock schema clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,34 @@ run: seed
 	@echo "Dispatch on http://$(HOST):$(PORT)/  (API docs: http://$(HOST):$(PORT)/api/docs/)"
 	$(PY) -m uvicorn config.asgi:application --host $(HOST) --port $(PORT)
 
+# The production process set on this machine's PostgreSQL and Redis (see Procfile): web
+# (2 uvicorn workers), offers and housekeeping workers, beat, Flower. Ctrl-C stops them all.
+RUN_DIR := $(CURDIR)/.run
+up: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/dispatch
+up: export REDIS_URL ?= redis://127.0.0.1:6379/0
+up: export DEBUG ?= false
+up: export SECRET_KEY ?= local-process-set-$(shell hostname)-not-for-the-internet
+up: export ALLOWED_HOSTS ?= 127.0.0.1,localhost
+up: export SESSION_COOKIE_SECURE ?= false
+up: export CSRF_COOKIE_SECURE ?= false
+up: export MATCHING_LOCATION_MAX_AGE_S ?= 0
+up: export PROMETHEUS_MULTIPROC_DIR := $(RUN_DIR)/metrics
+up: export RUN_DIR := $(RUN_DIR)
+up: export VENV_PYTHON := $(CURDIR)/$(PY)
+up: export HOST := $(HOST)
+up: export FLOWER_PORT ?= 5555
+up: export FLOWER_BASIC_AUTH ?= ops:demo-pass-123
+up: install
+	.ci/services-up
+	psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'dispatch'" | grep -q 1 \
+	  || psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE dispatch"
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) manage.py seed_demo
+	rm -rf $(PROMETHEUS_MULTIPROC_DIR) && mkdir -p $(PROMETHEUS_MULTIPROC_DIR)
+	@echo "API http://$(HOST):$(PORT)/  Flower http://$(HOST):$(FLOWER_PORT)/  metrics http://$(HOST):$(PORT)/metrics"
+	$(VENV)/bin/honcho start -f Procfile -p $(PORT)
+
 # pytest exits non-zero on failures and with code 5 when it collected no tests: both fail make.
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -43,4 +71,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache
+	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .run

@@ -7,6 +7,7 @@ from api.views.accounts import LoginView, RegisterView
 from api.views.catalog import CategoryViewSet
 from api.views.jobs import JobViewSet
 from api.views.offers import OfferViewSet
+from api.views.ops import healthz, metrics_view, readyz
 from api.views.providers import ProviderAvailabilityView, ProviderLocationView, ProviderMeView, ProviderViewSet
 
 router = DefaultRouter(trailing_slash=True)
@@ -22,6 +23,9 @@ urlpatterns = [
     path("providers/me/", ProviderMeView.as_view(), name="provider-me"),
     path("providers/me/location/", ProviderLocationView.as_view(), name="provider-location"),
     path("providers/me/availability/", ProviderAvailabilityView.as_view(), name="provider-availability"),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),

@@ -13,14 +13,22 @@ log = logging.getLogger(__name__)
 TICK_S = 1.0
 
 _started = threading.Event()
+_thread: threading.Thread | None = None
+
+
+def sweeper_alive() -> bool:
+    """Whether this process's sweeper thread is running (what `/readyz` asks in embedded mode)."""
+    return _thread is not None and _thread.is_alive()
 
 
 def start_embedded_sweeper() -> bool:
     """Start the sweeper thread once per process; False if it was already running."""
+    global _thread
     if _started.is_set():
         return False
     _started.set()
-    threading.Thread(target=_run, name="dispatch-sweeper", daemon=True).start()
+    _thread = threading.Thread(target=_run, name="dispatch-sweeper", daemon=True)
+    _thread.start()
     log.info("embedded dispatch sweeper started (every %.0f s)", TICK_S)
     return True
 

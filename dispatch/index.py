@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from dispatch import metrics
 from dispatch.models import AvailabilityWindow, Job, JobStatus, Offer, ProviderProfile, Role
 from matching.index import ProviderIndex
 from matching.types import (
@@ -213,7 +214,8 @@ def rank_providers(
         max_location_age_s=location_max_age_s() if online_only else None, skip_busy=skip_busy,
         hour_of_week=hour_of_week,
     )
-    return index.query(
-        query, score_weights(), limit=limit, ordering=ordering,
-        recent_offers=(lambda ids: recent_offer_counts(ids.tolist())) if ordering == "score" else None,
-    )
+    with metrics.matching_seconds.time():
+        return index.query(
+            query, score_weights(), limit=limit, ordering=ordering,
+            recent_offers=(lambda ids: recent_offer_counts(ids.tolist())) if ordering == "score" else None,
+        )

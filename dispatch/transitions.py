@@ -3,10 +3,15 @@
 Every status change of a job goes through `job_move`; every offer change through
 `offer_move`. An illegal move raises `Conflict` naming the current status.
 """
+import logging
+
 from django.utils import timezone
 
+from dispatch import metrics
 from dispatch.errors import Conflict
 from dispatch.models import Job, JobStatus, Offer, OfferStatus
+
+log = logging.getLogger("dispatch.lifecycle")
 
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     JobStatus.PENDING: frozenset({JobStatus.ASSIGNED, JobStatus.CANCELLED, JobStatus.UNFULFILLED}),
@@ -48,6 +53,8 @@ def job_move(job: Job, target: str, **changes) -> Job:
     for field, value in changes.items():
         setattr(job, field, value)
     job.save(update_fields=["status", "updated_at", *changes])
+    log.info("job %s -> %s", job.pk, target, extra={"job_id": job.pk})
+    metrics.count_job_move(job, target)
     return job
 
 
@@ -58,4 +65,9 @@ def offer_move(offer: Offer, target: str) -> Offer:
     offer.status = target
     offer.responded_at = timezone.now()
     offer.save(update_fields=["status", "responded_at"])
+    log.info(
+        "offer %s of job %s -> %s", offer.pk, offer.job_id, target,
+        extra={"job_id": offer.job_id, "offer_id": offer.pk, "provider_id": offer.provider_id},
+    )
+    metrics.count_offer_move(target)
     return offer

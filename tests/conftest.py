@@ -5,6 +5,7 @@ laptop) they are left out and listed at the end; with CI=true a missing service 
 skipped test fails the run.
 """
 import os
+import shutil
 from decimal import Decimal
 
 import pytest
@@ -27,6 +28,7 @@ def _available_services() -> dict[str, bool]:
     return {
         "postgres": django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
         "redis": bool(django_settings.REDIS_URL),
+        "compose": shutil.which("docker-compose") is not None,
     }
 
 
@@ -34,7 +36,9 @@ def pytest_collection_modifyitems(config, items):
     available = _available_services()
     missing = [name for name, ok in available.items() if not ok]
     if IN_CI and missing:
-        raise pytest.UsageError(f"CI=true but {', '.join(missing)} not configured (DATABASE_URL / REDIS_URL).")
+        raise pytest.UsageError(
+            f"CI=true but {', '.join(missing)} not available (DATABASE_URL / REDIS_URL; docker-compose from apt)."
+        )
     left_out = config.stash.setdefault(_LEFT_OUT, [])
     for item in items:
         needs = [name for name in missing if name in item.keywords]
@@ -49,7 +53,9 @@ _LEFT_OUT = pytest.StashKey[list]()
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     left_out = config.stash.get(_LEFT_OUT, [])
     if left_out:
-        terminalreporter.section("integration tests left out (set DATABASE_URL / REDIS_URL to run them)")
+        terminalreporter.section(
+            "integration tests left out (set DATABASE_URL / REDIS_URL, apt-get install docker-compose to run them)"
+        )
         for nodeid in left_out:
             terminalreporter.write_line(nodeid)
 

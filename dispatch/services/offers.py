@@ -2,6 +2,7 @@
 
 Lock order everywhere: the job row first, then its offers, then a provider's profile.
 """
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -9,11 +10,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from dispatch import events
+from dispatch import events, metrics
 from dispatch.errors import Conflict, NotFound
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.schedule import after_commit
 from dispatch.transitions import job_move, offer_move
+
+log = logging.getLogger("dispatch.lifecycle")
 
 # Acceptance rate is an exponential moving average over answers (timeouts count as no).
 ACCEPTANCE_MEMORY = 0.9
@@ -48,6 +51,11 @@ def offer_create(
     except IntegrityError as exc:
         raise Conflict(f"Provider {provider.pk} already holds a live offer or was offered job {job.pk}.") from exc
     events.emit(user=provider, name="JOB_OFFER", job=job, offer=offer, **events.offer_payload(offer, distance_km=distance_km))
+    log.info(
+        "offer %s of job %s sent to provider %s (rank %s)", offer.pk, job.pk, provider.pk, rank,
+        extra={"job_id": job.pk, "offer_id": offer.pk, "provider_id": provider.pk},
+    )
+    metrics.count_offer_sent()
     after_commit("dispatch.expire_offer", offer.pk, eta=offer.expires_at)
     return offer
 

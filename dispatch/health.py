@@ -1,0 +1,67 @@
+"""Readiness checks for `/readyz`: the database, Redis and a live worker, each named when it fails.
+
+Workers prove they are alive through a heartbeat: Celery beat schedules `ops.heartbeat`
+on the housekeeping queue and the worker that runs it stamps a Redis key with a TTL, so a
+missing key means no beat or no worker has run for that long. Embedded mode has no
+separate worker: its sweeper thread is the one that must be running.
+"""
+import time
+
+from django.conf import settings
+from django.db import connection
+
+HEARTBEAT_KEY = "dispatch:worker-heartbeat"
+
+
+def _redis():
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+
+
+def worker_heartbeat() -> None:
+    """Stamp the heartbeat (run by a worker); it lapses after HEALTH_WORKER_STALE_S."""
+    _redis().set(HEARTBEAT_KEY, str(time.time()), ex=settings.HEALTH_WORKER_STALE_S)
+
+
+def check_database() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # any failure means not ready; the message says which
+        return f"database unreachable: {exc.__class__.__name__}"
+    return None
+
+
+def check_redis() -> str | None:
+    if not settings.REDIS_URL:
+        return None
+    try:
+        _redis().ping()
+    except Exception as exc:
+        return f"redis unreachable: {exc.__class__.__name__}"
+    return None
+
+
+def check_worker() -> str | None:
+    if not settings.REDIS_URL:
+        from dispatch.embedded import sweeper_alive
+
+        return None if sweeper_alive() else "embedded sweeper is not running"
+    try:
+        stamp = _redis().get(HEARTBEAT_KEY)
+    except Exception as exc:
+        return f"worker heartbeat unknown (redis: {exc.__class__.__name__})"
+    if stamp is None:
+        return f"no worker heartbeat in the last {settings.HEALTH_WORKER_STALE_S} s"
+    return None
+
+
+def readiness() -> dict[str, str]:
+    """Failed dependencies by name -> why; empty when ready."""
+    failures = {}
+    for name, check in (("database", check_database), ("redis", check_redis), ("worker", check_worker)):
+        problem = check()
+        if problem:
+            failures[name] = problem
+    return failures

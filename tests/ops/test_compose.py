@@ -1,0 +1,37 @@
+"""docker-compose.yml is valid and describes the production process set (checked by docker-compose itself)."""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.compose
+
+
+def _config(**env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["docker-compose", "-f", "docker-compose.yml", "config"], cwd=ROOT, capture_output=True, text=True,
+        env={k: v for k, v in {**os.environ, **env}.items() if v is not None},
+    )
+
+
+def test_compose_file_is_valid_and_runs_every_process_kind():
+    done = _config(SECRET_KEY="compose-check", FLOWER_BASIC_AUTH="ops:secret")
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+
+    assert {"db", "redis", "web", "worker", "housekeeping", "beat", "flower"} <= set(services)
+    for name in ("db", "redis", "web", "worker", "housekeeping", "flower"):
+        assert "healthcheck" in services[name], name
+    assert "-Q offers" in services["worker"]["command"] and "-Q housekeeping" in services["housekeeping"]["command"]
+    assert "--workers" in services["web"]["command"] and "/readyz" in str(services["web"]["healthcheck"]["test"])
+    assert services["web"]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/metrics"
+    assert any(v.startswith("pgdata:") for v in services["db"]["volumes"])
+
+
+def test_compose_refuses_to_start_without_a_secret_key():
+    done = _config(SECRET_KEY=None, FLOWER_BASIC_AUTH="ops:secret")
+
+    assert done.returncode != 0 and "SECRET_KEY" in done.stderr
