@@ -8,9 +8,10 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from api.pagination import ChatPagination
 from api.path_ids import path_id
 from api.permissions import IsCustomer, IsProvider
-from api.serializers.chat import MessageSerializer
+from api.serializers.chat import MessagePageSerializer, MessageSerializer
 from api.serializers.jobs import BookingSerializer, JobSerializer
 from api.serializers.reviews import ReviewSerializer
 from dispatch import selectors
@@ -123,17 +124,39 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         job = job_cancel(job_id=path_id(pk), actor=request.user)
         return self._job(job.pk)
 
-    @extend_schema(methods=["GET"], responses=MessageSerializer(many=True))
+    @extend_schema(
+        methods=["GET"],
+        parameters=[
+            OpenApiParameter("before", int, description="Messages older than this message id (scrolling up)."),
+            OpenApiParameter("after", int, description="Messages newer than this message id (catching up)."),
+            OpenApiParameter(
+                "page_size",
+                int,
+                description=f"1 to {ChatPagination.max_page_size}, default {ChatPagination.page_size}.",
+            ),
+        ],
+        responses=MessagePageSerializer,
+    )
     @extend_schema(methods=["POST"], request=MessageSerializer, responses={201: MessageSerializer})
     @action(detail=True, methods=["get", "post"], filterset_class=None)
     def messages(self, request, pk=None):
+        """A job's chat, for its customer and assigned provider (and ops, read-only); others get 404.
+
+        GET pages by message id, each page oldest to newest: no parameter gives the latest
+        messages, `?before=<id>` the ones before (scroll up, following `next`), `?after=<id>`
+        the ones after (after a reconnect, from the last id the client has). POST sends
+        `{"content"}` (1 to 2000 characters) while the job is ASSIGNED or IN_PROGRESS
+        (409 otherwise); the other party gets NEW_MESSAGE on their socket. The socket's
+        `{"type": "chat"}` frame does the same (docs/realtime.md).
+        """
         if request.method == "POST":
             data = MessageSerializer(data=request.data)
             data.is_valid(raise_exception=True)
             message = message_send(job_id=path_id(pk), sender=request.user, content=data.validated_data["content"])
             return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
-        page = self.paginate_queryset(selectors.messages_for(request.user, path_id(pk)))
-        return self.get_paginated_response(MessageSerializer(page, many=True).data)
+        paginator = ChatPagination()
+        page = paginator.paginate_queryset(selectors.messages_for(request.user, path_id(pk)), request, view=self)
+        return paginator.get_paginated_response(MessageSerializer(page, many=True).data)
 
     @extend_schema(request=ReviewSerializer, responses={201: ReviewSerializer})
     @action(detail=True, methods=["post"], filterset_class=None)

@@ -1,19 +1,39 @@
-"""Chat between a job's customer and its assigned provider."""
+"""Chat between a job's customer and its assigned provider, over REST and the socket alike."""
 from django.db import transaction
 
 from dispatch import events
-from dispatch.errors import Conflict, NotFound
+from dispatch.errors import Conflict, Invalid, NotFound
 from dispatch.models import Job, JobStatus, Message, User
 
 CHAT_OPEN = (JobStatus.ASSIGNED, JobStatus.IN_PROGRESS)
+# The column's max_length; the REST serializer and the socket both hold content to it.
+MAX_MESSAGE_LENGTH = Message._meta.get_field("content").max_length
 
 
 def job_participants(job: Job) -> set[int]:
     return {job.customer_id} | ({job.provider_id} if job.provider_id else set())
 
 
+def message_content_clean(content) -> str:
+    """The text to store: surrounding whitespace trimmed, not blank, at most MAX_MESSAGE_LENGTH."""
+    if not isinstance(content, str):
+        raise Invalid("content must be a string.", field="content")
+    content = content.strip()
+    if not content:
+        raise Invalid("content may not be blank.", field="content")
+    if len(content) > MAX_MESSAGE_LENGTH:
+        raise Invalid(f"content may be at most {MAX_MESSAGE_LENGTH} characters.", field="content")
+    return content
+
+
 def message_send(*, job_id: int, sender: User, content: str) -> Message:
-    """Post a message on a job the sender takes part in, and tell the other party."""
+    """Post a message on a job the sender takes part in, and tell the other party (NEW_MESSAGE).
+
+    A stranger gets the same NotFound as for a job that does not exist; chat is open while
+    the job is ASSIGNED or IN_PROGRESS (Conflict otherwise). Locks nothing: a message is
+    an insert, and a status change racing it at most lets one last message through.
+    """
+    content = message_content_clean(content)
     with transaction.atomic():
         job = Job.objects.select_related("customer", "provider", "category").filter(pk=job_id).first()
         if job is None or sender.pk not in job_participants(job):
