@@ -194,6 +194,22 @@ CELERY_BEAT_SCHEDULE = {
 }
 HEALTH_WORKER_STALE_S = env.int("HEALTH_WORKER_STALE_S", default=30)
 COMMISSION_RATE = env.float("COMMISSION_RATE", default=0.15)
+# Live location (SPEC section 6): a provider's pings answer 429 if sooner than this after
+# the last accepted one (0 disables the limit); ETA = great-circle distance at this speed.
+LOCATION_MIN_INTERVAL_S = env.float("LOCATION_MIN_INTERVAL_S", default=2.0)
+DISPATCH_ETA_SPEED_KMH = env.float("DISPATCH_ETA_SPEED_KMH", default=25.0)
+if LOCATION_MIN_INTERVAL_S < 0 or DISPATCH_ETA_SPEED_KMH <= 0:
+    raise ImproperlyConfigured("LOCATION_MIN_INTERVAL_S must be >= 0 and DISPATCH_ETA_SPEED_KMH > 0.")
+# "rate_limits" remembers each provider's last accepted ping: in Redis when there is one,
+# so the limit holds across server processes; in this process's memory when embedded.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "rate_limits": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "dispatch"}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "rate-limits"}
+    ),
+}
 
 # --- Matching (SPEC section 4)
 MATCHING_WEIGHTS = {

@@ -10,8 +10,15 @@ only show 1006):
     4400  `last_event_id` is not a non-negative integer; fix the URL, do not retry as is.
     4401  no token, or a bad one; log in again for a new token, do not retry as is.
 A handshake whose Origin is not in ALLOWED_HOSTS is refused outright (HTTP 403).
+
+The client may send frames too (`FRAME_HANDLERS`: chat, location); each runs the same
+service as its REST route and is answered with an ack or a `{"type": "error", "code",
+"detail"}` frame, in the order sent. A bad frame never closes the socket. docs/realtime.md
+has the protocol.
 """
 import asyncio
+import json
+import logging
 from datetime import timedelta
 from urllib.parse import parse_qs
 
@@ -22,12 +29,20 @@ from django.urls import path
 from django.utils import timezone
 
 from dispatch import events
+from dispatch.errors import DomainError, Invalid
 from dispatch.models import Event
+from dispatch.services.chat import message_send
+from dispatch.services.location import provider_location_update
 from dispatch.socket_auth import AllowedHostsOrNoOriginValidator, TokenAuthMiddleware
+
+log = logging.getLogger(__name__)
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 REPLAY_PAGE = 500
+# Client frames are small (a chat message is at most 2,000 characters); larger ones are refused unread.
+MAX_FRAME_CHARS = 16 * 1024
+MAX_ID = 2**63 - 1
 # A live push can only duplicate a replayed event if that event was committed after we
 # joined the group, i.e. written moments before the replay read it. Remembering the ids
 # of replayed events this recent is enough to drop such duplicates; older ones cannot recur.
@@ -97,9 +112,76 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.send_json(data)
 
+    async def live_push(self, message):
+        """A push-only update (PROVIDER_LOCATION): no event_id, never replayed, sent as is."""
+        await self.send_json(message["event"])
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """A client frame (docs/realtime.md). Whatever is wrong with it is answered, never a close."""
+        if not hasattr(self, "user_id"):
+            return  # refused in `connect`; its close is on the way
+        if text_data is None or len(text_data) > MAX_FRAME_CHARS:
+            detail = f"A frame is a JSON text message of at most {MAX_FRAME_CHARS} characters."
+            await self._send_error("invalid", detail)
+            return
+        try:
+            frame = json.loads(text_data)
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
+            await self._send_error("invalid", "A frame must be valid JSON.")
+            return
+        await self.receive_json(frame)
+
+    async def receive_json(self, content, **kwargs):
+        """Run the frame's action through the same service as REST; reply with its ack or an error frame."""
+        handler = FRAME_HANDLERS.get(content.get("type")) if isinstance(content, dict) else None
+        if handler is None:
+            known = ", ".join(sorted(FRAME_HANDLERS))
+            await self._send_error("unknown_type", f"A frame is a JSON object whose type is one of: {known}.")
+            return
+        try:
+            reply = await handler(self.scope["user"], content)
+        except DomainError as exc:
+            await self._send_error(exc.code, exc.detail, field=getattr(exc, "field", None))
+            return
+        except Exception:
+            log.exception("socket frame %r of user %s failed", content.get("type"), self.user_id)
+            await self._send_error("server_error", "Something went wrong on our side; try again.")
+            return
+        await self.send_json(reply)
+
+    async def _send_error(self, code: str, detail: str, *, field: str | None = None) -> None:
+        await self.send_json({"type": "error", "code": code, "detail": detail, **({"field": field} if field else {})})
+
     async def disconnect(self, code):
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+
+def _frame_job_id(frame: dict) -> int:
+    job_id = frame.get("job_id")
+    if type(job_id) is not int or not 0 < job_id <= MAX_ID:
+        raise Invalid("job_id must be a positive integer.", field="job_id")
+    return job_id
+
+
+async def _chat_frame(user, frame: dict) -> dict:
+    """`{"type": "chat", "job_id", "content"}` -> `message_send`, as `POST /services/jobs/{id}/messages/`."""
+    job_id = _frame_job_id(frame)
+    message = await database_sync_to_async(message_send)(job_id=job_id, sender=user, content=frame.get("content"))
+    created_at = events.iso(message.created_at)
+    return {"type": "chat_ack", "message_id": message.pk, "job_id": job_id, "created_at": created_at}
+
+
+async def _location_frame(user, frame: dict) -> dict:
+    """`{"type": "location", "latitude", "longitude"}` -> `provider_location_update`, as the REST ping."""
+    profile = await database_sync_to_async(provider_location_update)(
+        provider=user, latitude=frame.get("latitude"), longitude=frame.get("longitude")
+    )
+    return {"type": "location_ack", "latitude": profile.last_latitude, "longitude": profile.last_longitude}
+
+
+# Client frame type -> its action; each takes the socket's user and the frame, returns the reply.
+FRAME_HANDLERS = {"chat": _chat_frame, "location": _location_frame}
 
 
 def websocket_application():

@@ -1,6 +1,8 @@
 """Provider search and detail (/auth/providers/), and the provider's own profile (/providers/me/)."""
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import viewsets
+import math
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status, viewsets
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,7 +21,8 @@ from api.serializers.providers import (
 from dispatch import selectors
 from dispatch.errors import NotFound
 from dispatch.models import ProviderProfile
-from dispatch.services.providers import provider_location_update, provider_profile_update, provider_set_online
+from dispatch.services.location import PingTooSoon, provider_location_update
+from dispatch.services.providers import provider_profile_update, provider_set_online
 
 MAX_DETAIL_REVIEWS = 20
 
@@ -79,11 +82,30 @@ class ProviderMeView(GenericAPIView):
 class ProviderLocationView(APIView):
     permission_classes = [IsProvider]
 
-    @extend_schema(request=LocationPingSerializer, responses=LocationPingSerializer)
+    @extend_schema(
+        request=LocationPingSerializer,
+        responses={
+            200: LocationPingSerializer,
+            429: inline_serializer("PingTooSoon", {"code": serializers.CharField(), "detail": serializers.CharField()}),
+        },
+        description=(
+            "A GPS ping. It moves the provider in matching, and the customer of each of the provider's "
+            "ASSIGNED or IN_PROGRESS jobs gets PROVIDER_LOCATION (with eta_minutes) on their socket. At most "
+            "one ping per LOCATION_MIN_INTERVAL_S (default 2 s) is accepted; a sooner one answers 429 with "
+            "Retry-After and changes nothing. The socket's `location` frame does the same (docs/realtime.md)."
+        ),
+    )
     def post(self, request):
         data = LocationPingSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        profile = provider_location_update(provider=request.user, **data.validated_data)
+        try:
+            profile = provider_location_update(provider=request.user, **data.validated_data)
+        except PingTooSoon as exc:
+            return Response(
+                {"code": exc.code, "detail": exc.detail},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(math.ceil(exc.retry_after_s))},
+            )
         return Response({"latitude": profile.last_latitude, "longitude": profile.last_longitude})
 
 

@@ -1,6 +1,8 @@
-"""A provider's own profile: what they serve, where, when, and whether they are online."""
+"""A provider's own profile: what they serve, where, when, and whether they are online.
+
+GPS pings (the provider's live position) are `dispatch.services.location`.
+"""
 from django.db import transaction
-from django.utils import timezone
 
 from dispatch.errors import Invalid
 from dispatch.index import index_provider_on_commit
@@ -68,15 +70,4 @@ def provider_set_online(*, provider: User, online: bool) -> ProviderProfile:
         index_provider_on_commit(provider.pk)
     if not online:
         offer_withdraw_for_provider(provider=provider, reason="offline")
-    return profile
-
-
-def provider_location_update(*, provider: User, latitude: float, longitude: float) -> ProviderProfile:
-    """Record a GPS ping. Locks the profile row."""
-    with transaction.atomic():
-        profile = ProviderProfile.objects.select_for_update().get(user=provider)
-        profile.last_latitude, profile.last_longitude = latitude, longitude
-        profile.last_location_at = timezone.now()
-        profile.save(update_fields=["last_latitude", "last_longitude", "last_location_at", "updated_at"])
-        index_provider_on_commit(provider.pk)
     return profile

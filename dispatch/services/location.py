@@ -1,0 +1,144 @@
+"""A provider's GPS pings: the last known position, the matching index, and live tracking for customers.
+
+Live positions are **push-only**: PROVIDER_LOCATION goes to the customer's sockets after
+the ping commits and is never written to the Event table, so it has no `event_id` and is
+not replayed after a reconnect. A provider on the way pings every few seconds; storing
+each ping would make the busiest rows of the event log worthless a moment later, and
+replaying them would only show the customer where the provider used to be. A customer
+who reconnects sees the position again with the next accepted ping (at most a few
+seconds). Everything the customer must not miss (accepted, started, ...) stays in the
+Event table and is replayed as before. See docs/realtime.md.
+"""
+import logging
+import math
+import time
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import caches
+from django.db import transaction
+from django.utils import timezone
+
+from dispatch import events
+from dispatch.errors import DomainError, Forbidden, Invalid
+from dispatch.index import index_provider_on_commit
+from dispatch.models import Job, JobStatus, ProviderProfile, User
+from matching.geo import haversine_km
+
+log = logging.getLogger(__name__)
+
+# Jobs whose customer follows the provider's position.
+TRACKED = (JobStatus.ASSIGNED, JobStatus.IN_PROGRESS)
+# The consumer's handler for a push-only message is `live_push`; unlike `event.push` it
+# carries no event_id, so it bypasses the replay bookkeeping.
+LIVE_PUSH_TYPE = "live.push"
+# The cache that remembers each provider's last accepted ping (Redis when there is one,
+# so the limit holds across server processes).
+RATE_LIMIT_CACHE = "rate_limits"
+# Wall-clock seconds for the rate limit (shared by processes); tests swap it for a fake clock.
+clock = time.time
+
+
+class PingTooSoon(DomainError):
+    """A ping within LOCATION_MIN_INTERVAL_S of the provider's last accepted one (HTTP 429)."""
+
+    code = "rate_limited"
+
+    def __init__(self, detail: str, retry_after_s: float):
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+def coordinate_clean(value, *, name: str, bound: float) -> float:
+    """A finite number within ±bound, as a float (the socket's frames arrive unvalidated)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Invalid(f"{name} must be a number.", field=name)
+    value = float(value)
+    if not math.isfinite(value) or not -bound <= value <= bound:
+        raise Invalid(f"{name} must be between -{bound:g} and {bound:g}.", field=name)
+    return value
+
+
+def eta_minutes(*, from_lat: float, from_lng: float, to_lat: float, to_lng: float) -> int:
+    """Whole minutes to cover the great-circle distance at DISPATCH_ETA_SPEED_KMH, at least 1."""
+    distance_km = haversine_km(from_lat, from_lng, to_lat, to_lng)
+    return max(1, math.ceil(distance_km / settings.DISPATCH_ETA_SPEED_KMH * 60))
+
+
+def _ping_key(provider: User) -> str:
+    # date_joined as well as the id: SQLite hands out a rolled-back id again (as tests do),
+    # and a new account must not inherit another's limit.
+    return f"location-ping:{provider.pk}:{provider.date_joined.timestamp()}"
+
+
+def provider_location_update(*, provider: User, latitude: float, longitude: float) -> ProviderProfile:
+    """Record a GPS ping and show it to the customer of each of the provider's ASSIGNED or IN_PROGRESS jobs.
+
+    Locks the profile row; the rate limit is checked under it, so two pings racing from
+    two processes cannot both pass. At most one ping per LOCATION_MIN_INTERVAL_S is
+    accepted; one sooner raises PingTooSoon and writes nothing. An accepted ping moves
+    the provider in the matching index (on commit) and, after the commit, pushes
+    PROVIDER_LOCATION (push-only: see the module docstring) with the ETA to each such
+    job's address. Nobody else is told.
+    """
+    if not provider.is_provider:
+        raise Forbidden("Only providers send location pings.")
+    latitude = coordinate_clean(latitude, name="latitude", bound=90)
+    longitude = coordinate_clean(longitude, name="longitude", bound=180)
+    interval = settings.LOCATION_MIN_INTERVAL_S
+    limits = caches[RATE_LIMIT_CACHE]
+    with transaction.atomic():
+        profile = ProviderProfile.objects.select_for_update().get(user=provider)
+        now = clock()
+        last = limits.get(_ping_key(provider)) if interval > 0 else None
+        if last is not None and now - last < interval:
+            wait = interval - (now - last)
+            raise PingTooSoon(
+                f"Too many location pings: at most one every {interval:g} s; try again in {wait:.1f} s.",
+                retry_after_s=wait,
+            )
+        profile.last_latitude, profile.last_longitude = latitude, longitude
+        profile.last_location_at = timezone.now()
+        profile.save(update_fields=["last_latitude", "last_longitude", "last_location_at", "updated_at"])
+        if interval > 0:
+            limits.set(_ping_key(provider), now, timeout=math.ceil(interval))
+        index_provider_on_commit(provider.pk)
+        tracked = list(Job.objects.filter(provider=provider, status__in=TRACKED).order_by("id"))
+        updates = [(job.customer_id, provider_location_payload(job=job, profile=profile)) for job in tracked]
+        if updates:
+            transaction.on_commit(lambda: push_live(updates))
+    return profile
+
+
+def provider_location_payload(*, job: Job, profile: ProviderProfile) -> dict:
+    """The brief's job_update shape for PROVIDER_LOCATION, from the provider's recorded position."""
+    provider = profile.user
+    eta = eta_minutes(
+        from_lat=profile.last_latitude, from_lng=profile.last_longitude, to_lat=job.latitude, to_lng=job.longitude
+    )
+    return {
+        "type": "job_update",
+        "event": "PROVIDER_LOCATION",
+        "job_id": job.pk,
+        "provider_name": provider.display_name,
+        "provider_id": provider.pk,
+        "message": f"📍 {provider.display_name} is about {eta} min away.",
+        "timestamp": events.iso(profile.last_location_at),
+        "latitude": profile.last_latitude,
+        "longitude": profile.last_longitude,
+        "eta_minutes": eta,
+    }
+
+
+def push_live(updates: list[tuple[int, dict]]) -> None:
+    """Send each (user id, payload) to that user's sockets, once. Never raises: the next ping is the retry."""
+    try:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        send = async_to_sync(layer.group_send)
+        for user_id, payload in updates:
+            send(events.user_group(user_id), {"type": LIVE_PUSH_TYPE, "event": payload})
+    except Exception:
+        log.exception("live push of %d updates failed; the next ping brings them again", len(updates))
