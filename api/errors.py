@@ -3,10 +3,11 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from dispatch.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unprocessable
+from dispatch.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, PaymentDeclined, Unprocessable
 
 STATUS_FOR = {
     Invalid: status.HTTP_400_BAD_REQUEST,
+    PaymentDeclined: status.HTTP_402_PAYMENT_REQUIRED,
     Forbidden: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,

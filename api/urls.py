@@ -9,6 +9,7 @@ from api.views.jobs import JobViewSet
 from api.views.offers import OfferViewSet
 from api.views.ops import healthz, metrics_view, readyz
 from api.views.providers import ProviderAvailabilityView, ProviderLocationView, ProviderMeView, ProviderViewSet
+from api.views.wallet import WalletTopUpView, WalletView
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -26,6 +27,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
+    path("wallet/", WalletView.as_view(), name="wallet"),
+    path("wallet/topup/", WalletTopUpView.as_view(), name="wallet-topup"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),

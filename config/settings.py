@@ -3,6 +3,7 @@
 Without DATABASE_URL / REDIS_URL the project runs embedded: SQLite, an in-memory
 channel layer and broker. With them it runs on PostgreSQL and Redis (production, CI).
 """
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -228,6 +229,15 @@ MATCHING_REBUILD_S = env.int("MATCHING_REBUILD_S", default=600)
 SEARCH_DEFAULT_RADIUS_KM = env.float("SEARCH_DEFAULT_RADIUS_KM", default=10.0)
 if not 0 <= COMMISSION_RATE < 1:
     raise ImproperlyConfigured("COMMISSION_RATE must be in [0, 1).")
+
+# --- Money (SPEC section 8, docs/money.md). The gateway is a dotted path to a class
+# implementing dispatch.payments.PaymentGateway; the default approves test payments only.
+PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="dispatch.payments.TestModeGateway")
+WALLET_TOPUP_MAX = Decimal(env.str("WALLET_TOPUP_MAX", default="50000.00"))
+# Charged when the customer cancels an assigned job (0: free); at most the job's total.
+CANCELLATION_FEE = Decimal(env.str("CANCELLATION_FEE", default="0"))
+if WALLET_TOPUP_MAX <= 0 or CANCELLATION_FEE < 0:
+    raise ImproperlyConfigured("WALLET_TOPUP_MAX must be > 0 and CANCELLATION_FEE >= 0.")
 
 if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True

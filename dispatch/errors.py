@@ -37,6 +37,12 @@ class Unprocessable(DomainError):
     code = "unprocessable"
 
 
+class PaymentDeclined(DomainError):
+    """The payment gateway refused the charge (HTTP 402)."""
+
+    code = "payment_declined"
+
+
 class Conflict(DomainError):
     """The thing is not in a state that allows this (HTTP 409)."""
 

@@ -1,10 +1,25 @@
 """Read-side queries used by the API and tasks. No writes here."""
-from django.conf import settings
-from django.db.models import Q, QuerySet
+from decimal import Decimal
 
-from dispatch.errors import NotFound
+from django.conf import settings
+from django.db.models import Q, QuerySet, Sum
+
+from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.index import rank_providers
-from dispatch.models import Job, Message, Offer, OfferStatus, ProviderProfile, Review, User
+from dispatch.models import (
+    Invoice,
+    Job,
+    JobStatus,
+    LedgerEntry,
+    Message,
+    Offer,
+    OfferStatus,
+    PaymentMethod,
+    ProviderProfile,
+    Review,
+    User,
+    Wallet,
+)
 
 JOB_RELATED = ("customer", "provider", "category")
 
@@ -32,6 +47,45 @@ def messages_for(user: User, job_id: int) -> QuerySet[Message]:
     if job is None or not (user.is_ops or user.pk in (job.customer_id, job.provider_id)):
         raise NotFound(f"Job {job_id} not found.")
     return Message.objects.filter(job=job).select_related("sender")
+
+
+def invoice_for(user: User, job_id: int) -> Invoice:
+    """A completed job's invoice, for its customer and provider (and ops); anyone else gets 404, before completion 409."""
+    job = Job.objects.select_related(*JOB_RELATED).filter(pk=job_id).first()
+    if job is None or not (user.is_ops or user.pk in (job.customer_id, job.provider_id)):
+        raise NotFound(f"Job {job_id} not found.")
+    invoice = Invoice.objects.filter(job=job).first()
+    if job.status != JobStatus.COMPLETED or invoice is None:
+        raise Conflict(f"Job {job.pk} is {job.status}; an invoice is issued once it is COMPLETED.")
+    invoice.job = job
+    return invoice
+
+
+# A WALLET job's total is spoken for from booking until it completes or ends otherwise.
+WALLET_OPEN_STATUSES = [JobStatus.PENDING, JobStatus.ASSIGNED, JobStatus.IN_PROGRESS]
+
+
+def wallet_reserved(customer_id: int) -> Decimal:
+    """The totals of the customer's open WALLET jobs: money booked but not yet paid."""
+    total = Job.objects.filter(
+        customer_id=customer_id, payment_method=PaymentMethod.WALLET, status__in=WALLET_OPEN_STATUSES
+    ).aggregate(total=Sum("total_price"))["total"]
+    return (total or Decimal(0)).quantize(Decimal("0.01"))
+
+
+def wallet_summary(user: User) -> dict:
+    """The user's balance, what open WALLET bookings hold of it, and what is left to book with."""
+    if not (user.is_customer or user.is_provider):
+        raise Forbidden("Only customers and providers have a wallet.")
+    wallet = Wallet.objects.filter(user=user).first()
+    balance = wallet.balance if wallet is not None else Decimal("0.00")
+    reserved = wallet_reserved(user.pk) if user.is_customer else Decimal("0.00")
+    return {"balance": balance, "reserved": reserved, "available": balance - reserved}
+
+
+def ledger_for(user: User) -> QuerySet[LedgerEntry]:
+    """The user's own ledger entries, newest first (none if they have no wallet yet)."""
+    return LedgerEntry.objects.filter(wallet__user=user).select_related("transfer").order_by("-id")
 
 
 def offers_for_provider(provider: User) -> QuerySet[Offer]:

@@ -4,6 +4,7 @@ from dispatch.models.chat import Message
 from dispatch.models.events import Event
 from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.jobs import Job, JobItem, JobStatus, PaymentMethod
+from dispatch.models.money import Invoice, LedgerEntry, Transfer, TransferKind, Wallet, WalletKind
 from dispatch.models.offers import Offer, OfferStatus
 from dispatch.models.providers import AvailabilityWindow, ProviderProfile
 from dispatch.models.reviews import Review
@@ -13,9 +14,11 @@ __all__ = [
     "AvailabilityWindow",
     "Event",
     "IdempotencyKey",
+    "Invoice",
     "Job",
     "JobItem",
     "JobStatus",
+    "LedgerEntry",
     "Message",
     "Offer",
     "OfferStatus",
@@ -25,5 +28,9 @@ __all__ = [
     "Role",
     "ServiceCategory",
     "ServiceItem",
+    "Transfer",
+    "TransferKind",
     "User",
+    "Wallet",
+    "WalletKind",
 ]

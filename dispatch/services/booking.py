@@ -1,8 +1,7 @@
 """Booking a job: the customer's request becomes a PENDING job (and a first offer if direct)."""
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -11,14 +10,10 @@ from dispatch.errors import Conflict, Forbidden, Invalid, Unprocessable
 from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
 from dispatch.schedule import after_commit
 from dispatch.services.offers import offer_create
+from dispatch.services.wallet import CENT, commission_for, wallet_check_booking
 
-CENT = Decimal("0.01")
 # Clients' clocks drift; a slot a minute "in the past" is still meant as now.
 SCHEDULE_SLACK = timedelta(minutes=1)
-
-
-def commission_for(total: Decimal) -> Decimal:
-    return (total * Decimal(str(settings.COMMISSION_RATE))).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def job_book(
@@ -37,6 +32,7 @@ def job_book(
     """Create a PENDING job priced from its items; offer it to the chosen provider first, if any.
 
     Dispatch is enqueued after commit; without a chosen provider it sends the first offer.
+    A WALLET booking the customer's balance cannot cover is refused (400); see docs/money.md.
     """
     if not customer.is_customer:
         raise Forbidden("Only customers can book jobs.")
@@ -72,6 +68,7 @@ def job_book(
                 offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True})
             except Conflict:
                 pass  # they hold another live offer right now: automatic dispatch takes over
+        wallet_check_booking(job=job)
         after_commit("dispatch.offer", job.pk)
     return job
 

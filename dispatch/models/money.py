@@ -1,0 +1,120 @@
+"""Money: wallets, the double-entry ledger (a Transfer is two LedgerEntry rows summing to zero), invoices.
+
+A wallet's `balance` is a cache of its ledger, written under the wallet's row lock
+together with the entries; `dispatch.services.wallet.ledger_audit` checks the two agree.
+See docs/money.md.
+"""
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class WalletKind(models.TextChoices):
+    CUSTOMER = "customer", "Customer"
+    PROVIDER = "provider", "Provider"
+    # System accounts, one each, owned by nobody: the platform's revenue (commission, fees)
+    # and the payment gateway's clearing account, the other side of every top-up.
+    PLATFORM = "platform", "Platform"
+    GATEWAY = "gateway", "Payment gateway"
+
+
+USER_WALLETS = [WalletKind.CUSTOMER, WalletKind.PROVIDER]
+SYSTEM_WALLETS = [WalletKind.PLATFORM, WalletKind.GATEWAY]
+
+
+class Wallet(models.Model):
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="wallet"
+    )
+    kind = models.CharField(max_length=16, choices=WalletKind.choices)
+    balance = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=WalletKind.values), name="wallet_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind__in=USER_WALLETS, user__isnull=False) | Q(kind__in=SYSTEM_WALLETS, user__isnull=True),
+                name="wallet_owner_matches_kind",
+            ),
+            models.UniqueConstraint(fields=["kind"], condition=Q(user__isnull=True), name="one_wallet_per_system_account"),
+            # Who may go below zero: a provider (commission owed on cash jobs) and the gateway
+            # (all money that ever came in). Customers and the platform never.
+            models.CheckConstraint(
+                condition=Q(kind__in=[WalletKind.CUSTOMER, WalletKind.PLATFORM], balance__gte=0)
+                | Q(kind=WalletKind.PROVIDER)
+                | Q(kind=WalletKind.GATEWAY, balance__lte=0),
+                name="wallet_balance_sign",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Wallet {self.pk} ({self.kind}{f' of user {self.user_id}' if self.user_id else ''})"
+
+
+class TransferKind(models.TextChoices):
+    TOPUP = "TOPUP", "Top-up"
+    JOB_PAYMENT = "JOB_PAYMENT", "Job payment"
+    COMMISSION = "COMMISSION", "Commission"
+    CANCELLATION_FEE = "CANCELLATION_FEE", "Cancellation fee"
+
+
+class Transfer(models.Model):
+    """One money movement: `amount` from one wallet to another, booked as two ledger entries.
+
+    `reference` names the movement's reason (`job:12:payment`, `topup:7:<key>`); being
+    unique, it makes the database refuse to move the same money twice.
+    """
+
+    kind = models.CharField(max_length=20, choices=TransferKind.choices)
+    reference = models.CharField(max_length=300, unique=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    job = models.ForeignKey("dispatch.Job", on_delete=models.PROTECT, null=True, blank=True, related_name="transfers")
+    memo = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=TransferKind.values), name="transfer_kind_valid"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="transfer_amount_positive"),
+        ]
+
+
+class LedgerEntry(models.Model):
+    """One side of a transfer: negative leaves the wallet, positive enters it."""
+
+    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="entries")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    # The wallet's balance right after this entry: a statement reads without summing.
+    balance_after = models.DecimalField(max_digits=12, decimal_places=2)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="ledger_entry_not_zero"),
+            # With the service writing exactly one debit and one credit: two rows per transfer.
+            models.UniqueConstraint(fields=["transfer", "wallet"], name="ledger_entry_once_per_wallet"),
+        ]
+        indexes = [models.Index(fields=["wallet", "-id"])]
+
+
+class Invoice(models.Model):
+    """Issued when a job completes, with its figures frozen; the PDF is rendered from it on request."""
+
+    job = models.OneToOneField("dispatch.Job", on_delete=models.PROTECT, related_name="invoice")
+    issued_at = models.DateTimeField()
+    total = models.DecimalField(max_digits=10, decimal_places=2)
+    commission = models.DecimalField(max_digits=10, decimal_places=2)
+    payment_method = models.CharField(max_length=8)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(total__gte=0, commission__gte=0), name="invoice_money_not_negative"),
+        ]
+
+    @property
+    def number(self) -> str:
+        return f"INV-{self.issued_at:%Y}-{self.pk:06d}"
