@@ -1,12 +1,10 @@
 """Racing accepts on PostgreSQL: threads on separate connections, exactly one winner."""
-import threading
-
 import pytest
-from django.db import connection
 
 from dispatch.models import Event, JobStatus, Offer, OfferStatus
 from tests.conftest import book
 from tests.factories import make_provider
+from tests.integration.racing import race
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -15,23 +13,9 @@ RACERS = 20
 
 def _race(client_for, pairs) -> list[int]:
     """POST accept for every (provider, job_id) at the same instant; return the status codes."""
-    barrier = threading.Barrier(len(pairs))
-    codes: list[int] = [0] * len(pairs)
-
-    def accept(i, provider, job_id):
-        client = client_for(provider)
-        try:
-            barrier.wait()
-            codes[i] = client.post(f"/services/jobs/{job_id}/accept/").status_code
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=accept, args=(i, p, j)) for i, (p, j) in enumerate(pairs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return codes
+    return race([
+        lambda c=client_for(p), j=job_id: c.post(f"/services/jobs/{j}/accept/").status_code for p, job_id in pairs
+    ])
 
 
 def test_twenty_providers_racing_for_one_job_yield_one_assignment(customer, category, client_for, settings):
