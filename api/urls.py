@@ -5,9 +5,11 @@ from rest_framework.routers import DefaultRouter
 
 from api.views.accounts import LoginView, RegisterView
 from api.views.catalog import CategoryViewSet
+from api.views.invoices import JobInvoiceView
 from api.views.jobs import JobViewSet
 from api.views.offers import OfferViewSet
 from api.views.ops import healthz, metrics_view, readyz
+from api.views.ops_dashboard import OpsDashboardView
 from api.views.providers import ProviderAvailabilityView, ProviderLocationView, ProviderMeView, ProviderViewSet
 from api.views.wallet import WalletTopUpView, WalletView
 
@@ -27,8 +29,10 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
+    path("ops/dashboard/", OpsDashboardView.as_view(), name="ops-dashboard"),
     path("wallet/", WalletView.as_view(), name="wallet"),
     path("wallet/topup/", WalletTopUpView.as_view(), name="wallet-topup"),
+    path("services/jobs/<str:pk>/invoice/", JobInvoiceView.as_view(), name="job-invoice"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),

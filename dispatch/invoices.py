@@ -1,0 +1,65 @@
+"""The PDF of a completed job's invoice (reportlab): number, parties, items, total, commission, payment, dates."""
+from io import BytesIO
+from xml.sax.saxutils import escape
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from dispatch.models import Invoice, PaymentMethod
+
+DATE = "%Y-%m-%d %H:%M UTC"
+
+
+def invoice_filename(invoice: Invoice) -> str:
+    return f"{invoice.number}.pdf"
+
+
+def invoice_pdf(invoice: Invoice) -> bytes:
+    """Render the invoice; its figures are the ones frozen when the job completed."""
+    job = invoice.job
+    styles = getSampleStyleSheet()
+    buffer = BytesIO()
+    doc = SimpleDocTemplate(
+        buffer, pagesize=A4, title=f"Invoice {invoice.number}", author="Dispatch",
+        leftMargin=18 * mm, rightMargin=18 * mm, topMargin=18 * mm, bottomMargin=18 * mm,
+    )
+    paid = "paid from the customer's wallet" if invoice.payment_method == PaymentMethod.WALLET else "paid in cash"
+    facts = [
+        ["Invoice number", invoice.number],
+        ["Issued", f"{invoice.issued_at:{DATE}}"],
+        ["Job", f"#{job.pk} - {job.category.name}"],
+        ["Booked", f"{job.created_at:{DATE}}"],
+        ["Scheduled", f"{job.scheduled_at:{DATE}}" if job.scheduled_at else "as soon as possible"],
+        ["Completed", f"{invoice.issued_at:{DATE}}"],
+        ["Customer", job.customer.display_name],
+        ["Provider", job.provider.display_name],
+        ["Address", job.address],
+        ["Payment method", f"{invoice.payment_method} ({paid})"],
+    ]
+    items = [["Item", "Amount"]]
+    items += [[line.item.name, f"{line.price:.2f}"] for line in job.job_items.select_related("item")]
+    items += [
+        ["Total", f"{invoice.total:.2f}"],
+        ["Platform commission (included)", f"{invoice.commission:.2f}"],
+        ["Provider receives", f"{invoice.total - invoice.commission:.2f}"],
+    ]
+    items_table = Table(items, colWidths=[120 * mm, 50 * mm])
+    items_table.setStyle(TableStyle([
+        ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
+        ("FONTNAME", (0, -3), (-1, -3), "Helvetica-Bold"),
+        ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.black),
+        ("LINEABOVE", (0, -3), (-1, -3), 0.5, colors.black),
+        ("ALIGN", (1, 0), (1, -1), "RIGHT"),
+    ]))
+    facts_table = Table(facts, colWidths=[40 * mm, 130 * mm])
+    facts_table.setStyle(TableStyle([("FONTNAME", (0, 0), (0, -1), "Helvetica-Bold"), ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    doc.build([
+        Paragraph(escape(f"Invoice {invoice.number}"), styles["Title"]),
+        facts_table,
+        Spacer(1, 8 * mm),
+        items_table,
+    ])
+    return buffer.getvalue()
