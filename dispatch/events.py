@@ -8,9 +8,10 @@ fields. After the commit, `push` sends the event to the user's sockets (group
 """
 import asyncio
 import logging
+import os
+import threading
 from datetime import timedelta
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -127,6 +128,40 @@ def serve_pushes_on(loop: asyncio.AbstractEventLoop) -> None:
     _serving_loop = loop
 
 
+# Sync callers with no serving loop (Celery worker threads, management commands) all push
+# through one loop on a daemon thread: one channel-layer connection per process, where
+# `async_to_sync` would make a new loop, and with Redis a new connection, for every push.
+_push_loop: asyncio.AbstractEventLoop | None = None
+_push_loop_lock = threading.Lock()
+
+
+def _forget_push_loop_after_fork() -> None:
+    # A forked child (Celery prefork) has the parent's loop object but not its thread.
+    global _push_loop, _push_loop_lock
+    _push_loop, _push_loop_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_push_loop_after_fork)
+
+
+def _run_push_loop(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
+    asyncio.set_event_loop(loop)
+    loop.call_soon(started.set)
+    loop.run_forever()
+
+
+def push_loop() -> asyncio.AbstractEventLoop:
+    """This process's long-lived push loop, started on first use (and anew in a forked child)."""
+    global _push_loop
+    with _push_loop_lock:
+        if _push_loop is None or not _push_loop.is_running():
+            loop, started = asyncio.new_event_loop(), threading.Event()
+            threading.Thread(target=_run_push_loop, args=(loop, started), name="event-push", daemon=True).start()
+            started.wait()
+            _push_loop = loop
+        return _push_loop
+
+
 def push(event: Event) -> None:
     """Send a committed event to its user's sockets. Never raises: a lost push is recovered by replay."""
     try:
@@ -135,11 +170,15 @@ def push(event: Event) -> None:
             return
         group, message = user_group(event.user_id), {"type": PUSH_TYPE, "event": event_message(event)}
         loop = _serving_loop
-        if loop is not None and loop.is_running():
-            # One publish per event; the layer fans out. Nothing here waits on any socket.
-            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout=PUSH_TIMEOUT_S)
-        else:
-            async_to_sync(layer.group_send)(group, message)
+        if loop is None or not loop.is_running():
+            loop = push_loop()
+        # One publish per event; the layer fans out. Nothing here waits on any socket.
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+        try:
+            future.result(timeout=PUSH_TIMEOUT_S)
+        except BaseException:
+            future.cancel()  # a push stuck on a dead Redis must not queue up behind others
+            raise
     except Exception:
         log.exception("push of event %s to user %s failed; the client will replay it", event.pk, event.user_id)
 
