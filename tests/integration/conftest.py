@@ -47,11 +47,14 @@ class Worker:
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if celery_app.control.ping(timeout=0.5, destination=[f"test{self.starts}@{os.uname().nodename}"]):
+            if self.answers_ping():
                 return self
             if self.process.poll() is not None:
                 raise RuntimeError((self.tmp_path / f"worker-{self.starts}.log").read_text())
         raise RuntimeError("worker did not answer a ping within 30 s")
+
+    def answers_ping(self) -> bool:
+        return bool(celery_app.control.ping(timeout=0.5, destination=[f"test{self.starts}@{os.uname().nodename}"]))
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no acks; whatever it held must be redelivered or swept."""
