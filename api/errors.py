@@ -1,9 +1,13 @@
 """One exception handler: domain errors to JSON `{"code", "detail"}` with their HTTP status."""
+import math
+
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from dispatch.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, PaymentDeclined, Unprocessable
+from dispatch.errors import (
+    Conflict, DomainError, Forbidden, Invalid, NotFound, PaymentDeclined, RateLimited, Unprocessable,
+)
 
 STATUS_FOR = {
     Invalid: status.HTTP_400_BAD_REQUEST,
@@ -12,6 +16,7 @@ STATUS_FOR = {
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,
     Unprocessable: status.HTTP_422_UNPROCESSABLE_ENTITY,
+    RateLimited: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 
 
@@ -20,5 +25,8 @@ def exception_handler(exc, context):
         body = {"code": exc.code, "detail": exc.detail}
         if isinstance(exc, Invalid) and exc.field:
             body[exc.field] = [exc.detail]
-        return Response(body, status=STATUS_FOR[type(exc)])
+        # A service's own subclass (e.g. PingTooSoon) answers as the kind it extends.
+        kind = next(k for k in type(exc).__mro__ if k in STATUS_FOR)
+        headers = {"Retry-After": str(math.ceil(exc.retry_after_s))} if isinstance(exc, RateLimited) else None
+        return Response(body, status=STATUS_FOR[kind], headers=headers)
     return drf_exception_handler(exc, context)

@@ -154,7 +154,8 @@ if REDIS_URL:
     # keepalive drops it and it replays on reconnect.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # channels_redis's RedisPubSubChannelLayer, closing sockets (1012) when Redis drops.
+            "BACKEND": "dispatch.channel_layer.ReconnectingPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": "dispatch"},
         }
     }

@@ -9,6 +9,8 @@ Close codes (sent after accepting, so browsers can read them; a refused handshak
 only show 1006):
     4400  `last_event_id` is not a non-negative integer; fix the URL, do not retry as is.
     4401  no token, or a bad one; log in again for a new token, do not retry as is.
+    1012  this server lost Redis, so pushes may have been missed: reconnect (retry until
+          the handshake succeeds) with `last_event_id` and the replay fills the gap.
 A handshake whose Origin is not in ALLOWED_HOSTS is refused outright (HTTP 403).
 
 The client may send frames too (`FRAME_HANDLERS`: chat, location); each runs the same
@@ -28,7 +30,7 @@ from channels.routing import URLRouter
 from django.urls import path
 from django.utils import timezone
 
-from dispatch import events
+from dispatch import events, metrics
 from dispatch.errors import DomainError, Invalid
 from dispatch.models import Event
 from dispatch.services.chat import message_send
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_RECONNECT = 1012  # "service restart": reconnect with last_event_id to replay what was missed
 REPLAY_PAGE = 500
 # Client frames are small (a chat message is at most 2,000 characters); larger ones are refused unread.
 MAX_FRAME_CHARS = 16 * 1024
@@ -79,6 +82,7 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         # its next message only once `connect` returns, so pushes wait in the layer meanwhile).
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        metrics.connected_sockets.inc()
         if last_event_id is not None:
             await self._replay(after_id=last_event_id)
 
@@ -152,8 +156,13 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
     async def _send_error(self, code: str, detail: str, *, field: str | None = None) -> None:
         await self.send_json({"type": "error", "code": code, "detail": detail, **({"field": field} if field else {})})
 
+    async def layer_lost(self, message):
+        """Redis dropped this server, so pushes may have been lost: make the client reconnect and replay."""
+        await self.close(code=CLOSE_RECONNECT)
+
     async def disconnect(self, code):
-        if hasattr(self, "group"):
+        if hasattr(self, "group"):  # only sockets that got past authentication were counted and joined
+            metrics.connected_sockets.dec()
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
 

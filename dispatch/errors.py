@@ -47,3 +47,13 @@ class Conflict(DomainError):
     """The thing is not in a state that allows this (HTTP 409)."""
 
     code = "conflict"
+
+
+class RateLimited(DomainError):
+    """Too soon after the last accepted one; retry after `retry_after_s` seconds (HTTP 429)."""
+
+    code = "rate_limited"
+
+    def __init__(self, detail: str, retry_after_s: float):
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

@@ -1,5 +1,4 @@
 """Provider search and detail (/auth/providers/), and the provider's own profile (/providers/me/)."""
-import math
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status, viewsets
@@ -21,7 +20,7 @@ from api.serializers.providers import (
 from dispatch import selectors
 from dispatch.errors import NotFound
 from dispatch.models import ProviderProfile
-from dispatch.services.location import PingTooSoon, provider_location_update
+from dispatch.services.location import provider_location_update
 from dispatch.services.providers import provider_profile_update, provider_set_online
 
 MAX_DETAIL_REVIEWS = 20
@@ -98,14 +97,7 @@ class ProviderLocationView(APIView):
     def post(self, request):
         data = LocationPingSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            profile = provider_location_update(provider=request.user, **data.validated_data)
-        except PingTooSoon as exc:
-            return Response(
-                {"code": exc.code, "detail": exc.detail},
-                status=status.HTTP_429_TOO_MANY_REQUESTS,
-                headers={"Retry-After": str(math.ceil(exc.retry_after_s))},
-            )
+        profile = provider_location_update(provider=request.user, **data.validated_data)
         return Response({"latitude": profile.last_latitude, "longitude": profile.last_longitude})
 
 

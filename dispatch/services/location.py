@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from dispatch import events
-from dispatch.errors import DomainError, Forbidden, Invalid
+from dispatch.errors import Forbidden, Invalid, RateLimited
 from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, ProviderProfile, User
 from matching.geo import haversine_km
@@ -40,14 +40,8 @@ RATE_LIMIT_CACHE = "rate_limits"
 clock = time.time
 
 
-class PingTooSoon(DomainError):
+class PingTooSoon(RateLimited):
     """A ping within LOCATION_MIN_INTERVAL_S of the provider's last accepted one (HTTP 429)."""
-
-    code = "rate_limited"
-
-    def __init__(self, detail: str, retry_after_s: float):
-        super().__init__(detail)
-        self.retry_after_s = retry_after_s
 
 
 def coordinate_clean(value, *, name: str, bound: float) -> float:

@@ -205,3 +205,16 @@ async def test_events_committed_during_the_replay_arrive_once_and_in_order(
     ids = [m["event_id"] for m in got]
     assert ids == stored and len(ids) == len(set(ids))
     assert names(got) == ["JOB_CREATED", "JOB_CANCELLED", "JOB_CANCELLED"]
+
+
+async def test_connected_sockets_gauge_counts_authenticated_sockets_only(sockets, customer, provider):
+    from dispatch.metrics import connected_sockets
+
+    before = connected_sockets._value.get()
+    first, second = await sockets_of(sockets, customer, provider)
+    refused = await sockets("not-a-token")
+    await close_code(refused)
+    assert connected_sockets._value.get() - before == 2
+
+    await first.disconnect()
+    assert connected_sockets._value.get() - before == 1
