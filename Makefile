@@ -38,6 +38,7 @@ up: export ALLOWED_HOSTS ?= 127.0.0.1,localhost
 up: export SESSION_COOKIE_SECURE ?= false
 up: export CSRF_COOKIE_SECURE ?= false
 up: export MATCHING_LOCATION_MAX_AGE_S ?= 0
+up: export PAYMENT_ALLOW_TEST_GATEWAY ?= true
 up: export PROMETHEUS_MULTIPROC_DIR := $(RUN_DIR)/metrics
 up: export RUN_DIR := $(RUN_DIR)
 up: export VENV_PYTHON := $(CURDIR)/$(PY)

@@ -234,6 +234,13 @@ if not 0 <= COMMISSION_RATE < 1:
 # --- Money (SPEC section 8, docs/money.md). The gateway is a dotted path to a class
 # implementing dispatch.payments.PaymentGateway; the default approves test payments only.
 PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="dispatch.payments.TestModeGateway")
+# The test gateway approves top-ups nobody paid for: production must opt in to it (a demo).
+PAYMENT_ALLOW_TEST_GATEWAY = env.bool("PAYMENT_ALLOW_TEST_GATEWAY", default=DEBUG)
+if PAYMENT_GATEWAY == "dispatch.payments.TestModeGateway" and not PAYMENT_ALLOW_TEST_GATEWAY:
+    raise ImproperlyConfigured(
+        "PAYMENT_GATEWAY is the test-mode gateway, which credits money nobody paid: set a real gateway, "
+        "or PAYMENT_ALLOW_TEST_GATEWAY=true for a demo."
+    )
 WALLET_TOPUP_MAX = Decimal(env.str("WALLET_TOPUP_MAX", default="50000.00"))
 # Charged when the customer cancels an assigned job (0: free); at most the job's total.
 CANCELLATION_FEE = Decimal(env.str("CANCELLATION_FEE", default="0"))

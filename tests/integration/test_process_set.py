@@ -69,6 +69,7 @@ def process_set(tmp_path, settings):
         "SESSION_COOKIE_SECURE": "false",
         "CSRF_COOKIE_SECURE": "false",
         "MATCHING_LOCATION_MAX_AGE_S": "0",
+        "PAYMENT_ALLOW_TEST_GATEWAY": "true",
         "VENV_PYTHON": sys.executable,
         "HOST": "127.0.0.1",
         "FLOWER_PORT": str(flower_port),
