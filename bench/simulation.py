@@ -139,6 +139,13 @@ class Engine:
             pass
         return self
 
+    def worker_pids(self) -> list[int]:
+        """The worker processes and their children (prefork pool), or this process when embedded."""
+        if not self.processes:
+            return []
+        pids = [p.pid for p in self.processes]
+        return pids + [child for pid in pids for child in children_of(pid)]
+
     def __exit__(self, *exc) -> None:
         for p in self.processes:
             p.terminate()
@@ -203,8 +210,14 @@ class Providers:
 BOOKERS = 4
 
 
-def _book_share(world: World, rate: float, bookings: int, seed: int, go, start_at, k: int, of: int) -> None:
-    """Booking number i is due at start + i / rate; booker k books every of-th one."""
+def _book_share(
+    world: World, rate: float, bookings: int, seed: int, go, start_at, k: int, of: int, done=None, release=None
+) -> None:
+    """Booking number i is due at start + i / rate; booker k books every of-th one.
+
+    With `done`/`release`, it counts itself done and stays alive until released, so its
+    CPU time can still be read from /proc.
+    """
     rng = random.Random(seed * 100 + k)
     client = APIClient()
     go.wait()
@@ -224,6 +237,10 @@ def _book_share(world: World, rate: float, bookings: int, seed: int, go, start_a
             )
     finally:
         connection.close()
+    if done is not None:
+        with done.get_lock():
+            done.value += 1
+        release.wait()
 
 
 FORK = multiprocessing.get_context("fork")
@@ -266,6 +283,72 @@ def queue_depth() -> int:
 BASELINE_RATE = 2.0
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (Linux /proc), None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cmdlines():
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+
+
+def postgres_backends(database: str) -> list[int]:
+    """Backends serving `database` (their title reads `postgres: user database host(port) state`)."""
+    return [pid for pid, cmd in _cmdlines() if cmd.startswith("postgres: ") and f" {database} " in cmd]
+
+
+def pids_named(name: str) -> list[int]:
+    return [pid for pid, cmd in _cmdlines() if cmd.split(" ", 1)[0].endswith(name)]
+
+
+class CpuMeter:
+    """CPU seconds each group of processes used between start() and stop().
+
+    Groups are looked up at both ends; a process that appeared meanwhile counts from zero.
+    Whatever the machine did besides (other work sharing it) is the busy total less these.
+    """
+
+    def __init__(self, groups: dict):
+        self.groups = groups
+
+    def _read(self) -> dict[str, dict[int, float]]:
+        seen = {}
+        for name, pids in self.groups.items():
+            seen[name] = {pid: cpu for pid in set(pids()) if pid and (cpu := process_cpu_s(pid)) is not None}
+        return seen
+
+    def start(self) -> None:
+        self.before, self.started, self.machine_before = self._read(), time.monotonic(), cpu_times()
+
+    def stop(self) -> dict:
+        after, wall, machine_after = self._read(), time.monotonic() - self.started, cpu_times()
+        used = {
+            name: sum(cpu - self.before[name].get(pid, 0.0) for pid, cpu in procs.items())
+            for name, procs in after.items()
+        }
+        machine_busy_s = (machine_after[0] - self.machine_before[0]) / CLOCK_TICKS
+        return {"wall_s": wall, "used_s": used, "machine_busy_s": machine_busy_s, "cores": os.cpu_count() or 1}
+
+
 def cpu_times() -> tuple[int, int]:
     """(busy, total) jiffies of the whole machine so far, from /proc/stat (0, 0 elsewhere)."""
     try:
@@ -285,18 +368,21 @@ def _drain(jobs, deadline_s: float, depth_samples: list[int]) -> None:
 
 def run(plan: Plan, log=print) -> dict:
     """A short unloaded phase (the baseline), then the load at the planned rate; KPIs of both."""
+    # The virtual customers and providers are a crowd behind one address by design: this
+    # measures dispatch, not the abuse limits (a rate of None turns a throttle scope off).
+    settings.THROTTLE_RATES = dict.fromkeys(getattr(settings, "THROTTLE_RATES", {}), None)
     world = World(plan)
     world.build()
     log(f"world: {plan.providers} providers, 50 customers, category {world.category.name}")
     providers = Providers(world, plan)
     try:
-        go, start_at = FORK.Event(), FORK.Value("d", 0.0)
+        go, start_at, done, release = FORK.Event(), FORK.Value("d", 0.0), FORK.Value("i", 0), FORK.Event()
         responder = _start(providers.run)
         bookers = [
-            _start(_book_share, world, plan.rate, plan.bookings, plan.seed, go, start_at, k, BOOKERS)
+            _start(_book_share, world, plan.rate, plan.bookings, plan.seed, go, start_at, k, BOOKERS, done, release)
             for k in range(BOOKERS)
         ]
-        with Engine(plan):
+        with Engine(plan) as engine:
             # Baseline: a trickle booked from this process, drained before the load starts.
             baseline_go, baseline_at = threading.Event(), FORK.Value("d", time.monotonic())
             baseline_go.set()
@@ -309,10 +395,18 @@ def run(plan: Plan, log=print) -> dict:
             log(f"baseline: {plan.baseline_bookings} bookings at {BASELINE_RATE:g}/s done; starting the load")
 
             depth_samples: list[int] = []
+            meter = CpuMeter({
+                "API and load generator": lambda: [getattr(b, "pid", None) for b in bookers] + [getattr(responder, "pid", None)],
+                "Celery workers": engine.worker_pids,
+                "PostgreSQL backends": lambda: postgres_backends(connection.settings_dict["NAME"]),
+                "Redis (shared)": lambda: pids_named("redis-server"),
+                "simulator itself": lambda: [os.getpid()],
+            })
             cpu_before = cpu_times()
+            meter.start()
             started = start_at.value = time.monotonic()
             go.set()
-            while any(b.is_alive() for b in bookers):
+            while done.value < len(bookers):
                 depth_samples.append(queue_depth())
                 time.sleep(0.5)
             booked_s = time.monotonic() - started
@@ -320,9 +414,12 @@ def run(plan: Plan, log=print) -> dict:
             log(f"booked {plan.bookings} in {booked_s:.1f} s ({plan.bookings / booked_s:.1f}/s); waiting for outcomes")
             loaded = jobs.filter(pk__gt=last_baseline_job)
             _drain(loaded, 600, depth_samples)
+            cpu_split = meter.stop()
+            release.set()
             providers.stop.set()
             responder.join(timeout=10)
         result = kpis(world, plan, loaded, booked_s, depth_samples, cpu_before, cpu_after)
+        result["cpu_split"] = cpu_split
         result["baseline"] = baseline
         return result
     finally:
@@ -410,4 +507,34 @@ def render(result: dict, command: str, machine: str) -> str:
         f"| fairness: Gini of offers over all providers (most to one provider) | {result['offer_gini']:.2f} "
         f"({result['max_offers_one_provider']}) | | |",
         f"| task queue depth max / mean | {result['queue_depth_max']} / {result['queue_depth_mean']:.1f} | | |",
+        *_render_cpu(result),
     ])
+
+
+def _render_cpu(result: dict) -> list[str]:
+    """Where the CPU went, per booking, from the start of the load until every job settled."""
+    split = result.get("cpu_split")
+    if not split or not result["bookings"]:
+        return []
+    per_booking = {name: used * 1000 / result["bookings"] for name, used in split["used_s"].items()}
+    ours = sum(split["used_s"].values())
+    other = max(0.0, split["machine_busy_s"] - ours)
+    lines = [
+        "",
+        f"CPU from the start of the load until every job settled ({split['wall_s']:.0f} s, {split['cores']} cores), per booking:",
+        "",
+        "| processes | CPU per booking | share |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, ms in sorted(per_booking.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {name} | {ms:.1f} ms | {split['used_s'][name] / max(ours, 1e-9):.0%} |")
+    total_ms = ours * 1000 / result["bookings"]
+    lines += [
+        f"| all of the above | {total_ms:.1f} ms | 100% |",
+        f"| other work on the machine meanwhile (not this run) | {other * 1000 / result['bookings']:.1f} ms | |",
+        "",
+        f"At {total_ms:.1f} ms of CPU per booking (API requests, dispatch tasks, PostgreSQL, Redis, and the",
+        f"virtual customers and providers themselves), {split['cores']} dedicated cores could serve at most "
+        f"~{split['cores'] * 1000 / total_ms:.0f} bookings/s.",
+    ]
+    return lines
