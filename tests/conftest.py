@@ -20,6 +20,7 @@ from dispatch.services.booking import job_book
 from dispatch.services.lifecycle import job_complete, job_start
 from dispatch.services.offers import offer_accept
 from tests.factories import DELHI, CategoryFactory, CustomerFactory, ItemFactory, OpsFactory, make_provider
+from tests.web.browser import chromium_executable
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -29,6 +30,7 @@ def _available_services() -> dict[str, bool]:
         "postgres": django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
         "redis": bool(django_settings.REDIS_URL),
         "compose": shutil.which("docker-compose") is not None,
+        "browser": chromium_executable() is not None,
     }
 
 
@@ -37,7 +39,7 @@ def pytest_collection_modifyitems(config, items):
     missing = [name for name, ok in available.items() if not ok]
     if IN_CI and missing:
         raise pytest.UsageError(
-            f"CI=true but {', '.join(missing)} not available (DATABASE_URL / REDIS_URL; docker-compose from apt)."
+            f"CI=true but {', '.join(missing)} not available (DATABASE_URL / REDIS_URL; apt: docker-compose, chromium)."
         )
     left_out = config.stash.setdefault(_LEFT_OUT, [])
     for item in items:
@@ -54,7 +56,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     left_out = config.stash.get(_LEFT_OUT, [])
     if left_out:
         terminalreporter.section(
-            "integration tests left out (set DATABASE_URL / REDIS_URL, apt-get install docker-compose to run them)"
+            "integration tests left out (set DATABASE_URL / REDIS_URL, apt-get install docker-compose chromium)"
         )
         for nodeid in left_out:
             terminalreporter.write_line(nodeid)

@@ -1,0 +1,40 @@
+"""The pages are served by Django with their scripts and the vendored Leaflet (no outside network)."""
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+PAGES = {
+    "/signin/": b"signin.js",
+    "/customer/": b"customer.js",
+    "/provider/": b"provider.js",
+    "/ops/": b"ops.js",
+}
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_each_page_is_served_with_its_script(client, path):
+    response = client.get(path)
+
+    assert response.status_code == 200
+    assert PAGES[path] in response.content and b"client.js" in response.content
+    assert b'name="viewport"' in response.content
+
+
+def test_the_customer_map_uses_leaflet_from_our_own_static_files(client):
+    page = client.get("/customer/").content
+
+    assert b"/static/web/vendor/leaflet/leaflet.js" in page and b"/static/web/vendor/leaflet/leaflet.css" in page
+    assert b"unpkg" not in page and b"cdn" not in page.lower()
+
+
+def test_the_ops_page_links_to_flower_from_the_setting(client, settings):
+    settings.FLOWER_URL = "https://flower.example.test/"
+
+    assert b'href="https://flower.example.test/"' in client.get("/ops/").content
+
+
+def test_the_home_page_links_to_the_pages(client):
+    page = client.get("/").content
+
+    for path in PAGES:
+        assert f'href="{path}"'.encode() in page

@@ -1,0 +1,460 @@
+/* The customer page: search providers (list and map), book, follow the request live, chat, review, invoice. */
+window.Dispatch.page("customer", function (me, D) {
+  "use strict";
+  const el = D.el;
+  const $ = D.byId;
+  const fail = D.fail;
+  const searchForm = $("search-form");
+  const bookForm = $("book-form");
+  const categories = new Map();
+  let providers = [];
+  let currentJob = null;
+  let chatView = null;
+  let eta = null;
+  let searches = 0; // only the latest search's answer is shown
+  const reviewed = new Set();
+
+  const EVENT_KIND = {
+    JOB_ACCEPTED: "success",
+    JOB_STARTED: "success",
+    JOB_COMPLETED: "success",
+    JOB_REJECTED: "warn",
+    JOB_OFFER_EXPIRED: "warn",
+    JOB_UNFULFILLED: "error",
+    JOB_CANCELLED: "error",
+  };
+  const ACTIVE = ["PENDING", "ASSIGNED", "IN_PROGRESS"];
+
+  const map = window.DispatchMap.create("map", "map-note", [Number($("lat").value), Number($("lng").value)]);
+  map.onClick(function (lat, lng) {
+    $("lat").value = lat.toFixed(5);
+    $("lng").value = lng.toFixed(5);
+    map.setMe(lat, lng);
+    search();
+  });
+
+  function point() {
+    const lat = Number($("lat").value);
+    const lng = Number($("lng").value);
+    if (!$("lat").value.trim() || !$("lng").value.trim() || !Number.isFinite(lat) || !Number.isFinite(lng) ||
+        Math.abs(lat) > 90 || Math.abs(lng) > 180) {
+      return null;
+    }
+    return { lat: lat, lng: lng };
+  }
+
+  /* ---- search ---- */
+
+  async function loadCategories() {
+    const select = $("category");
+    try {
+      const list = D.rows(await D.api("/services/categories/"));
+      select.replaceChildren(el("option", { value: "" }, "Choose a category…"));
+      list.forEach(function (category) {
+        categories.set(String(category.id), category);
+        select.append(el("option", { value: category.id }, category.name));
+      });
+    } catch (e) {
+      fail($("search-error"), "Could not load the categories: " + e.message);
+    }
+  }
+
+  function renderItems() {
+    const category = categories.get($("category").value);
+    const box = $("items");
+    if (!category) {
+      box.replaceChildren(el("p", { class: "muted" }, "Pick a category first."));
+      renderTotal();
+      return;
+    }
+    box.replaceChildren(
+      ...category.items.map(function (item, index) {
+        const id = "item-" + item.id;
+        return el("div", { class: "check" },
+          el("input", { type: "checkbox", id: id, name: "item", value: item.id, checked: index === 0, onchange: renderTotal }),
+          el("label", { for: id }, item.name + " · " + D.money(item.price)));
+      })
+    );
+    renderTotal();
+  }
+
+  function chosenItems() {
+    return Array.from(bookForm.querySelectorAll("input[name=item]:checked")).map((box) => Number(box.value));
+  }
+
+  function renderTotal() {
+    const category = categories.get($("category").value);
+    const chosen = new Set(chosenItems());
+    const total = category ? category.items.filter((i) => chosen.has(i.id)).reduce((sum, i) => sum + Number(i.price), 0) : 0;
+    $("total").textContent = total ? "Total: " + D.money(total) : "";
+  }
+
+  async function search() {
+    const box = $("search-error");
+    const category = $("category").value;
+    const at = point();
+    if (!category) return fail(box, "Choose a service category.");
+    if (!at) return fail(box, "Enter your latitude (−90 to 90) and longitude (−180 to 180), or use your location.");
+    fail(box, "");
+    const radius = $("radius").value;
+    const query = new URLSearchParams({
+      category: category, lat: at.lat, lng: at.lng, radius_km: radius, ordering: $("ordering").value, page_size: 50,
+    });
+    if ($("online-only").checked) query.set("available", "true");
+    const mine = ++searches;
+    let found;
+    try {
+      found = D.rows(await D.api("/auth/providers/?" + query));
+    } catch (e) {
+      return mine === searches && fail(box, "Search failed: " + e.message);
+    }
+    if (mine !== searches) return;
+    providers = found;
+    map.setMe(at.lat, at.lng);
+    map.setProviders(providers, at.lat, at.lng, Number(radius));
+    renderProviders();
+  }
+
+  function stars(provider) {
+    if (!provider.review_count) return "New · no reviews yet";
+    const reviews = provider.review_count === 1 ? "1 review" : provider.review_count + " reviews";
+    return "★ " + provider.rating.toFixed(1) + " (" + reviews + ")";
+  }
+
+  function renderProviders() {
+    $("provider-count").textContent = "(" + providers.length + ")";
+    const choice = $("provider-choice");
+    const keep = choice.value;
+    choice.replaceChildren(el("option", { value: "" }, "Any nearby provider"));
+    providers.forEach(function (p) {
+      choice.append(el("option", { value: p.id }, p.name + (p.distance_km !== null ? " · " + p.distance_km + " km" : "")));
+    });
+    choice.value = providers.some((p) => String(p.id) === keep) ? keep : "";
+    if (!providers.length) {
+      $("providers").replaceChildren(el("li", { class: "muted" },
+        "No provider found here. Try a larger radius, another category, or include offline providers."));
+      return;
+    }
+    $("providers").replaceChildren(
+      ...providers.map(function (p, index) {
+        const portfolio = p.portfolio && p.portfolio.length
+          ? el("details", {},
+            el("summary", {}, "Portfolio (" + p.portfolio.length + ")"),
+            el("ul", {}, p.portfolio.map((entry) => el("li", {},
+              entry.url ? el("a", { href: entry.url, target: "_blank", rel: "noopener" }, entry.title) : entry.title,
+              entry.description ? " — " + entry.description : ""))))
+          : el("p", { class: "muted" }, "No portfolio yet.");
+        return el("li", { class: "provider", dataset: { providerId: p.id } },
+          el("div", { class: "provider-head" },
+            el("span", { class: "pin-number", "aria-hidden": "true" }, index + 1),
+            el("strong", {}, p.name),
+            el("span", { class: p.is_online ? "badge online" : "badge offline" }, p.is_online ? "Online" : "Offline")),
+          el("p", { class: "facts" },
+            el("span", {}, stars(p)),
+            el("span", {}, p.price ? "from " + D.money(p.price) : "price on request"),
+            el("span", {}, p.distance_km !== null ? p.distance_km + " km away" : "")),
+          portfolio,
+          el("button", {
+            type: "button",
+            "aria-label": "Choose " + p.name + " for your booking",
+            onclick: function () {
+              choice.value = String(p.id);
+              $("address").focus();
+              D.toast("Booking with " + p.name + ". Fill in the address and book.", "info");
+            },
+          }, "Choose"));
+      })
+    );
+  }
+
+  $("use-location").addEventListener("click", function () {
+    const box = $("search-error");
+    if (!navigator.geolocation) return fail(box, "This browser cannot share your location; enter latitude and longitude.");
+    navigator.geolocation.getCurrentPosition(
+      function (position) {
+        $("lat").value = position.coords.latitude.toFixed(5);
+        $("lng").value = position.coords.longitude.toFixed(5);
+        search();
+      },
+      function (error) {
+        fail(box, "Could not get your location (" + error.message + "). Enter latitude and longitude instead.");
+      },
+      { timeout: 10000 }
+    );
+  });
+
+  searchForm.addEventListener("submit", function (submitted) {
+    submitted.preventDefault();
+    search();
+  });
+  $("category").addEventListener("change", function () {
+    renderItems();
+    search();
+  });
+  ["radius", "ordering", "online-only"].forEach((id) => $(id).addEventListener("change", search));
+
+  /* ---- booking ---- */
+
+  document.querySelectorAll("input[name=when]").forEach(function (radio) {
+    radio.addEventListener("change", function () {
+      $("slot").disabled = !$("when-slot").checked;
+      $("book-button").textContent = $("when-slot").checked ? "Book this slot" : "Book now";
+      if ($("when-slot").checked) $("slot").focus();
+    });
+  });
+
+  bookForm.addEventListener("submit", async function (submitted) {
+    submitted.preventDefault();
+    const box = $("book-error");
+    const at = point();
+    const body = {
+      category: Number($("category").value),
+      item_ids: chosenItems(),
+      description: $("description").value.trim(),
+      address: $("address").value.trim(),
+      payment_method: bookForm.payment.value,
+    };
+    if (!body.category) return fail(box, "Choose a service category first.");
+    if (!body.item_ids.length) return fail(box, "Pick at least one item.");
+    if (!body.address) return fail(box, "Enter the address where the work is.");
+    if (!at) return fail(box, "Set your location (latitude and longitude) in the search above.");
+    body.latitude = at.lat;
+    body.longitude = at.lng;
+    if ($("provider-choice").value) body.provider = Number($("provider-choice").value);
+    if ($("when-slot").checked) {
+      const slot = new Date($("slot").value);
+      if (!$("slot").value || Number.isNaN(slot.getTime())) return fail(box, "Pick the date and time of your slot.");
+      if (slot < new Date()) return fail(box, "The slot is in the past; pick a later time.");
+      body.scheduled_at = slot.toISOString();
+    }
+    fail(box, "");
+    const button = $("book-button");
+    button.disabled = true;
+    try {
+      const key = window.crypto && crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random();
+      const job = await D.api("/services/jobs/", { body: body, headers: { "Idempotency-Key": key } });
+      $("updates").replaceChildren();
+      showJob(job);
+      logUpdate("📋 Request #" + job.id + " sent. Waiting for provider response…");
+      loadJobs();
+      loadWallet();
+      $("status-card").scrollIntoView({ behavior: "smooth", block: "start" });
+    } catch (e) {
+      fail(box, "Booking failed: " + e.message);
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  async function loadWallet() {
+    try {
+      const wallet = await D.api("/wallet/");
+      $("wallet").textContent = "(" + D.money(wallet.available) + " available)";
+    } catch (e) {
+      $("wallet").textContent = "(balance unavailable)";
+    }
+  }
+
+  /* ---- the live status card ---- */
+
+  function logUpdate(text, kind) {
+    const stamp = new Date().toLocaleTimeString([], { timeStyle: "short" });
+    $("updates").prepend(el("li", { class: kind || "info" }, el("time", {}, stamp), " ", text));
+  }
+
+  function offerProgress(job) {
+    const offers = job.offers || [];
+    if (!offers.length) return "Looking for a provider…";
+    const count = (status) => offers.filter((o) => o.status === status).length;
+    const parts = [offers.length === 1 ? "1 provider asked" : offers.length + " providers asked"];
+    if (count("REJECTED")) parts.push(count("REJECTED") + " declined");
+    if (count("EXPIRED")) parts.push(count("EXPIRED") + " did not answer");
+    if (count("OFFERED")) parts.push("waiting for an answer");
+    return parts.join(" · ");
+  }
+
+  function showJob(job) {
+    if (!currentJob || currentJob.id !== job.id) {
+      eta = null;
+      map.setProviderLive(null);
+      chatView = null;
+      $("chat").replaceChildren();
+    }
+    currentJob = job;
+    $("status-card").classList.add("has-job");
+    map.setJob(job.latitude, job.longitude);
+    if (!ACTIVE.includes(job.status)) map.setProviderLive(null);
+    const provider = job.provider;
+    const lines = [
+      el("p", { class: "job-title" }, el("strong", {}, "#" + job.id + " " + job.category.name), " ", D.statusBadge(job.status)),
+      el("p", {}, job.items.map((i) => i.name).join(", ") + " · " + D.money(job.total_price) + " · " +
+        (job.payment_method === "WALLET" ? "Wallet" : "Cash")),
+      el("p", { class: "muted" }, job.address + (job.scheduled_at ? " · slot " + D.when(job.scheduled_at) : " · now")),
+    ];
+    if (job.status === "PENDING") {
+      lines.push(el("p", { class: "waiting" }, "⏳ Waiting for provider response…"), el("p", { class: "muted" }, offerProgress(job)));
+    }
+    if (provider && ACTIVE.includes(job.status)) {
+      lines.push(el("p", {}, "Provider: ", el("strong", {}, provider.name),
+        job.status === "ASSIGNED" ? " · 🚀 Ready to start!" : " · 🚀 Work in progress…"));
+      if (provider.phone) {
+        lines.push(el("p", {}, el("a", { class: "button", href: "tel:" + provider.phone.replace(/[^+0-9]/g, ""),
+          "aria-label": "Call " + provider.name + " at " + provider.phone }, "📞 Call " + provider.name)));
+      }
+      lines.push(el("p", { id: "eta", "aria-live": "polite" }, eta || "Live position shows when the provider shares it."));
+    }
+    if (job.status === "COMPLETED") lines.push(reviewForm(job), invoiceButton(job));
+    if (job.status === "UNFULFILLED") {
+      lines.push(el("p", {}, "😞 No provider was available. Try again later, widen the radius or pick a provider yourself."));
+    }
+    if (job.status === "PENDING" || job.status === "ASSIGNED") lines.push(cancelButton(job));
+    lines.push(el("p", { id: "status-error", class: "error", role: "alert", hidden: true }));
+    $("status-body").replaceChildren(...lines);
+    if (provider && (!chatView || chatView.jobId !== job.id || chatView.status !== job.status)) {
+      chatView = D.chat($("chat"), job, me);
+      chatView.status = job.status;
+    } else if (!provider) {
+      $("chat").replaceChildren();
+      chatView = null;
+    }
+  }
+
+  function statusError(text) {
+    fail($("status-error"), text);
+  }
+
+  function cancelButton(job) {
+    return el("button", {
+      type: "button",
+      class: "danger",
+      onclick: async function () {
+        if (!window.confirm("Cancel request #" + job.id + "?")) return;
+        try {
+          showJob(await D.api("/services/jobs/" + job.id + "/cancel/", { method: "POST" }));
+          loadJobs();
+        } catch (e) {
+          statusError("Could not cancel: " + e.message);
+        }
+      },
+    }, "Cancel request");
+  }
+
+  function invoiceButton(job) {
+    return el("p", {}, el("button", {
+      type: "button",
+      onclick: async function () {
+        try {
+          await D.download("/services/jobs/" + job.id + "/invoice/", "invoice-" + job.id + ".pdf");
+        } catch (e) {
+          statusError("Could not download the invoice: " + e.message);
+        }
+      },
+    }, "⬇ Download invoice (PDF)"));
+  }
+
+  function reviewForm(job) {
+    const done = el("p", { class: "success", hidden: true }, "⭐ Thanks for your review!");
+    const error = el("p", { class: "error", role: "alert", hidden: true });
+    const comment = el("textarea", { id: "review-comment", rows: 2, maxlength: 2000, placeholder: "How did it go?" });
+    const starsSet = el("fieldset", { class: "stars" }, el("legend", {}, "Rate " + (job.provider ? job.provider.name : "the provider")));
+    [5, 4, 3, 2, 1].forEach(function (n) {
+      starsSet.append(
+        el("input", { type: "radio", name: "rating", id: "rating-" + n, value: n, checked: n === 5 }),
+        el("label", { for: "rating-" + n, title: n + (n === 1 ? " star" : " stars") },
+          el("span", { "aria-hidden": "true" }, "★"), el("span", { class: "visually-hidden" }, n + (n === 1 ? " star" : " stars")))
+      );
+    });
+    const form = el("form", { class: "review", "aria-label": "Review job " + job.id },
+      starsSet, el("label", { for: "review-comment" }, "Your review"), comment, error,
+      el("button", { type: "submit", class: "primary" }, "Submit review"));
+    form.addEventListener("submit", async function (submitted) {
+      submitted.preventDefault();
+      try {
+        await D.api("/services/jobs/" + job.id + "/review/", {
+          body: { rating: Number(form.rating.value), comment: comment.value.trim() },
+        });
+        reviewed.add(job.id);
+        form.hidden = true;
+        done.hidden = false;
+      } catch (e) {
+        fail(error, e.status === 409 ? e.message : "Review not saved: " + e.message);
+      }
+    });
+    if (reviewed.has(job.id)) {
+      form.hidden = true;
+      done.hidden = false;
+    }
+    return el("div", {}, form, done);
+  }
+
+  async function refreshJob(jobId) {
+    try {
+      showJob(await D.api("/services/jobs/" + jobId + "/"));
+    } catch (e) {
+      D.showPageError("Could not refresh job #" + jobId + ": " + e.message);
+    }
+  }
+
+  async function loadJobs(pickCurrent) {
+    let jobs;
+    try {
+      jobs = D.rows(await D.api("/services/jobs/?page_size=20"));
+    } catch (e) {
+      return D.showPageError("Could not load your bookings: " + e.message);
+    }
+    $("jobs").replaceChildren(
+      ...(jobs.length ? jobs.map((job) => el("li", {},
+        el("button", { type: "button", class: "link-button", "aria-label": "Show request " + job.id,
+          onclick: () => { $("updates").replaceChildren(); showJob(job); } },
+        "#" + job.id + " " + job.category.name), " ", D.statusBadge(job.status),
+        el("span", { class: "muted" }, " " + D.when(job.created_at))))
+        : [el("li", { class: "muted" }, "No bookings yet.")])
+    );
+    if (pickCurrent && jobs.length) showJob(jobs.find((j) => ACTIVE.includes(j.status)) || jobs[0]);
+    else if (currentJob) {
+      const fresh = jobs.find((j) => j.id === currentJob.id);
+      if (fresh && (fresh.status !== currentJob.status || fresh.updated_at !== currentJob.updated_at)) showJob(fresh);
+    }
+  }
+
+  function onEvent(event) {
+    if (event.type !== "job_update") return;
+    const isCurrent = currentJob && event.job_id === currentJob.id;
+    if (event.event === "PROVIDER_LOCATION") {
+      if (!isCurrent) return;
+      eta = "📍 " + event.provider_name + " is about " + event.eta_minutes + " min away.";
+      const line = $("eta");
+      if (line) line.textContent = eta;
+      map.setProviderLive(event.latitude, event.longitude, event.provider_name + " · about " + event.eta_minutes + " min away");
+      return;
+    }
+    if (event.event === "NEW_MESSAGE") {
+      D.toast(event.message, "info");
+      if (chatView && chatView.jobId === event.job_id) chatView.refresh();
+      return;
+    }
+    if (event.event === "JOB_CREATED") return; // our own booking, already shown
+    D.toast(event.message, EVENT_KIND[event.event]);
+    if (!currentJob || isCurrent) {
+      logUpdate(event.message, EVENT_KIND[event.event]);
+      refreshJob(event.job_id);
+    }
+    loadJobs();
+  }
+
+  (async function start() {
+    await loadCategories();
+    const first = $("category").options[1];
+    if (first) {
+      $("category").value = first.value;
+      renderItems();
+      search();
+    }
+    loadWallet();
+    let opened = false;
+    D.connectNotifications(onEvent, function () {
+      loadJobs(!opened);
+      opened = true;
+    });
+  })();
+});

@@ -1,0 +1,86 @@
+/* The ops page: dispatch KPIs and live jobs with each offer's score breakdown, from GET /ops/dashboard/. */
+window.Dispatch.page("ops", function (me, D) {
+  "use strict";
+  const el = D.el;
+  const $ = D.byId;
+  const REFRESH_MS = 3000;
+  const COMPONENTS = ["distance", "rating", "availability", "acceptance", "fairness"];
+
+  const percent = (x) => (x === null ? "—" : Math.round(x * 100) + " %");
+  const seconds = (x) => (x === null ? "—" : x < 120 ? x.toFixed(1) + " s" : (x / 60).toFixed(1) + " min");
+  const number = (x) => (x === null ? "—" : String(x));
+
+  function renderKpis(kpis) {
+    const byStatus = kpis.jobs_by_status;
+    const tiles = [
+      ["Jobs waiting for a provider", byStatus.PENDING],
+      ["Jobs assigned", byStatus.ASSIGNED],
+      ["Jobs in progress", byStatus.IN_PROGRESS],
+      ["Live offers", kpis.live_offers],
+      ["Providers online", kpis.providers_online + " / " + kpis.providers_total],
+      ["Bookings", kpis.bookings],
+      ["Assigned share", percent(kpis.assigned_share)],
+      ["Median time to assign", seconds(kpis.median_seconds_to_assign)],
+      ["Offer acceptance rate", percent(kpis.offer_acceptance_rate)],
+      ["Offers per assigned job", number(kpis.offers_per_assigned_job)],
+      ["Unfulfilled", kpis.unfulfilled],
+      ["Completed (all time)", byStatus.COMPLETED],
+    ];
+    $("kpi-window").textContent = "(rates over the last " + kpis.window_hours + " h)";
+    $("kpis").replaceChildren(...tiles.map(([label, value]) => el("div", { class: "kpi" }, el("dt", {}, label), el("dd", {}, value))));
+  }
+
+  function breakdown(offer) {
+    const parts = offer.score_breakdown || {};
+    if (!Object.keys(parts).length) return el("span", { class: "muted" }, "direct booking / no breakdown");
+    return el("ul", { class: "breakdown" },
+      COMPONENTS.filter((name) => name in parts).map((name) => el("li", {},
+        name + " " + Number(parts[name]).toFixed(2) +
+        (parts[name + "_points"] !== undefined ? " → " + Number(parts[name + "_points"]).toFixed(3) : ""))),
+      "recent_offers" in parts ? el("li", {}, "recent offers " + parts.recent_offers) : null);
+  }
+
+  function offerRow(offer) {
+    const live = offer.status === "OFFERED";
+    const left = live ? Math.max(0, Math.round((new Date(offer.expires_at) - Date.now()) / 1000)) + " s left" : D.when(offer.responded_at);
+    return el("tr", { class: live ? "live-offer" : "" },
+      el("td", {}, offer.rank),
+      el("td", {}, el("a", { href: "/admin/dispatch/user/" + offer.provider_id + "/change/" }, "#" + offer.provider_id)),
+      el("td", {}, offer.status),
+      el("td", {}, offer.score === null ? "—" : offer.score.toFixed(3)),
+      el("td", {}, breakdown(offer)),
+      el("td", {}, left));
+  }
+
+  function jobItem(job) {
+    return el("li", { class: "ops-job" },
+      el("p", { class: "job-title" }, el("strong", {}, "#" + job.id + " " + job.category.name), " ", D.statusBadge(job.status),
+        " ", el("span", { class: "muted" }, D.money(job.total_price) + " · " + job.payment_method + " · booked " + D.when(job.created_at))),
+      el("p", { class: "muted" }, job.customer.name + " · " + job.address +
+        (job.provider ? " · provider " + job.provider.name : job.requested_provider ? " · asked for #" + job.requested_provider : " · any nearby provider")),
+      job.offers.length
+        ? el("div", { class: "table-wrap" }, el("table", { "aria-label": "Offers of job " + job.id },
+          el("thead", {}, el("tr", {}, ["Rank", "Provider", "Status", "Score", "Score breakdown", "Deadline / answered"].map((h) => el("th", { scope: "col" }, h)))),
+          el("tbody", {}, job.offers.map(offerRow))))
+        : el("p", { class: "muted" }, "No offer sent yet."));
+  }
+
+  async function refresh() {
+    try {
+      const data = await D.api("/ops/dashboard/");
+      renderKpis(data.kpis);
+      $("live-count").textContent = "(" + data.live_jobs_count + ")";
+      $("live-jobs").replaceChildren(...(data.live_jobs.length ? data.live_jobs.map(jobItem) : [el("li", { class: "muted" }, "No live jobs.")]));
+      $("updated").textContent = "Updated " + new Date(data.generated_at).toLocaleTimeString([], { timeStyle: "medium" });
+      D.showPageError("");
+    } catch (e) {
+      D.showPageError("Could not load the dashboard: " + e.message);
+    }
+  }
+
+  $("refresh").addEventListener("click", refresh);
+  setInterval(function () {
+    if ($("auto-refresh").checked && !document.hidden) refresh();
+  }, REFRESH_MS);
+  refresh();
+});
