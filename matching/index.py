@@ -29,6 +29,10 @@ from matching.types import (
 PRESELECT_SLACK = 1e-9
 LEAF_SIZE = 40
 FIRST_K = 64
+# Up to this many points a radius query beats k-nearest searches (measured at 1M providers,
+# bench/matching.py): a category's tree in a city of towns has empty stretches where a
+# k-nearest search must wander far for its k, and dense towns where k must grow.
+RADIUS_QUERY_MAX_POINTS = 600_000
 
 
 def hour_of_week(epoch_s: float) -> int:
@@ -202,16 +206,19 @@ def _overlay_part(overlay: ProviderSnapshot | None, q: MatchQuery) -> list[Candi
 
 
 def _rows_within(tree: _Tree, lat: float, lng: float, radius_km: float) -> np.ndarray:
-    """Snapshot rows within the radius, by k-nearest queries with a growing k.
+    """Snapshot rows within the radius: one radius query on a tree of up to ~half a million
+    points (a category's), k-nearest queries with a growing k on a bigger one (everyone).
 
     `query_radius` allocates buffers sized to the whole tree on every call (0.6 ms at 1M
-    points); a k-nearest query costs ~0.1 ms. When all k neighbours fall inside the
-    radius there may be more, so k grows to the density the answer suggests. The k that
-    sufficed lately is the first guess next time, so most queries take one call.
+    points); a k-nearest query costs ~0.1 ms where points are spread evenly. When all k
+    neighbours fall inside the radius there may be more, so k grows to the density the
+    answer suggests. The k that sufficed lately is the first guess next time.
     """
     n = len(tree.rows)
     point = np.radians([[lat, lng]])
     reach = radius_km / EARTH_RADIUS_KM + PRESELECT_SLACK
+    if n <= RADIUS_QUERY_MAX_POINTS:
+        return tree.rows[tree.tree.query_radius(point, r=reach)[0]]
     k = min(max(FIRST_K, tree.k_hint), n)
     while True:
         distance, points = tree.tree.query(point, k=k)

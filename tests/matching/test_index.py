@@ -1,9 +1,12 @@
 """The index answers exactly what brute force answers, and sees changes at once."""
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import matching.index as matching_index
 from matching.index import ProviderIndex
 from matching.reference import brute_force_query
 from matching.types import ALWAYS_AVAILABLE, WEEK_BYTES, MatchQuery, ProviderRecord, ProviderSnapshot
@@ -66,12 +69,16 @@ def worlds(draw):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(worlds(), st.sampled_from(["score", "distance", "rating"]))
-def test_index_agrees_with_brute_force(world, ordering):
+@given(worlds(), st.sampled_from(["score", "distance", "rating"]), st.sampled_from(["radius", "k-nearest"]))
+def test_index_agrees_with_brute_force(world, ordering, search):
+    """Both ways of finding the points in the radius (small trees: one radius query; big ones:
+    k-nearest with a growing k) agree with brute force."""
     records, query = world
     snapshot = ProviderSnapshot.from_records(records)
+    index = ProviderIndex(snapshot)
 
-    got = ProviderIndex(snapshot).query(query, limit=None, ordering=ordering)
+    with mock.patch.object(matching_index, "RADIUS_QUERY_MAX_POINTS", 10**9 if search == "radius" else 0):
+        got = index.query(query, limit=None, ordering=ordering)
 
     _same_up_to_ties(got, brute_force_query(snapshot, query, limit=None, ordering=ordering))
 
@@ -103,11 +110,18 @@ def _query(lat, lng, radius_km=5.0, **fields):
     return MatchQuery(lat=lat, lng=lng, radius_km=radius_km, now=NOW, category_id=1, **fields)
 
 
+@pytest.fixture(params=["radius", "k-nearest"])
+def search(request, monkeypatch):
+    """Run an edge case through both ways of finding the points in the radius."""
+    monkeypatch.setattr(matching_index, "RADIUS_QUERY_MAX_POINTS", 10**9 if request.param == "radius" else 0)
+    return request.param
+
+
 def test_empty_index_answers_nothing():
     assert ProviderIndex().query(_query(0, 0)) == []
 
 
-def test_antimeridian_neighbours_are_found():
+def test_antimeridian_neighbours_are_found(search):
     index = ProviderIndex(ProviderSnapshot.from_records([_provider(1, 0.0, 179.99), _provider(2, 0.0, -179.99)]))
 
     found = index.query(_query(0.0, -179.995, radius_km=2.0), limit=None)
@@ -116,28 +130,45 @@ def test_antimeridian_neighbours_are_found():
     assert all(c.distance_km < 1.7 for c in found)  # 0.015° and 0.005° of longitude at the equator
 
 
-def test_near_the_pole_every_longitude_is_close():
+def test_near_the_pole_every_longitude_is_close(search):
     records = [_provider(i + 1, 89.999, lng) for i, lng in enumerate((-170.0, -60.0, 0.0, 90.0, 179.0))]
     index = ProviderIndex(ProviderSnapshot.from_records(records))
 
     assert len(index.query(_query(90.0, 0.0, radius_km=1.0), limit=None)) == 5
 
 
-def test_duplicate_coordinates_are_all_candidates():
+def test_duplicate_coordinates_are_all_candidates(search):
     records = [_provider(i + 1, 28.6, 77.2) for i in range(5)]
     index = ProviderIndex(ProviderSnapshot.from_records(records))
 
     assert sorted(_ids(index.query(_query(28.6, 77.2, radius_km=0.0), limit=None))) == [1, 2, 3, 4, 5]
 
 
-def test_everything_filtered_out():
+def test_everything_filtered_out(search):
     records = [_provider(1, 28.6, 77.2, online=False), _provider(2, 28.6, 77.2, rating_avg=1.0)]
     index = ProviderIndex(ProviderSnapshot.from_records(records))
 
     assert index.query(_query(28.6, 77.2, min_rating=3.0)) == []
 
 
-def test_radius_zero_finds_only_the_exact_spot():
+def test_points_on_either_side_of_the_radius_are_told_apart(search):
+    """A ring of providers just inside 5 km in every direction, another just outside."""
+    from matching.geo import EARTH_RADIUS_KM
+
+    centre, records = (28.6, 77.2), []
+    for i, bearing in enumerate(np.radians(np.arange(0, 360, 10))):
+        for offset, distance_km in ((0, 4.999), (100, 5.001)):
+            d = distance_km / EARTH_RADIUS_KM
+            lat0, lng0 = np.radians(centre)
+            lat = np.arcsin(np.sin(lat0) * np.cos(d) + np.cos(lat0) * np.sin(d) * np.cos(bearing))
+            lng = lng0 + np.arctan2(np.sin(bearing) * np.sin(d) * np.cos(lat0), np.cos(d) - np.sin(lat0) * np.sin(lat))
+            records.append(_provider(offset + i + 1, float(np.degrees(lat)), float(np.degrees(lng)), service_radius_km=50.0))
+    index = ProviderIndex(ProviderSnapshot.from_records(records))
+
+    assert sorted(_ids(index.query(_query(*centre, radius_km=5.0), limit=None))) == list(range(1, 37))
+
+
+def test_radius_zero_finds_only_the_exact_spot(search):
     index = ProviderIndex(ProviderSnapshot.from_records([_provider(1, 28.6, 77.2), _provider(2, 28.6001, 77.2)]))
 
     assert _ids(index.query(_query(28.6, 77.2, radius_km=0.0))) == [1]
@@ -151,7 +182,7 @@ def test_stale_location_counts_as_offline():
     assert _ids(index.query(_query(28.6, 77.2, max_location_age_s=None))) == [1]
 
 
-def test_provider_service_radius_is_respected():
+def test_provider_service_radius_is_respected(search):
     index = ProviderIndex(ProviderSnapshot.from_records([_provider(1, 28.6, 77.25, service_radius_km=2.0)]))
 
     assert index.query(_query(28.6, 77.2, radius_km=10.0)) == []  # ~4.9 km away, serves 2 km
