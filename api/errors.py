@@ -1,6 +1,8 @@
 """One exception handler: domain errors to JSON `{"code", "detail"}` with their HTTP status."""
 import math
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -21,6 +23,10 @@ STATUS_FOR = {
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        # Django would answer its own HTML 400; an API client gets JSON saying what the limit is.
+        detail = f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+        return Response({"code": "too_large", "detail": detail}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, DomainError):
         body = {"code": exc.code, "detail": exc.detail}
         if isinstance(exc, Invalid) and exc.field:

@@ -11,6 +11,7 @@ from api.views.offers import OfferViewSet
 from api.views.ops import healthz, metrics_view, readyz
 from api.views.ops_dashboard import OpsDashboardView
 from api.views.providers import ProviderAvailabilityView, ProviderLocationView, ProviderMeView, ProviderViewSet
+from api.views.socket_ticket import SocketTicketView
 from api.views.wallet import WalletTopUpView, WalletView
 
 router = DefaultRouter(trailing_slash=True)
@@ -23,6 +24,7 @@ router.register("auth/providers", ProviderViewSet, basename="provider")
 urlpatterns = [
     path("auth/register/", RegisterView.as_view(), name="register"),
     path("auth/login/", LoginView.as_view(), name="login"),
+    path("auth/socket-ticket/", SocketTicketView.as_view(), name="socket-ticket"),
     path("providers/me/", ProviderMeView.as_view(), name="provider-me"),
     path("providers/me/location/", ProviderLocationView.as_view(), name="provider-location"),
     path("providers/me/availability/", ProviderAvailabilityView.as_view(), name="provider-availability"),

@@ -95,7 +95,7 @@ class Stack:
             return True
         from celery import Celery
 
-        with Celery(broker=os.environ["REDIS_URL"]) as app:
+        with Celery(broker=os.environ["REDIS_URL"], set_as_current=False) as app:
             return bool(app.control.ping(timeout=0.5, destination=[f"{TAG}@{os.uname().nodename}"]))
 
     def __exit__(self, *exc) -> None:

@@ -124,6 +124,11 @@ class Engine:
             "DISPATCH_OFFER_TIMEOUT_S": str(self.plan.offer_timeout_s),
             "DISPATCH_SWEEP_INTERVAL_S": "1",
             "MATCHING_LOCATION_MAX_AGE_S": "0",
+            # Production settings: DEBUG would record every query of every task.
+            "DEBUG": "false",
+            "SECRET_KEY": os.environ.get("SECRET_KEY", "simulation-only-key"),
+            "PAYMENT_ALLOW_TEST_GATEWAY": "true",
+            "CONN_MAX_AGE": "60",
         }
         for i in range(self.plan.workers):
             args = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "offers,housekeeping",
@@ -371,6 +376,7 @@ def run(plan: Plan, log=print) -> dict:
     # The virtual customers and providers are a crowd behind one address by design: this
     # measures dispatch, not the abuse limits (a rate of None turns a throttle scope off).
     settings.THROTTLE_RATES = dict.fromkeys(getattr(settings, "THROTTLE_RATES", {}), None)
+    settings.DEBUG = False  # as in production: no per-query bookkeeping in the API requests
     world = World(plan)
     world.build()
     log(f"world: {plan.providers} providers, 50 customers, category {world.category.name}")

@@ -84,6 +84,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Production keeps connections between requests and tasks (CONN_MAX_AGE=60 in make up and
+    # docker-compose): opening one forks a PostgreSQL backend, which costs more CPU than the
+    # dispatch step it serves. Checked before reuse.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 REDIS_URL = env.str("REDIS_URL", default="")
 
@@ -108,7 +114,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Request bodies above this are refused before a view sees them.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -118,7 +124,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "api.pagination.StandardPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "api.schema.DispatchAutoSchema",  # documents each route's error answers
     "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "PAGE_SIZE": 20,
 }
@@ -171,6 +177,11 @@ else:
     }
 # Events older than this are pruned (hourly, `events.prune`); replay reaches back no further.
 EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=14)
+# Pushes are at least once: an event still unpushed this long after it was written (its
+# process died, or the channel layer refused it) is pushed again by `events.repush`,
+# which beat runs this often. Sockets drop an id they already sent.
+EVENTS_REPUSH_AFTER_S = env.float("EVENTS_REPUSH_AFTER_S", default=2.0)
+EVENTS_REPUSH_INTERVAL_S = env.float("EVENTS_REPUSH_INTERVAL_S", default=2.0)
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 # Embedded: no broker process, so tasks run in-process right after the commit that queued them.
@@ -191,10 +202,18 @@ DISPATCH_EMBEDDED_WORKER = env.bool("DISPATCH_EMBEDDED_WORKER", default=not REDI
 CELERY_BEAT_SCHEDULE = {
     "dispatch.sweep": {"task": "dispatch.sweep", "schedule": float(DISPATCH_SWEEP_INTERVAL_S)},
     "events.prune": {"task": "events.prune", "schedule": 3600.0},
+    "events.repush": {
+        "task": "events.repush",
+        "schedule": EVENTS_REPUSH_INTERVAL_S,
+        # A late run is useless once the next is due; do not let them pile up.
+        "options": {"expires": EVENTS_REPUSH_INTERVAL_S},
+    },
     # Proves beat and a housekeeping worker are alive; /readyz fails once it lapses.
     "ops.heartbeat": {"task": "ops.heartbeat", "schedule": 5.0, "options": {"expires": 5}},
 }
 HEALTH_WORKER_STALE_S = env.int("HEALTH_WORKER_STALE_S", default=30)
+# Where the ops page links to Flower (`make up` serves it on port 5555).
+FLOWER_URL = env.str("FLOWER_URL", default="http://127.0.0.1:5555/")
 COMMISSION_RATE = env.float("COMMISSION_RATE", default=0.15)
 # Live location (SPEC section 6): a provider's pings answer 429 if sooner than this after
 # the last accepted one (0 disables the limit); ETA = great-circle distance at this speed.
@@ -207,11 +226,43 @@ if LOCATION_MIN_INTERVAL_S < 0 or DISPATCH_ETA_SPEED_KMH <= 0:
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "rate_limits": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "dispatch"}
+        # Fails open: while Redis is unreachable limits lapse rather than requests failing.
+        {"BACKEND": "dispatch.fail_open_cache.FailOpenRedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "dispatch"}
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "rate-limits"}
     ),
+    # One-time socket tickets (dispatch/socket_auth.py): issued by one server process,
+    # redeemed by whichever one the WebSocket reaches, so in Redis when there is one.
+    "socket_tickets": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "dispatch"}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "socket-tickets"}
+    ),
 }
+SOCKET_TICKET_TTL_S = env.int("SOCKET_TICKET_TTL_S", default=30)
+
+# --- Abuse limits (api/throttles.py, dispatch/consumers.py). REST rates are "<count>/<s|min|hour|day>"
+# per scope (None switches one off), counted in the "rate_limits" cache, so with Redis a limit
+# holds across server processes; over it a request answers 429 with Retry-After. The client's
+# address is REMOTE_ADDR, never a client-sent X-Forwarded-For (NUM_PROXIES 0): behind a proxy,
+# run uvicorn with --proxy-headers. A load test from one address raises the *_IP rates.
+THROTTLE_RATES = {
+    "login_ip": env.str("THROTTLE_LOGIN_IP", default="30/min"),
+    "login_username": env.str("THROTTLE_LOGIN_USERNAME", default="10/min"),
+    "booking_user": env.str("THROTTLE_BOOKING_USER", default="10/min"),
+    "booking_ip": env.str("THROTTLE_BOOKING_IP", default="60/min"),
+    "chat_user": env.str("THROTTLE_CHAT_USER", default="30/min"),
+    "chat_ip": env.str("THROTTLE_CHAT_IP", default="300/min"),
+    "location_user": env.str("THROTTLE_LOCATION_USER", default="60/min"),
+    "location_ip": env.str("THROTTLE_LOCATION_IP", default="600/min"),
+}
+REST_FRAMEWORK["NUM_PROXIES"] = 0
+# A socket sending more client frames than this within one second is closed (4429); a user's
+# sockets beyond this many on one server process are closed as they connect (4409).
+SOCKET_MAX_FRAMES_PER_S = env.int("SOCKET_MAX_FRAMES_PER_S", default=20)
+SOCKET_MAX_PER_USER = env.int("SOCKET_MAX_PER_USER", default=10)
+if SOCKET_MAX_FRAMES_PER_S < 1 or SOCKET_MAX_PER_USER < 1:
+    raise ImproperlyConfigured("SOCKET_MAX_FRAMES_PER_S and SOCKET_MAX_PER_USER must be at least 1.")
 
 # --- Matching (SPEC section 4)
 MATCHING_WEIGHTS = {
@@ -228,6 +279,9 @@ MATCHING_LOCATION_MAX_AGE_S = env.int("MATCHING_LOCATION_MAX_AGE_S", default=900
 MATCHING_POLL_S = env.float("MATCHING_POLL_S", default=0.5)
 MATCHING_REBUILD_S = env.int("MATCHING_REBUILD_S", default=600)
 SEARCH_DEFAULT_RADIUS_KM = env.float("SEARCH_DEFAULT_RADIUS_KM", default=10.0)
+# Before assignment others see a provider's position snapped to this grid (0.01° ≈ 1.1 km)
+# and distances from it rounded to 0.1 km (dispatch/selectors.py, location privacy).
+LOCATION_PRIVACY_GRID_DEG = env.float("LOCATION_PRIVACY_GRID_DEG", default=0.01)
 if not 0 <= COMMISSION_RATE < 1:
     raise ImproperlyConfigured("COMMISSION_RATE must be in [0, 1).")
 
@@ -248,9 +302,27 @@ if WALLET_TOPUP_MAX <= 0 or CANCELLATION_FEE < 0:
     raise ImproperlyConfigured("WALLET_TOPUP_MAX must be > 0 and CANCELLATION_FEE >= 0.")
 
 if not DEBUG:
+    # Production sits behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips
+    # a client's own). `manage.py check --deploy --fail-level WARNING` passes with these
+    # defaults (tests/security/test_deploy.py). `make up` and docker-compose run plain HTTP
+    # on loopback and turn the HTTPS-only ones off through the environment.
+    if env.bool("SECURE_PROXY_SSL_HEADER", default=True):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Load balancers and scrapers call these inside the network, over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"
+    SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+    X_FRAME_OPTIONS = "DENY"
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    SESSION_COOKIE_HTTPONLY = True
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+    # PASSWORD_HASHERS is Django's default (PBKDF2 first): only the tests swap in a fast one.
 
 # JSON lines for log collectors in production; readable text while developing.
 LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
@@ -261,8 +333,16 @@ LOGGING = {
         "json": {"()": "pythonjsonlogger.json.JsonFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "text": {"()": "dispatch.log_format.ReadableFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    # Socket tokens and tickets ride in query strings: their values never reach a log line.
+    "filters": {"redact_secrets": {"()": "dispatch.log_redact.RedactSecretsFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # One line per task is the worker's business; the embedded server would drown in them.
-    "loggers": {} if REDIS_URL else {"celery.app.trace": {"level": "WARNING"}},
+    "loggers": {
+        # uvicorn logs WebSocket handshakes with their query string on uvicorn.error (which
+        # keeps uvicorn's own handler), HTTP requests on uvicorn.access (now our console).
+        "uvicorn.error": {"filters": ["redact_secrets"]},
+        "uvicorn.access": {"handlers": ["console"], "filters": ["redact_secrets"], "propagate": False},
+        # One line per task is the worker's business; the embedded server would drown in them.
+        **({} if REDIS_URL else {"celery.app.trace": {"level": "WARNING"}}),
+    },
 }

@@ -204,7 +204,7 @@ def location_max_age_s() -> float | None:
 def rank_providers(
     *, lat: float, lng: float, radius_km: float, category_id: int | None = None, min_rating: float | None = None,
     online_only: bool = True, exclude_ids=(), skip_busy: bool = False, hour_of_week: int | None = None,
-    limit: int | None = 20, ordering: str = "score",
+    limit: int | None = 20, ordering: str = "score", within_service_radius: bool = True,
 ) -> list[Candidate]:
     """Ranked candidates around a point, with the fairness load read fresh from the database."""
     index = provider_index()
@@ -212,7 +212,7 @@ def rank_providers(
         lat=lat, lng=lng, radius_km=radius_km, now=time.time(), category_id=category_id, min_rating=min_rating,
         exclude_ids=frozenset(exclude_ids), online_only=online_only,
         max_location_age_s=location_max_age_s() if online_only else None, skip_busy=skip_busy,
-        hour_of_week=hour_of_week,
+        hour_of_week=hour_of_week, within_service_radius=within_service_radius,
     )
     with metrics.matching_seconds.time():
         return index.query(

@@ -1,4 +1,5 @@
 """Read-side queries used by the API and tasks. No writes here."""
+import math
 from decimal import Decimal
 
 from django.conf import settings
@@ -6,6 +7,7 @@ from django.db.models import Q, QuerySet, Sum
 
 from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.index import rank_providers
+from matching.geo import haversine_km
 from dispatch.models import (
     Invoice,
     Job,
@@ -121,8 +123,9 @@ def provider_search(
 ) -> list[ProviderProfile]:
     """Providers for the customer's search, each with `distance_km` (and `score`) when a point is given.
 
-    With a point, the matching index answers (the same one dispatch uses); without one,
-    a plain database filter ordered by rating or id.
+    With a point, the matching index finds them (the same one dispatch uses), and what the
+    search answers is computed from their public positions (location privacy, below);
+    without one, a plain database filter ordered by rating or id.
     """
     if lat is None or lng is None:
         profiles = provider_profiles()
@@ -138,15 +141,19 @@ def provider_search(
             p.distance_km = p.score = None
         return results
 
+    radius_km = radius_km if radius_km is not None else settings.SEARCH_DEFAULT_RADIUS_KM
+    # The index measures exact positions; the search answers from snapped ones (below), so
+    # ask a cell's reach wider and drop the service-radius test there: both are redone here.
     ranked = rank_providers(
         lat=lat,
         lng=lng,
-        radius_km=radius_km if radius_km is not None else settings.SEARCH_DEFAULT_RADIUS_KM,
+        radius_km=radius_km + _grid_reach_km(),
         category_id=category_id,
         min_rating=min_rating,
         online_only=bool(available),
         limit=None,
         ordering=ordering,
+        within_service_radius=False,
     )
     profiles = provider_profiles().in_bulk([c.provider_id for c in ranked], field_name="user_id")
     results = []
@@ -154,6 +161,68 @@ def provider_search(
         profile = profiles.get(candidate.provider_id)
         if profile is None or (available is False and profile.is_online):
             continue
-        profile.distance_km, profile.score = candidate.distance_km, candidate.score
+        distance = public_distance_km(profile, lat=lat, lng=lng)
+        if distance is None or distance > radius_km or distance > profile.service_radius_km:
+            continue
+        profile.distance_km, profile.score = distance, _public_score(candidate, distance)
+        profile.rating_key = candidate.breakdown.get("rating", 0.0)
         results.append(profile)
+    results.sort(key=_PUBLIC_ORDER[ordering])
     return results
+
+
+# --- Location privacy (SPEC section 7): before assignment nobody learns where a provider is.
+# Everything a search answers (membership within the radius and the service radius,
+# distance, score, order) is computed from the provider's position snapped to a grid of
+# LOCATION_PRIVACY_GRID_DEG, and the distance is rounded to 0.1 km. Exact distances
+# rounded would not do: averaged over queries from many points they pin the position
+# down to metres (tests/security/test_location_privacy.py); snapped ones converge on the
+# cell's centre at best. Dispatch itself (matching/) keeps exact positions.
+KM_PER_DEGREE = 111.2
+
+
+def snap_to_grid(degrees: float) -> float:
+    grid = settings.LOCATION_PRIVACY_GRID_DEG
+    return round(round(degrees / grid) * grid, 6)
+
+
+def public_position(profile: ProviderProfile) -> tuple[float, float] | None:
+    """Where others may think the provider is: their current (or base) position, snapped to the grid."""
+    lat = profile.last_latitude if profile.last_latitude is not None else profile.base_latitude
+    lng = profile.last_longitude if profile.last_longitude is not None else profile.base_longitude
+    if lat is None or lng is None:
+        return None
+    return snap_to_grid(lat), snap_to_grid(lng)
+
+
+def public_distance_km(profile: ProviderProfile, *, lat: float, lng: float) -> float | None:
+    """Distance from (lat, lng) to the provider's public position, rounded to 0.1 km."""
+    position = public_position(profile)
+    if position is None:
+        return None
+    return round(float(haversine_km(lat, lng, *position)), 1)
+
+
+def _grid_reach_km() -> float:
+    """How far a snapped position can lie from the exact one, at most (half a cell's diagonal, and some)."""
+    return settings.LOCATION_PRIVACY_GRID_DEG * KM_PER_DEGREE
+
+
+def _distance_points(distance_km: float) -> float:
+    weights = settings.MATCHING_WEIGHTS
+    return weights["distance"] * math.exp(-distance_km / weights["distance_scale_km"])
+
+
+def _public_score(candidate, distance_km: float) -> float:
+    """The candidate's score with its distance term taken at the public distance instead of the exact one.
+
+    Rounded as the API shows it, so float noise from the swap cannot order equal providers.
+    """
+    return round(candidate.score - _distance_points(candidate.distance_km) + _distance_points(distance_km), 4)
+
+
+_PUBLIC_ORDER = {
+    "distance": lambda p: (p.distance_km, p.user_id),
+    "rating": lambda p: (-p.rating_key, p.distance_km, p.user_id),
+    "score": lambda p: (-p.score, p.user_id),
+}

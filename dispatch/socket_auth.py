@@ -1,22 +1,60 @@
-"""Who is on the other end of a WebSocket: DRF token auth and the Origin check for `ws/` routes.
+"""Who is on the other end of a WebSocket: one-time tickets, DRF token auth, and the Origin check for `ws/` routes.
 
-The token comes as `?token=<key>` (browsers cannot set headers on a WebSocket) or as an
-`Authorization: Token <key>` header (native clients). No token, or a bad one, leaves
-`scope["user"]` anonymous; the consumer decides what that means (it closes with 4401).
+Preferred: `?ticket=<ticket>` from `POST /auth/socket-ticket/`: random, good for one
+handshake within `SOCKET_TICKET_TTL_S` (30 s), kept in the "socket_tickets" cache (Redis
+when there is one, so any server process can redeem it). A URL ends up in access logs and
+proxies; a spent ticket is worth nothing there, a token would be. Still accepted for existing
+clients: `?token=<key>` (browsers cannot set headers on a WebSocket) and an
+`Authorization: Token <key>` header (native clients). No credential, or a bad, expired or
+spent one, leaves `scope["user"]` anonymous; the consumer decides what that means (it
+closes with 4401). Our LOGGING redacts `token=` and `ticket=` values all the same
+(dispatch/log_redact.py).
 """
+import secrets
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.security.websocket import OriginValidator
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import caches
 from rest_framework.authtoken.models import Token
+
+TICKET_CACHE = "socket_tickets"
+TICKET_KEY = "socket-ticket:{}"
+MAX_TICKET_CHARS = 128  # ours are 43; anything longer is not worth a cache lookup
+
+
+def socket_ticket_issue(*, user) -> str:
+    """A fresh one-time ticket for `user`'s next WebSocket handshake, valid for SOCKET_TICKET_TTL_S."""
+    ticket = secrets.token_urlsafe(32)
+    caches[TICKET_CACHE].set(TICKET_KEY.format(ticket), user.pk, timeout=settings.SOCKET_TICKET_TTL_S)
+    return ticket
+
+
+def socket_ticket_redeem(ticket: str):
+    """The active user the ticket was issued to, or None; a ticket redeems at most once.
+
+    Two handshakes racing with one ticket both read it, but only one delete finds the key.
+    """
+    if not 0 < len(ticket) <= MAX_TICKET_CHARS:
+        return None
+    cache, key = caches[TICKET_CACHE], TICKET_KEY.format(ticket)
+    user_id = cache.get(key)
+    if user_id is None or not cache.delete(key):
+        return None
+    return get_user_model().objects.filter(pk=user_id, is_active=True).first()
+
+
+def _query(scope) -> dict[str, list[str]]:
+    return parse_qs(scope.get("query_string", b"").decode("latin-1"))
 
 
 def token_from_scope(scope) -> str | None:
     """The token key the client sent, from the query string first, then the Authorization header."""
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    query = _query(scope)
     if query.get("token"):
         return query["token"][0]
     for name, value in scope.get("headers", []):
@@ -35,11 +73,24 @@ def user_for_token(key: str | None):
     return token.user
 
 
+@database_sync_to_async
+def user_for_ticket(ticket: str):
+    return socket_ticket_redeem(ticket) or AnonymousUser()
+
+
+async def user_for_scope(scope):
+    """A `?ticket=` decides alone (a bad one is not rescued by a token); otherwise the token."""
+    tickets = _query(scope).get("ticket")
+    if tickets is not None:
+        return await user_for_ticket(tickets[0])
+    return await user_for_token(token_from_scope(scope))
+
+
 class TokenAuthMiddleware(BaseMiddleware):
-    """Sets `scope["user"]` from a DRF token (anonymous when missing or unknown)."""
+    """Sets `scope["user"]` from a one-time ticket or a DRF token (anonymous when missing, unknown or spent)."""
 
     async def __call__(self, scope, receive, send):
-        scope = dict(scope, user=await user_for_token(token_from_scope(scope)))
+        scope = dict(scope, user=await user_for_scope(scope))
         return await super().__call__(scope, receive, send)
 
 

@@ -82,6 +82,12 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def _generous_throttles(settings):
+    """Every abuse limit far above what any test sends; tests/api/test_throttles.py lowers them one by one."""
+    settings.THROTTLE_RATES = {scope: "100000/min" for scope in django_settings.THROTTLE_RATES}
+
+
+@pytest.fixture(autouse=True)
 def _tasks_run_in_process():
     """Unit tests run tasks eagerly after commit; tests marked `worker` use a real worker instead."""
     previous = celery_app.conf.task_always_eager

@@ -1,6 +1,7 @@
 """Provider profiles: the public card and detail, and the provider's own editable profile.
 
-Exact positions are private: others see a distance rounded to 0.1 km, never coordinates.
+Exact positions are private: others see a distance rounded to 0.1 km from the provider's
+position snapped to a coarse grid (dispatch/selectors.py), never coordinates.
 """
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -45,7 +46,9 @@ class ProviderCardSerializer(serializers.ModelSerializer):
     rating = serializers.FloatField(source="rating_avg", read_only=True)
     review_count = serializers.IntegerField(source="rating_count", read_only=True)
     price = serializers.SerializerMethodField(help_text="Lowest item price, in the searched category if any.")
-    distance_km = serializers.SerializerMethodField(help_text="Rounded to 0.1 km; exact positions stay private.")
+    distance_km = serializers.SerializerMethodField(
+        help_text="From the provider's position snapped to a ~1 km grid, rounded to 0.1 km; exact positions stay private."
+    )
     score = serializers.SerializerMethodField(help_text="Matching score, when searching around a point.")
     availability = AvailabilityWindowSerializer(many=True, read_only=True)
     portfolio = PortfolioEntrySerializer(many=True, read_only=True)

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.serializers.accounts import AuthResponseSerializer, LoginSerializer, RegisterSerializer, UserSerializer
+from api.throttles import LOGIN_THROTTLES
 from dispatch.errors import Invalid
 from dispatch.services.accounts import auth_token_for, user_register
 
@@ -30,6 +31,7 @@ class RegisterView(APIView):
 class LoginView(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
+    throttle_classes = LOGIN_THROTTLES
 
     @extend_schema(request=LoginSerializer, responses={200: AuthResponseSerializer})
     def post(self, request):

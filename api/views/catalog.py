@@ -11,4 +11,5 @@ class CategoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     permission_classes = [AllowAny]
     serializer_class = ServiceCategorySerializer
     pagination_class = None
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 JSON for nonsense
     queryset = ServiceCategory.objects.prefetch_related(Prefetch("items", queryset=ServiceItem.objects.order_by("id")))

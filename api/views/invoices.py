@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.path_ids import path_id
+from api.schema import ERROR
 from dispatch import selectors
 from dispatch.invoices import invoice_filename, invoice_pdf
 
@@ -27,7 +28,7 @@ class JobInvoiceView(APIView):
     renderer_classes = [JSONRenderer, PDFRenderer]
 
     @extend_schema(
-        responses={(200, "application/pdf"): OpenApiTypes.BINARY},
+        responses={(200, "application/pdf"): OpenApiTypes.BINARY, 409: ERROR},
         description="The invoice PDF once the job is COMPLETED (409 before); others than its customer, "
         "provider and ops get 404.",
     )

@@ -3,17 +3,19 @@ import hashlib
 import json
 
 import django_filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from api.pagination import ChatPagination
 from api.path_ids import path_id
 from api.permissions import IsCustomer, IsProvider
+from api.schema import ERROR
 from api.serializers.chat import MessagePageSerializer, MessageSerializer
 from api.serializers.jobs import BookingSerializer, JobSerializer
 from api.serializers.reviews import ReviewSerializer
+from api.throttles import BOOKING_THROTTLES, CHAT_THROTTLES
 from dispatch import selectors
 from dispatch.errors import Invalid
 from dispatch.models import Job, JobStatus
@@ -46,6 +48,8 @@ ROLE_FOR_ACTION = {
 class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = JobSerializer
     filterset_class = JobFilter
+    throttle_classes = BOOKING_THROTTLES + CHAT_THROTTLES  # each counts only its own action
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 JSON for nonsense
 
     queryset = Job.objects.none()  # for the schema; requests use get_queryset
 
@@ -67,7 +71,7 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         request=BookingSerializer,
-        responses={201: JobSerializer},
+        responses={201: JobSerializer, 422: ERROR},
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
@@ -93,32 +97,40 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             )
         return self._job(job.pk, status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses=JobSerializer)
+    @extend_schema(request=None, responses={200: JobSerializer, 409: ERROR})
     @action(detail=True, methods=["post"])
     def accept(self, request, pk=None):
         job = offer_accept(job_id=path_id(pk), provider=request.user)
         return self._job(job.pk)
 
-    @extend_schema(request=None, responses=JobSerializer)
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "Rejected", {"job_id": serializers.IntegerField(), "status": serializers.CharField()}
+            ),
+            409: ERROR,
+        },
+    )
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         offer_reject(job_id=path_id(pk), provider=request.user)
         # The job is no longer theirs to see; answer with what they did.
         return Response({"job_id": path_id(pk), "status": "REJECTED"})
 
-    @extend_schema(request=None, responses=JobSerializer)
+    @extend_schema(request=None, responses={200: JobSerializer, 409: ERROR})
     @action(detail=True, methods=["post"])
     def start_job(self, request, pk=None):
         job = job_start(job_id=path_id(pk), provider=request.user)
         return self._job(job.pk)
 
-    @extend_schema(request=None, responses=JobSerializer)
+    @extend_schema(request=None, responses={200: JobSerializer, 409: ERROR})
     @action(detail=True, methods=["post"])
     def complete_job(self, request, pk=None):
         job = job_complete(job_id=path_id(pk), provider=request.user)
         return self._job(job.pk)
 
-    @extend_schema(request=None, responses=JobSerializer)
+    @extend_schema(request=None, responses={200: JobSerializer, 409: ERROR})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         job = job_cancel(job_id=path_id(pk), actor=request.user)
@@ -137,7 +149,7 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         ],
         responses=MessagePageSerializer,
     )
-    @extend_schema(methods=["POST"], request=MessageSerializer, responses={201: MessageSerializer})
+    @extend_schema(methods=["POST"], request=MessageSerializer, responses={201: MessageSerializer, 409: ERROR})
     @action(detail=True, methods=["get", "post"], filterset_class=None)
     def messages(self, request, pk=None):
         """A job's chat, for its customer and assigned provider (and ops, read-only); others get 404.
@@ -158,7 +170,7 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         page = paginator.paginate_queryset(selectors.messages_for(request.user, path_id(pk)), request, view=self)
         return paginator.get_paginated_response(MessageSerializer(page, many=True).data)
 
-    @extend_schema(request=ReviewSerializer, responses={201: ReviewSerializer})
+    @extend_schema(request=ReviewSerializer, responses={201: ReviewSerializer, 409: ERROR})
     @action(detail=True, methods=["post"], filterset_class=None)
     def review(self, request, pk=None):
         data = ReviewSerializer(data=request.data)

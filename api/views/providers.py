@@ -17,6 +17,7 @@ from api.serializers.providers import (
     ProviderMeUpdateSerializer,
     ProviderSearchQuerySerializer,
 )
+from api.throttles import LOCATION_THROTTLES
 from dispatch import selectors
 from dispatch.errors import NotFound
 from dispatch.models import ProviderProfile
@@ -28,6 +29,7 @@ MAX_DETAIL_REVIEWS = 20
 
 class ProviderViewSet(viewsets.GenericViewSet):
     serializer_class = ProviderCardSerializer
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 JSON for nonsense
     queryset = ProviderProfile.objects.none()  # for the schema; the search is a selector
 
     @extend_schema(parameters=[ProviderSearchQuerySerializer], responses=ProviderCardSerializer(many=True))
@@ -80,6 +82,7 @@ class ProviderMeView(GenericAPIView):
 
 class ProviderLocationView(APIView):
     permission_classes = [IsProvider]
+    throttle_classes = LOCATION_THROTTLES
 
     @extend_schema(
         request=LocationPingSerializer,

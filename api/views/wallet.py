@@ -5,6 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.pagination import StandardPagination
+from api.schema import ERROR
 from api.serializers.wallet import (
     LedgerEntrySerializer,
     TopUpResultSerializer,
@@ -35,7 +36,7 @@ class WalletView(APIView):
 class WalletTopUpView(APIView):
     @extend_schema(
         request=TopUpSerializer,
-        responses={201: TopUpResultSerializer, 200: TopUpResultSerializer},
+        responses={201: TopUpResultSerializer, 200: TopUpResultSerializer, 402: ERROR, 422: ERROR},
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key", str, OpenApiParameter.HEADER,

@@ -21,6 +21,7 @@ from django.db import connection
 from websockets.asyncio.client import connect
 
 from dispatch.models import ServiceCategory, ServiceItem
+from bench.harness import production_env
 from tests.integration.cluster import free_port, wait_until_listening
 from tests.integration.conftest import ROOT
 
@@ -58,24 +59,14 @@ def _wait(predicate, timeout_s, what):
 def process_set(tmp_path, settings):
     db = connection.settings_dict
     port, flower_port = free_port(), free_port()
-    (tmp_path / "metrics").mkdir()
     env = {
-        **{k: v for k, v in os.environ.items() if k != "CI"},
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "REDIS_URL": settings.REDIS_URL,
-        "DEBUG": "false",
-        "SECRET_KEY": "process-set-test-key",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SESSION_COOKIE_SECURE": "false",
-        "CSRF_COOKIE_SECURE": "false",
-        "MATCHING_LOCATION_MAX_AGE_S": "0",
-        "PAYMENT_ALLOW_TEST_GATEWAY": "true",
-        "VENV_PYTHON": sys.executable,
-        "HOST": "127.0.0.1",
+        **production_env(
+            database_url=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+            redis_url=settings.REDIS_URL,
+            workdir=tmp_path,
+        ),
         "FLOWER_PORT": str(flower_port),
         "FLOWER_BASIC_AUTH": FLOWER_AUTH,
-        "RUN_DIR": str(tmp_path),
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
     log = tmp_path / "honcho.log"
     honcho = subprocess.Popen(
