@@ -36,6 +36,7 @@ app.conf.update(
         "dispatch.expire_offer": {"queue": OFFERS_QUEUE},
         "dispatch.sweep": {"queue": HOUSEKEEPING_QUEUE},
         "events.prune": {"queue": HOUSEKEEPING_QUEUE},
+        "events.repush": {"queue": HOUSEKEEPING_QUEUE},
         "ops.heartbeat": {"queue": HOUSEKEEPING_QUEUE},
     },
     task_ignore_result=True,

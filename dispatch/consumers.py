@@ -1,6 +1,7 @@
 """The notification WebSocket `ws/notifications/`: authenticate, replay what was missed, then push live.
 
-A client connects with a DRF token (`?token=` or `Authorization: Token <key>`) and, after
+A client connects with a one-time ticket (`?ticket=`, from `POST /auth/socket-ticket/`) or
+a DRF token (`?token=` or `Authorization: Token <key>`; dispatch/socket_auth.py) and, after
 a reconnect, `?last_event_id=N`: it first gets every event of its user with id > N in id
 order, then live ones, with no gap and no duplicate. Each message is exactly
 `dispatch.events.event_message(event)`.
@@ -8,9 +9,14 @@ order, then live ones, with no gap and no duplicate. Each message is exactly
 Close codes (sent after accepting, so browsers can read them; a refused handshake would
 only show 1006):
     4400  `last_event_id` is not a non-negative integer; fix the URL, do not retry as is.
-    4401  no token, or a bad one; log in again for a new token, do not retry as is.
+    4401  no ticket or token, or a bad, expired or spent one; get a new ticket (log in
+          again if that is refused), do not retry as is.
     1012  this server lost Redis, so pushes may have been missed: reconnect (retry until
           the handshake succeeds) with `last_event_id` and the replay fills the gap.
+    4429  the client sent more than SOCKET_MAX_FRAMES_PER_S frames within one second (a
+          flood): only this socket is closed; slow down, reconnect after a pause.
+    4409  the user already holds SOCKET_MAX_PER_USER sockets on this server process: the
+          newest is closed; close another (a stale tab) before connecting again.
 A handshake whose Origin is not in ALLOWED_HOSTS is refused outright (HTTP 403).
 
 The client may send frames too (`FRAME_HANDLERS`: chat, location); each runs the same
@@ -21,14 +27,15 @@ has the protocol.
 import asyncio
 import json
 import logging
-from datetime import timedelta
+import time
+from collections import Counter, OrderedDict
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.routing import URLRouter
+from django.conf import settings
 from django.urls import path
-from django.utils import timezone
 
 from dispatch import events, metrics
 from dispatch.errors import DomainError, Invalid
@@ -42,20 +49,27 @@ log = logging.getLogger(__name__)
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_RECONNECT = 1012  # "service restart": reconnect with last_event_id to replay what was missed
+CLOSE_FLOOD = 4429
+CLOSE_TOO_MANY_SOCKETS = 4409
 REPLAY_PAGE = 500
 # Client frames are small (a chat message is at most 2,000 characters); larger ones are refused unread.
 MAX_FRAME_CHARS = 16 * 1024
 MAX_ID = 2**63 - 1
-# A live push can only duplicate a replayed event if that event was committed after we
-# joined the group, i.e. written moments before the replay read it. Remembering the ids
-# of replayed events this recent is enough to drop such duplicates; older ones cannot recur.
-REPLAY_OVERLAP = timedelta(minutes=5)
+# Pushes are at least once (`events.repush` resends one whose first push was not marked
+# done) and a replay can overlap a live push, so each socket remembers the ids it sent
+# lately and drops a second copy. A resend comes seconds after the first; this many ids
+# cover far more than that on any one user's socket.
+SENT_IDS_KEPT = 2000
 
 
 @database_sync_to_async
-def _events_after(user_id: int, after_id: int, limit: int) -> list[tuple[dict, object]]:
+def _events_after(user_id: int, after_id: int, limit: int) -> list[dict]:
     rows = Event.objects.filter(user_id=user_id, id__gt=after_id).order_by("id")[:limit]
-    return [(events.event_message(event), event.created_at) for event in rows]
+    return [events.event_message(event) for event in rows]
+
+
+# Open sockets per user id in this server process (its consumers all run on one event loop).
+open_sockets: Counter[int] = Counter()
 
 
 class NotificationConsumer(AsyncJsonWebsocketConsumer):
@@ -73,10 +87,16 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_BAD_REQUEST, reason="last_event_id must be a non-negative integer")
             return
+        if open_sockets[user.pk] >= settings.SOCKET_MAX_PER_USER:
+            await self.accept()
+            await self.close(code=CLOSE_TOO_MANY_SOCKETS, reason="too many open sockets for this user")
+            return
+        self.frame_window = (time.monotonic(), 0)  # (start of the current second, frames in it)
         events.serve_pushes_on(asyncio.get_running_loop())
         self.user_id = user.pk
         self.group = events.user_group(user.pk)
-        self.replayed_ids: set[int] = set()
+        open_sockets[user.pk] += 1  # paired with `disconnect`, which undoes it for sockets with a group
+        self.sent_ids: OrderedDict[int, None] = OrderedDict()
         # Join before reading the table: an event committed from here on is either in the
         # replay below or arrives as a live push afterwards (Channels hands this consumer
         # its next message only once `connect` returns, so pushes wait in the layer meanwhile).
@@ -96,25 +116,26 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         return value
 
     async def _replay(self, *, after_id: int) -> None:
-        recent = timezone.now() - REPLAY_OVERLAP
         cursor = after_id
         while True:
             page = await _events_after(self.user_id, cursor, REPLAY_PAGE)
-            for message, created_at in page:
-                await self.send_json(message)
+            for message in page:
+                await self._send_event(message)
                 cursor = message["event_id"]
-                if created_at >= recent:
-                    self.replayed_ids.add(cursor)
             if len(page) < REPLAY_PAGE:
                 return
 
-    async def event_push(self, message):
-        data = message["event"]
-        if data["event_id"] in self.replayed_ids:
-            # Already sent by the replay; each push arrives once, so forget it now.
-            self.replayed_ids.discard(data["event_id"])
+    async def _send_event(self, data: dict) -> None:
+        event_id = data["event_id"]
+        if event_id in self.sent_ids:
             return
+        self.sent_ids[event_id] = None
+        if len(self.sent_ids) > SENT_IDS_KEPT:
+            self.sent_ids.popitem(last=False)
         await self.send_json(data)
+
+    async def event_push(self, message):
+        await self._send_event(message["event"])
 
     async def live_push(self, message):
         """A push-only update (PROVIDER_LOCATION): no event_id, never replayed, sent as is."""
@@ -122,8 +143,13 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """A client frame (docs/realtime.md). Whatever is wrong with it is answered, never a close."""
-        if not hasattr(self, "user_id"):
-            return  # refused in `connect`; its close is on the way
+        if not hasattr(self, "user_id") or self.frame_window is None:
+            return  # refused in `connect`, or cut off for flooding: its close is on the way
+        if self._flooding():
+            self.frame_window = None
+            limit = settings.SOCKET_MAX_FRAMES_PER_S
+            await self.close(code=CLOSE_FLOOD, reason=f"more than {limit} frames per second")
+            return
         if text_data is None or len(text_data) > MAX_FRAME_CHARS:
             detail = f"A frame is a JSON text message of at most {MAX_FRAME_CHARS} characters."
             await self._send_error("invalid", detail)
@@ -153,6 +179,15 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.send_json(reply)
 
+    def _flooding(self) -> bool:
+        """Count this frame in its one-second window; True once the window holds more than allowed."""
+        start, count = self.frame_window
+        now = time.monotonic()
+        if now - start >= 1:
+            start, count = now, 0
+        self.frame_window = (start, count + 1)
+        return count + 1 > settings.SOCKET_MAX_FRAMES_PER_S
+
     async def _send_error(self, code: str, detail: str, *, field: str | None = None) -> None:
         await self.send_json({"type": "error", "code": code, "detail": detail, **({"field": field} if field else {})})
 
@@ -163,6 +198,9 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         if hasattr(self, "group"):  # only sockets that got past authentication were counted and joined
             metrics.connected_sockets.dec()
+            open_sockets[self.user_id] -= 1
+            if open_sockets[self.user_id] <= 0:
+                del open_sockets[self.user_id]
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
 

@@ -2,7 +2,8 @@
 
 Tasks already run in-process after commit (eager Celery); what eager mode cannot do is
 wait, so offer timeouts would never fire. The sweeper expires overdue offers and sends
-the next ones, exactly as Celery beat's `dispatch.sweep` does in production.
+the next ones, and re-pushes events whose push failed, exactly as Celery beat's
+`dispatch.sweep` and `events.repush` do in production.
 """
 import logging
 import threading
@@ -34,6 +35,7 @@ def start_embedded_sweeper() -> bool:
 
 
 def _run() -> None:
+    from dispatch.events import events_repush
     from dispatch.services.dispatching import dispatch_sweep
 
     stop = threading.Event()
@@ -41,5 +43,6 @@ def _run() -> None:
         try:
             close_old_connections()
             dispatch_sweep()
+            events_repush()
         except Exception:  # a bad tick must not kill the clock; the next one retries
             log.exception("embedded sweep failed")

@@ -3,8 +3,10 @@
 Payloads keep the brief's contract: `{"type": "job_update", "event", "event_id",
 "job_id", "provider_name", "provider_id", "message", "timestamp"}` plus event-specific
 fields. After the commit, `push` sends the event to the user's sockets (group
-`user.<id>`); a push that gets lost is harmless, since clients replay from this table
-(`?last_event_id=`). Old rows are pruned by age (`events_prune`).
+`user.<id>`) and marks the row pushed; `events_repush` resends rows left unmarked (the
+process died between commit and push, or the channel layer was down), so every event
+reaches the layer at least once. A socket that was closed meanwhile gets it on reconnect
+from this table (`?last_event_id=`). Old rows are pruned by age (`events_prune`).
 """
 import asyncio
 import logging
@@ -27,6 +29,7 @@ PUSH_TYPE = "event.push"
 # A push waits this long for the channel layer before giving up (the row is already safe).
 PUSH_TIMEOUT_S = 5.0
 PRUNE_BATCH = 5000
+REPUSH_BATCH = 500
 
 MESSAGES = {
     "JOB_CREATED": "📋 Your request #{job_id} has been created.",
@@ -162,25 +165,62 @@ def push_loop() -> asyncio.AbstractEventLoop:
         return _push_loop
 
 
-def push(event: Event) -> None:
-    """Send a committed event to its user's sockets. Never raises: a lost push is recovered by replay."""
+def _publish(layer, group: str, message: dict) -> None:
+    loop = _serving_loop
+    if loop is None or not loop.is_running():
+        loop = push_loop()
+    # One publish per event; the layer fans out. Nothing here waits on any socket.
+    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+    try:
+        future.result(timeout=PUSH_TIMEOUT_S)
+    except BaseException:
+        future.cancel()  # a push stuck on a dead Redis must not queue up behind others
+        raise
+
+
+def push(event: Event) -> bool:
+    """Send a committed event to its user's sockets and mark it pushed; False if it could not.
+
+    Never raises. A failed publish is tried once more at once: after a Redis restart the
+    first command on a pooled connection fails and the next gets a fresh one. An event
+    still unpushed is sent again by `events_repush`, so a push is at least once.
+    """
     try:
         layer = get_channel_layer()
         if layer is None:
-            return
+            return False
         group, message = user_group(event.user_id), {"type": PUSH_TYPE, "event": event_message(event)}
-        loop = _serving_loop
-        if loop is None or not loop.is_running():
-            loop = push_loop()
-        # One publish per event; the layer fans out. Nothing here waits on any socket.
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
         try:
-            future.result(timeout=PUSH_TIMEOUT_S)
-        except BaseException:
-            future.cancel()  # a push stuck on a dead Redis must not queue up behind others
-            raise
+            _publish(layer, group, message)
+        except Exception:
+            log.warning("push of event %s failed once; retrying", event.pk)
+            _publish(layer, group, message)
+        Event.objects.filter(pk=event.pk, pushed=False).update(pushed=True)
+        return True
     except Exception:
-        log.exception("push of event %s to user %s failed; the client will replay it", event.pk, event.user_id)
+        log.exception("push of event %s to user %s failed; events.repush will send it again", event.pk, event.user_id)
+        return False
+
+
+def events_repush(*, older_than_s: float | None = None, limit: int = REPUSH_BATCH) -> int:
+    """Push again events written more than `older_than_s` ago and never marked pushed; returns how many went out.
+
+    Claims rows with `SELECT … FOR UPDATE SKIP LOCKED`, so two repushers never send the
+    same rows at once. The wait (EVENTS_REPUSH_AFTER_S) gives the normal after-commit push
+    time to land first; if it was merely slow, the socket drops the second copy.
+    """
+    age = settings.EVENTS_REPUSH_AFTER_S if older_than_s is None else older_than_s
+    cutoff = timezone.now() - timedelta(seconds=age)
+    sent = 0
+    with transaction.atomic():
+        due = (
+            Event.objects.select_for_update(skip_locked=True)
+            .filter(pushed=False, created_at__lte=cutoff)
+            .order_by("id")[:limit]
+        )
+        for event in due:
+            sent += push(event)
+    return sent
 
 
 def events_prune(*, older_than: timedelta | None = None) -> int:

@@ -17,7 +17,14 @@ class Event(models.Model):
     name = models.CharField(max_length=40)
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The outbox flag: set once the push reached the channel layer. A process killed between
+    # commit and push, or a push that failed, leaves it False for `events_repush` to resend.
+    pushed = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["user", "id"])]
+        indexes = [
+            models.Index(fields=["user", "id"]),
+            # Only the few rows still waiting for a push: the repush scan stays tiny.
+            models.Index(fields=["id"], condition=models.Q(pushed=False), name="event_unpushed"),
+        ]

@@ -207,6 +207,20 @@ async def test_events_committed_during_the_replay_arrive_once_and_in_order(
     assert names(got) == ["JOB_CREATED", "JOB_CANCELLED", "JOB_CANCELLED"]
 
 
+async def test_a_second_push_of_an_event_is_not_sent_twice(sockets, customer):
+    """Pushes are at least once (events.repush): the socket drops an id it already sent."""
+    socket = await sockets(await token_of(customer))
+    event = await run(events.emit, user=customer, name="JOB_UNFULFILLED")
+    await run(events.push, event)
+    await run(events.push, event)
+    later = await run(events.emit, user=customer, name="JOB_CANCELLED")
+    await run(events.push, later)
+
+    got = await received_events(socket)
+
+    assert [m["event_id"] for m in got] == [event.pk, later.pk]
+
+
 async def test_connected_sockets_gauge_counts_authenticated_sockets_only(sockets, customer, provider):
     from dispatch.metrics import connected_sockets
 

@@ -1,4 +1,4 @@
-"""The event log's side effects: a push after commit that never fails its caller, and pruning by age."""
+"""The event log's side effects: a push after commit that never fails its caller, repush of lost pushes, pruning by age."""
 from datetime import timedelta
 
 import pytest
@@ -9,7 +9,7 @@ from django.utils import timezone
 from config.celery import app as celery_app
 from dispatch import events
 from dispatch.models import Event
-from tasks.events import prune_events
+from tasks.events import prune_events, repush_events
 from tests.conftest import book
 
 
@@ -54,8 +54,72 @@ def test_a_failing_push_never_reaches_the_caller(
     with django_capture_on_commit_callbacks(execute=True):
         job = book(customer, category)
 
-    assert Event.objects.filter(job=job, name="JOB_CREATED").exists()
-    assert "the client will replay it" in caplog.text
+    assert Event.objects.filter(job=job, name="JOB_CREATED", pushed=False).exists()
+    assert "events.repush will send it again" in caplog.text
+
+
+def test_a_push_that_reached_the_layer_is_marked_pushed(customer, django_capture_on_commit_callbacks, pushed):
+    with django_capture_on_commit_callbacks(execute=True):
+        event = events.emit(user=customer, name="JOB_UNFULFILLED")
+
+    assert Event.objects.get(pk=event.pk).pushed is True
+
+
+def test_a_push_failing_once_is_retried_at_once(customer, django_capture_on_commit_callbacks, monkeypatch):
+    """After a Redis restart the first publish on a pooled connection fails; the second gets a fresh one."""
+    calls = []
+
+    async def fails_first(group, message):
+        calls.append(group)
+        if len(calls) == 1:
+            raise ConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(get_channel_layer(), "group_send", fails_first)
+    with django_capture_on_commit_callbacks(execute=True):
+        event = events.emit(user=customer, name="JOB_UNFULFILLED")
+
+    assert calls == [f"user.{customer.pk}"] * 2
+    assert Event.objects.get(pk=event.pk).pushed is True
+
+
+def _written_ago(event: Event, seconds: float) -> Event:
+    Event.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(seconds=seconds))
+    return event
+
+
+def test_repush_sends_again_only_overdue_unpushed_events(customer, provider, settings, pushed):
+    settings.EVENTS_REPUSH_AFTER_S = 2
+    # emit without a commit callback stands for a process killed between commit and push.
+    lost = [_written_ago(events.emit(user=who, name="JOB_UNFULFILLED"), 3) for who in (customer, provider)]
+    too_young = _written_ago(events.emit(user=customer, name="JOB_UNFULFILLED"), 1)
+    already = _written_ago(events.emit(user=customer, name="JOB_UNFULFILLED"), 3)
+    Event.objects.filter(pk=already.pk).update(pushed=True)
+
+    assert repush_events() == 2
+
+    assert pushed == [
+        (f"user.{e.user_id}", {"type": "event.push", "event": events.event_message(e)}) for e in lost
+    ]
+    assert set(Event.objects.filter(pushed=False).values_list("pk", flat=True)) == {too_young.pk}
+    assert repush_events() == 0  # marked, so never sent a third time
+
+
+def test_repush_leaves_an_event_unmarked_while_the_layer_is_down(customer, monkeypatch):
+    async def broken(group, message):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(get_channel_layer(), "group_send", broken)
+    event = _written_ago(events.emit(user=customer, name="JOB_UNFULFILLED"), 60)
+
+    assert events.events_repush() == 0
+    assert Event.objects.get(pk=event.pk).pushed is False
+
+
+def test_repush_runs_every_few_seconds_on_the_housekeeping_queue(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["events.repush"]
+    assert entry["task"] == "events.repush" and entry["schedule"] == settings.EVENTS_REPUSH_INTERVAL_S <= 5
+    assert celery_app.conf.task_routes["events.repush"] == {"queue": "housekeeping"}
+    assert "events.repush" in celery_app.tasks
 
 
 def _aged(event: Event, days: float) -> Event:
