@@ -215,21 +215,12 @@ def render(results: list[dict], args, machine_line: str, wall_s: float) -> str:
         "pushes go out at commit, so two transactions can commit out of id order. Nothing is lost by it "
         "(the client keeps the highest id as its cursor) unless a reconnect falls between the two.",
         "",
-        "Known gaps behind missed events (found by these drills; the jobs themselves were never lost):",
-        "",
-        "1. **Killed between commit and push.** `events.emit` writes the row in the transaction and pushes "
-        "after commit. A process SIGKILLed in between never pushes, and a socket that stays open never "
-        "replays, so that user misses the event until their next reconnect (worker-kill drill: a JOB_OFFER; "
-        "the offer then expires and the job goes to the next provider).",
-        "2. **A process that lives through a Redis restart drops its next push.** Its long-lived push loop "
-        "(`events.push`) still holds the old connection; the first `group_send` after the restart fails with "
-        "'Connection closed by server', is logged and dropped, and the receiving socket (already reconnected "
-        "after its 1012) stays open, so it is never replayed (Redis drill: a JOB_OFFER from the sweep on "
-        "the housekeeping worker, which survived the restart).",
-        "",
-        "Both need the push side to be at-least-once (an outbox: mark an Event pushed, re-push unmarked ones "
-        "from the sweep; clients already ignore an id they hold) or a retry on a fresh connection in "
-        "`events.push`; neither is in `dispatch/services`, so they are filed, not fixed here.",
+        "Pushes are at least once (`dispatch/events.py`): an Event row is marked pushed once the channel "
+        "layer took it, a failed publish is retried at once on a fresh connection, and `events.repush` (beat, "
+        "every 2 s) resends rows still unmarked 2 s after they were written; each socket drops an id it already "
+        "sent. Earlier runs of these drills missed one event each in the worker-kill drill (a worker SIGKILLed "
+        "between commit and push) and the Redis drill (a worker that lived through the restart dropped its "
+        "first push on a dead connection); those are the cases this closes.",
     ]
     lines += ["", f"Everything shares the machine's {os.cpu_count()} cores, and other engineers' test runs may "
                   f"have shared it too (1-min load average {os.getloadavg()[0]:.1f} at the end), so the times "
