@@ -6,7 +6,7 @@ thread (`dispatch.embedded`) makes offer timeouts fire.
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -29,7 +29,12 @@ app.conf.update(
     # not redelivery, is what rescues a lost expiry.
     broker_transport_options={"visibility_timeout": 3600},
     # Offers and housekeeping on separate queues: a backlog of one cannot starve the other.
-    task_queues=[Queue(OFFERS_QUEUE), Queue(HOUSEKEEPING_QUEUE)],
+    # Each on its own exchange and key: a bare Queue(name) is bound to the default exchange
+    # with the default queue's key, so both queues would receive (and run) every task.
+    task_queues=[
+        Queue(OFFERS_QUEUE, Exchange(OFFERS_QUEUE, type="direct"), routing_key=OFFERS_QUEUE),
+        Queue(HOUSEKEEPING_QUEUE, Exchange(HOUSEKEEPING_QUEUE, type="direct"), routing_key=HOUSEKEEPING_QUEUE),
+    ],
     task_default_queue=OFFERS_QUEUE,
     task_routes={
         "dispatch.offer": {"queue": OFFERS_QUEUE},

@@ -40,7 +40,9 @@ def _hour_of_week(moment) -> int:
 def job_dispatch(*, job_id: int) -> list[Offer]:
     """One dispatch step for a job: expire overdue offers, send new ones, or end it UNFULFILLED. Locks the job."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().select_related("category", "customer").filter(pk=job_id).first()
+        job = (
+            Job.objects.select_for_update(of=("self",)).select_related("category", "customer").filter(pk=job_id).first()
+        )
         if job is None:
             return []
         return _dispatch_step(job)
@@ -51,7 +53,7 @@ def _dispatch_step(job: Job) -> list[Offer]:
     if job.status != JobStatus.PENDING:
         return []
     now = timezone.now()
-    offers = list(Offer.objects.select_for_update().filter(job=job).select_related("provider"))
+    offers = list(Offer.objects.select_for_update(of=("self",)).filter(job=job).select_related("provider"))
     for offer in offers:
         offer_expire_locked(job=job, offer=offer)
     live = [o for o in offers if o.status == OfferStatus.OFFERED]
@@ -122,8 +124,10 @@ def job_give_up(*, job: Job) -> Job:
 def dispatch_sweep() -> int:
     """Find jobs whose timers or tasks were lost and run their dispatch step; returns how many.
 
-    Claims jobs with `SELECT … FOR UPDATE SKIP LOCKED`, so two sweepers (or a sweeper and
-    a dispatch task) never work on the same job at once.
+    Each job is claimed with `SELECT … FOR UPDATE SKIP LOCKED` in its own transaction, so
+    two sweepers (or a sweeper and a dispatch task) never work on the same job at once, and
+    a sweep never holds one job's locks while it offers another (which could deadlock with
+    a dispatch task doing the same the other way round).
     """
     now = timezone.now()
     overdue = Job.objects.filter(status=JobStatus.PENDING, offers__status=OfferStatus.OFFERED, offers__expires_at__lte=now)
@@ -132,17 +136,15 @@ def dispatch_sweep() -> int:
     ).exclude(offers__status=OfferStatus.OFFERED)
     swept = 0
     for candidates in (overdue, stuck):
-        ids = list(candidates.values_list("id", flat=True).distinct()[:SWEEP_BATCH])
-        if not ids:
-            continue
-        with transaction.atomic():
-            claimed = (
-                Job.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(pk__in=ids)
-                .select_related("category", "customer")
-                .order_by("pk")
-            )
-            for job in claimed:
-                _dispatch_step(job)
-                swept += 1
+        for job_id in sorted(candidates.values_list("id", flat=True).distinct()[:SWEEP_BATCH]):
+            with transaction.atomic():
+                job = (
+                    Job.objects.select_for_update(skip_locked=True, of=("self",))
+                    .select_related("category", "customer")
+                    .filter(pk=job_id)
+                    .first()
+                )
+                if job is not None:
+                    _dispatch_step(job)
+                    swept += 1
     return swept

@@ -1,12 +1,15 @@
 """Offering a job to a provider, the provider's answer (accept or reject), expiry and withdrawal.
 
 Lock order everywhere: the job row first, then its offers, then a provider's profile.
+Row locks name their own table (`of=("self",)`): a plain FOR UPDATE with select_related
+would also lock the joined category, customer or provider rows, serialising every dispatch
+of a category and deadlocking against the key-share locks of foreign-key checks.
 """
 import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -22,8 +25,28 @@ log = logging.getLogger("dispatch.lifecycle")
 ACCEPTANCE_MEMORY = 0.9
 
 
+# Namespace of the advisory locks `_claim_provider` takes (the other key is the provider id).
+OFFERING_LOCK_SPACE = 0x0FFE
+
+
 def offer_timeout_s(job: Job) -> int:
     return job.category.offer_timeout_s or settings.DISPATCH_OFFER_TIMEOUT_S
+
+
+def _claim_provider(provider_id: int) -> bool:
+    """Whether this transaction may offer to the provider now; False if another is doing so.
+
+    Two dispatch transactions inserting live offers for the same providers in opposite
+    orders (batch mode) would each wait on the other's uncommitted row in the one-live-
+    offer index: a deadlock. A transaction-scoped try-lock per provider means an insert
+    never waits on another transaction's; the loser moves on to its next candidate.
+    SQLite runs one writer at a time, so it needs none.
+    """
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [OFFERING_LOCK_SPACE, provider_id])
+        return bool(cursor.fetchone()[0])
 
 
 def offer_create(
@@ -36,6 +59,8 @@ def offer_create(
     """
     if job.status != JobStatus.PENDING:
         raise Conflict(f"Job {job.pk} is {job.status}; it cannot be offered.")
+    if not _claim_provider(provider.pk):
+        raise Conflict(f"Provider {provider.pk} is being offered another job right now.")
     now = timezone.now()
     try:
         with transaction.atomic():
