@@ -18,7 +18,9 @@ ROUTING_DB = 13
 
 
 @pytest.fixture
-def broker_url():
+def broker_url(_tasks_run_in_process):
+    # Published for real, not run in process: the point is where the message lands.
+    celery_app.conf.task_always_eager = False
     url = f"{settings.REDIS_URL.rsplit('/', 1)[0]}/{ROUTING_DB}"
     client = redis.Redis.from_url(url)
     client.flushdb()
