@@ -86,7 +86,8 @@ def offer_create(
 
 
 def _lock_job_and_offer(*, job_id: int, provider: User) -> tuple[Job, Offer]:
-    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    # The customer and category come along: every answer tells the customer about the job.
+    job = Job.objects.select_for_update(of=("self",)).select_related("customer", "category").filter(pk=job_id).first()
     offer = (
         Offer.objects.select_for_update().filter(job_id=job_id, provider=provider).first() if job is not None else None
     )
