@@ -14,6 +14,7 @@ from sklearn.neighbors import BallTree
 
 from matching.geo import EARTH_RADIUS_KM, haversine_km
 from matching.scoring import availability_share, fairness_contenders, hour_bits, rank
+from matching.tiles import cell_of, padded_cells
 from matching.types import (
     HOURS_PER_WEEK,
     Candidate,
@@ -33,6 +34,12 @@ FIRST_K = 64
 # bench/matching.py): a category's tree in a city of towns has empty stretches where a
 # k-nearest search must wander far for its k, and dense towns where k must grow.
 RADIUS_QUERY_MAX_POINTS = 600_000
+# Trees of at least this many points are also cut into padded tiles (matching/tiles.py):
+# a query with a radius up to the padding searches one tile's small tree instead.
+TILE_MIN_POINTS = 100_000
+TILE_DEG = 1.0
+TILE_PAD_KM = 12.0  # covers dispatch's radius steps (3, 6, 10 km) and the search default (10 km)
+TILE_MAX_LAT = 60.0
 
 
 def hour_of_week(epoch_s: float) -> int:
@@ -47,11 +54,17 @@ class _Tree:
     tree: BallTree
     rows: np.ndarray
     k_hint: int = 0  # a first k for k-nearest searches, learned from recent queries
+    tiles: dict[tuple[int, int], "_Tree"] | None = None  # padded tiles of a big tree
 
     @classmethod
-    def over(cls, snapshot: ProviderSnapshot, rows: np.ndarray) -> "_Tree":
+    def over(cls, snapshot: ProviderSnapshot, rows: np.ndarray, *, tiled: bool = False) -> "_Tree":
         points = np.radians(np.column_stack([snapshot.lat[rows], snapshot.lng[rows]]))
-        return cls(BallTree(points, leaf_size=LEAF_SIZE, metric="haversine"), rows)
+        tree = cls(BallTree(points, leaf_size=LEAF_SIZE, metric="haversine"), rows)
+        if tiled and len(rows) >= TILE_MIN_POINTS:
+            cells = padded_cells(snapshot.lat, snapshot.lng, rows, cell_deg=TILE_DEG, pad_km=TILE_PAD_KM,
+                                 max_lat=TILE_MAX_LAT)
+            tree.tiles = {key: cls.over(snapshot, members, tiled=False) for key, members in cells.items()}
+        return tree
 
 
 @dataclass
@@ -77,7 +90,8 @@ class _Generation:
         for bit in snapshot.category_bit.values():
             rows = np.nonzero(snapshot.category_bits & np.uint64(1 << bit))[0]
             if len(rows):
-                by_bit[bit] = _Tree.over(snapshot, rows)
+                # Dispatch always names a category: only these trees are worth tiling.
+                by_bit[bit] = _Tree.over(snapshot, rows, tiled=True)
         return cls(snapshot, everyone, by_bit, np.argsort(snapshot.ids, kind="stable"), np.zeros(n, dtype=bool))
 
     def tree_for(self, category_id: int | None) -> _Tree | None:
@@ -206,8 +220,9 @@ def _overlay_part(overlay: ProviderSnapshot | None, q: MatchQuery) -> list[Candi
 
 
 def _rows_within(tree: _Tree, lat: float, lng: float, radius_km: float) -> np.ndarray:
-    """Snapshot rows within the radius: one radius query on a tree of up to ~half a million
-    points (a category's), k-nearest queries with a growing k on a bigger one (everyone).
+    """Snapshot rows within the radius: one radius query on the query's tile where the tree
+    is tiled and the radius fits the padding; else one radius query on a tree of up to ~half
+    a million points (a category's), k-nearest queries with a growing k on a bigger one.
 
     `query_radius` allocates buffers sized to the whole tree on every call (0.6 ms at 1M
     points); a k-nearest query costs ~0.1 ms where points are spread evenly. When all k
@@ -217,6 +232,11 @@ def _rows_within(tree: _Tree, lat: float, lng: float, radius_km: float) -> np.nd
     n = len(tree.rows)
     point = np.radians([[lat, lng]])
     reach = radius_km / EARTH_RADIUS_KM + PRESELECT_SLACK
+    if tree.tiles is not None and radius_km <= TILE_PAD_KM:
+        key = cell_of(lat, lng, TILE_DEG, TILE_MAX_LAT)
+        if key is not None:
+            tile = tree.tiles.get(key)
+            return tile.rows[tile.tree.query_radius(point, r=reach)[0]] if tile is not None else tree.rows[:0]
     if n <= RADIUS_QUERY_MAX_POINTS:
         return tree.rows[tree.tree.query_radius(point, r=reach)[0]]
     k = min(max(FIRST_K, tree.k_hint), n)

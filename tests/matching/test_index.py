@@ -1,4 +1,5 @@
 """The index answers exactly what brute force answers, and sees changes at once."""
+from contextlib import contextmanager
 from unittest import mock
 
 import numpy as np
@@ -12,6 +13,16 @@ from matching.reference import brute_force_query
 from matching.types import ALWAYS_AVAILABLE, WEEK_BYTES, MatchQuery, ProviderRecord, ProviderSnapshot
 
 NOW = 1_800_000_000.0
+SEARCHES = ["radius", "k-nearest", "tiles"]
+
+
+@contextmanager
+def _searching(search: str):
+    """Make the index search one way whatever its size: a radius query on the whole tree,
+    k-nearest with a growing k, or padded tiles (built for any tree, used where they apply)."""
+    with mock.patch.object(matching_index, "RADIUS_QUERY_MAX_POINTS", 0 if search == "k-nearest" else 10**9), \
+            mock.patch.object(matching_index, "TILE_MIN_POINTS", 0 if search == "tiles" else 10**9):
+        yield
 
 
 def _ids(candidates):
@@ -69,15 +80,15 @@ def worlds(draw):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(worlds(), st.sampled_from(["score", "distance", "rating"]), st.sampled_from(["radius", "k-nearest"]))
+@given(worlds(), st.sampled_from(["score", "distance", "rating"]), st.sampled_from(SEARCHES))
 def test_index_agrees_with_brute_force(world, ordering, search):
-    """Both ways of finding the points in the radius (small trees: one radius query; big ones:
-    k-nearest with a growing k) agree with brute force."""
+    """Every way of finding the points in the radius (small trees: one radius query; big ones:
+    padded tiles, or k-nearest with a growing k) agrees with brute force."""
     records, query = world
     snapshot = ProviderSnapshot.from_records(records)
-    index = ProviderIndex(snapshot)
 
-    with mock.patch.object(matching_index, "RADIUS_QUERY_MAX_POINTS", 10**9 if search == "radius" else 0):
+    with _searching(search):
+        index = ProviderIndex(snapshot)
         got = index.query(query, limit=None, ordering=ordering)
 
     _same_up_to_ties(got, brute_force_query(snapshot, query, limit=None, ordering=ordering))
@@ -110,11 +121,11 @@ def _query(lat, lng, radius_km=5.0, **fields):
     return MatchQuery(lat=lat, lng=lng, radius_km=radius_km, now=NOW, category_id=1, **fields)
 
 
-@pytest.fixture(params=["radius", "k-nearest"])
-def search(request, monkeypatch):
-    """Run an edge case through both ways of finding the points in the radius."""
-    monkeypatch.setattr(matching_index, "RADIUS_QUERY_MAX_POINTS", 10**9 if request.param == "radius" else 0)
-    return request.param
+@pytest.fixture(params=SEARCHES)
+def search(request):
+    """Run an edge case through every way of finding the points in the radius."""
+    with _searching(request.param):
+        yield request.param
 
 
 def test_empty_index_answers_nothing():
@@ -247,3 +258,29 @@ def test_more_than_64_categories_is_refused():
 
     with pytest.raises(ValueError, match="at most 64"):
         ProviderSnapshot.from_records(records)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    corner_lat=st.sampled_from([0, 28, -33, 59, -60, 61]),
+    corner_lng=st.sampled_from([-180, -1, 0, 77, 179]),
+    radius_km=st.sampled_from([0.5, 5.0, 11.9, 12.0, 12.1, 40.0]),
+    dlat=st.floats(-0.2, 0.2),
+    dlng=st.floats(-0.2, 0.2),
+)
+def test_tiles_find_everything_across_cell_edges(corner_lat, corner_lng, radius_km, dlat, dlng):
+    """A dense ring of providers around a grid corner (latitude bands up to and past the tiled
+    range, the antimeridian included) and a query near it: the tiles answer what brute force does."""
+    rng = np.random.default_rng(abs(hash((corner_lat, corner_lng))) % 2**32)
+    lats = np.clip(corner_lat + rng.uniform(-0.3, 0.3, 400), -90, 90)
+    lngs = ((corner_lng + rng.uniform(-0.5, 0.5, 400) + 180) % 360) - 180
+    snapshot = ProviderSnapshot.from_records(
+        [_provider(i + 1, float(a), float(b)) for i, (a, b) in enumerate(zip(lats, lngs))])
+    query = _query(float(np.clip(corner_lat + dlat, -90, 90)), ((corner_lng + dlng + 180) % 360) - 180,
+                   radius_km=radius_km)
+
+    with _searching("tiles"):
+        got = ProviderIndex(snapshot).query(query, limit=None, ordering="distance")
+
+    _same_up_to_ties(got, brute_force_query(snapshot, query, limit=None, ordering="distance"))
+    assert len(got) > 0 or radius_km < 11
