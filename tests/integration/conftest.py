@@ -1,5 +1,6 @@
 """A real Celery worker (with embedded beat) on real Redis, serving the test database."""
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +38,7 @@ class Worker:
         }
 
     def start(self) -> "Worker":
+        self.kill()  # a previous run's group (a worker that exited may leave its beat behind)
         self.starts += 1
         log = open(self.tmp_path / f"worker-{self.starts}.log", "w")
         self.process = subprocess.Popen(
@@ -44,6 +46,8 @@ class Worker:
              "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO",
              "--schedule", str(self.tmp_path / f"beat-{self.starts}"), "--hostname", f"test{self.starts}@%h"],
             cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            # Its own process group: `-B` runs beat in a child process, which must die with it.
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -57,10 +61,15 @@ class Worker:
         return bool(celery_app.control.ping(timeout=0.5, destination=[f"test{self.starts}@{os.uname().nodename}"]))
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown, no acks; whatever it held must be redelivered or swept."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        """SIGKILL the worker and its embedded beat: no shutdown, no acks; whatever it held must be
+        redelivered or swept. (Killing the worker alone left beat orphaned, sweeping forever.)"""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -68,7 +77,8 @@ class Worker:
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+        self.kill()  # whatever of the group is left, beat included
 
 
 @pytest.fixture
