@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from dispatch.models import Event, Job, Offer, User
@@ -195,28 +195,11 @@ def push(event: Event) -> bool:
         except Exception:
             log.warning("push of event %s failed once; retrying", event.pk)
             _publish(layer, group, message)
-        _mark_pushed(event.pk)
+        Event.objects.filter(pk=event.pk, pushed=False).update(pushed=True)
         return True
     except Exception:
         log.exception("push of event %s to user %s failed; events.repush will send it again", event.pk, event.user_id)
         return False
-
-
-def _mark_pushed(event_id: int) -> None:
-    """Record that the event reached the channel layer.
-
-    On its own (after commit, autocommit) the mark would wait for a WAL flush on every
-    event. It may be lost in a crash at no cost but a second push of the event (which
-    sockets drop), so on PostgreSQL it commits without waiting for the flush.
-    """
-    marked = Event.objects.filter(pk=event_id, pushed=False)
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        marked.update(pushed=True)
-        return
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        marked.update(pushed=True)
 
 
 def events_repush(*, older_than_s: float | None = None, limit: int = REPUSH_BATCH) -> int:

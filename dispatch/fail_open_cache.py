@@ -25,43 +25,28 @@ class FailOpenRedisCache(RedisCache):
             FailOpenRedisCache._warned_at = now
             log.warning("rate-limit cache unreachable (%s): limits lapse until Redis is back", exc.__class__.__name__)
 
-    def get(self, key, default=None, version=None):
+    def _or(self, fallback, call, *args):
+        """`call(*args)`, or `fallback` while Redis is unreachable."""
         try:
-            return super().get(key, default, version)
+            return call(*args)
         except UNREACHABLE as exc:
             self._unreachable(exc)
-            return default
+            return fallback
+
+    def get(self, key, default=None, version=None):
+        return self._or(default, super().get, key, default, version)
 
     def get_many(self, keys, version=None):
-        try:
-            return super().get_many(keys, version)
-        except UNREACHABLE as exc:
-            self._unreachable(exc)
-            return {}
+        return self._or({}, super().get_many, keys, version)
 
     def set(self, key, value, timeout=None, version=None):
-        try:
-            super().set(key, value, timeout, version)
-        except UNREACHABLE as exc:
-            self._unreachable(exc)
+        self._or(None, super().set, key, value, timeout, version)
 
     def add(self, key, value, timeout=None, version=None):
-        try:
-            return super().add(key, value, timeout, version)
-        except UNREACHABLE as exc:
-            self._unreachable(exc)
-            return False
+        return self._or(False, super().add, key, value, timeout, version)
 
     def incr(self, key, delta=1, version=None):
-        try:
-            return super().incr(key, delta, version)
-        except UNREACHABLE as exc:
-            self._unreachable(exc)
-            return delta
+        return self._or(delta, super().incr, key, delta, version)
 
     def delete(self, key, version=None):
-        try:
-            return super().delete(key, version)
-        except UNREACHABLE as exc:
-            self._unreachable(exc)
-            return False
+        return self._or(False, super().delete, key, version)

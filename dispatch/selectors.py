@@ -7,7 +7,6 @@ from django.db.models import Q, QuerySet, Sum
 
 from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.index import rank_providers
-from matching.geo import haversine_km
 from dispatch.models import (
     Invoice,
     Job,
@@ -22,6 +21,7 @@ from dispatch.models import (
     User,
     Wallet,
 )
+from matching.geo import EARTH_RADIUS_KM, haversine_km
 
 JOB_RELATED = ("customer", "provider", "category")
 
@@ -178,7 +178,7 @@ def provider_search(
 # rounded would not do: averaged over queries from many points they pin the position
 # down to metres (tests/security/test_location_privacy.py); snapped ones converge on the
 # cell's centre at best. Dispatch itself (matching/) keeps exact positions.
-KM_PER_DEGREE = 111.2
+KM_PER_DEGREE = math.radians(1) * EARTH_RADIUS_KM
 
 
 def snap_to_grid(degrees: float) -> float:
@@ -204,7 +204,7 @@ def public_distance_km(profile: ProviderProfile, *, lat: float, lng: float) -> f
 
 
 def _grid_reach_km() -> float:
-    """How far a snapped position can lie from the exact one, at most (half a cell's diagonal, and some)."""
+    """A bound on how far a snapped position lies from the exact one (half a cell's diagonal is the most)."""
     return settings.LOCATION_PRIVACY_GRID_DEG * KM_PER_DEGREE
 
 

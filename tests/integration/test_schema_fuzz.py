@@ -15,7 +15,6 @@ import sys
 import pytest
 import requests
 import schemathesis
-from django.conf import settings as django_settings
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -25,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from bench.harness import throttle_env
 from tests.integration.cluster import free_port, stop_process, wait_until_listening
 from tests.integration.conftest import ROOT
 from tests.integration.test_embedded_server import _call
@@ -51,7 +51,7 @@ def fuzz_server(tmp_path_factory):
         "MATCHING_LOCATION_MAX_AGE_S": "0",
         "LOG_LEVEL": "WARNING",
         # The fuzzer is one client sending thousands of requests: the abuse limits are tested elsewhere.
-        **{f"THROTTLE_{scope.upper()}": "1000000/min" for scope in django_settings.THROTTLE_RATES},
+        **throttle_env(),
     }
     for command in (["migrate", "--noinput"], ["seed_demo", "--providers", "20"]):
         subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, capture_output=True)
