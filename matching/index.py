@@ -6,7 +6,7 @@ atomically, keeping the overlay entries newer than that snapshot.
 """
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,11 +180,9 @@ class ProviderIndex:
     def find(self, q: MatchQuery) -> CandidateSet:
         """Every provider passing the query's filters, with exact distances; unranked."""
         gen, superseded, overlay = self._view()
-        rows = np.zeros(0, dtype=np.int64)
         tree = gen.tree_for(q.category_id)
-        if tree is not None and q.radius_km >= 0:
-            rows = _rows_within(tree, q.lat, q.lng, q.radius_km)
-        return _concat([_filter(gen.snapshot, rows[~superseded[rows]], q), *_overlay_part(overlay, q)])
+        rows = _rows_within(tree, q.lat, q.lng, q.radius_km) if tree is not None and q.radius_km >= 0 else _NO_ROWS
+        return _candidates(gen, superseded, overlay, rows, q)
 
     def query(
         self,
@@ -205,6 +203,53 @@ class ProviderIndex:
         return rank(cands, weights, limit=limit, ordering=ordering, recent_offers=load)
 
 
+    def query_many(
+        self,
+        queries: Sequence[MatchQuery],
+        weights: ScoreWeights = ScoreWeights(),
+        *,
+        limit: int | None = 20,
+        recent_offers: Mapping[int, int] | None = None,
+    ) -> list[list[Candidate]]:
+        """`query` for many jobs at once, answered against one generation, in order.
+
+        Queries that search the same tree (or the same tile) share one sklearn call, whose
+        input checks and buffers sized to the tree are then paid once per group.
+        """
+        gen, superseded, overlay = self._view()
+        found: list[np.ndarray] = [_NO_ROWS] * len(queries)
+        batches: dict[int, tuple[_Tree, list[int]]] = {}
+        for i, q in enumerate(queries):
+            tree = gen.tree_for(q.category_id)
+            if tree is None or q.radius_km < 0:
+                continue
+            target = _tile_for(tree, q.lat, q.lng, q.radius_km) or tree
+            if target is _NO_TILE:
+                continue
+            if len(target.rows) <= RADIUS_QUERY_MAX_POINTS:
+                batches.setdefault(id(target), (target, []))[1].append(i)
+            else:
+                found[i] = _rows_within(tree, q.lat, q.lng, q.radius_km)
+        for tree, members in batches.values():
+            points = np.radians([[queries[i].lat, queries[i].lng] for i in members])
+            reach = np.array([queries[i].radius_km for i in members]) / EARTH_RADIUS_KM + PRESELECT_SLACK
+            for i, points_found in zip(members, tree.tree.query_radius(points, r=reach)):
+                found[i] = tree.rows[points_found]
+        return [
+            rank(_candidates(gen, superseded, overlay, rows, q), weights, limit=limit, recent_offers=recent_offers)
+            for rows, q in zip(found, queries)
+        ]
+
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+def _candidates(gen: _Generation, superseded: np.ndarray, overlay: ProviderSnapshot | None, rows: np.ndarray,
+                q: MatchQuery) -> CandidateSet:
+    """The tree's `rows` and the overlay, filtered. The tree is the category's own: its rows need no category test."""
+    return _concat([_filter(gen.snapshot, rows[~superseded[rows]], q, category_checked=True), *_overlay_part(overlay, q)])
+
+
 def _load(recent_offers, cands: CandidateSet, weights: ScoreWeights, limit: int | None) -> Mapping[int, int] | None:
     """The load mapping; a callable is asked only about the candidates whose load can matter."""
     if recent_offers is None or not callable(recent_offers):
@@ -217,6 +262,20 @@ def _overlay_part(overlay: ProviderSnapshot | None, q: MatchQuery) -> list[Candi
     if overlay is None or len(overlay) == 0:
         return []
     return [_filter(overlay, np.arange(len(overlay)), q)]
+
+
+_NO_TILE = object()  # the query's cell has no points, nor has anything within the padding
+
+
+def _tile_for(tree: _Tree, lat: float, lng: float, radius_km: float):
+    """The padded tile that holds everything within `radius_km` of the point, `_NO_TILE`
+    where that tile would be empty, or None where tiles do not apply."""
+    if tree.tiles is None or radius_km > TILE_PAD_KM:
+        return None
+    key = cell_of(lat, lng, TILE_DEG, TILE_MAX_LAT)
+    if key is None:
+        return None
+    return tree.tiles.get(key, _NO_TILE)
 
 
 def _rows_within(tree: _Tree, lat: float, lng: float, radius_km: float) -> np.ndarray:
@@ -232,11 +291,11 @@ def _rows_within(tree: _Tree, lat: float, lng: float, radius_km: float) -> np.nd
     n = len(tree.rows)
     point = np.radians([[lat, lng]])
     reach = radius_km / EARTH_RADIUS_KM + PRESELECT_SLACK
-    if tree.tiles is not None and radius_km <= TILE_PAD_KM:
-        key = cell_of(lat, lng, TILE_DEG, TILE_MAX_LAT)
-        if key is not None:
-            tile = tree.tiles.get(key)
-            return tile.rows[tile.tree.query_radius(point, r=reach)[0]] if tile is not None else tree.rows[:0]
+    tile = _tile_for(tree, lat, lng, radius_km)
+    if tile is _NO_TILE:
+        return _NO_ROWS
+    if tile is not None:
+        return tile.rows[tile.tree.query_radius(point, r=reach)[0]]
     if n <= RADIUS_QUERY_MAX_POINTS:
         return tree.rows[tree.tree.query_radius(point, r=reach)[0]]
     k = min(max(FIRST_K, tree.k_hint), n)
@@ -251,11 +310,11 @@ def _rows_within(tree: _Tree, lat: float, lng: float, radius_km: float) -> np.nd
         k = min(n, max(4 * k, int(1.5 * density_guess)))
 
 
-def _filter(snap: ProviderSnapshot, rows: np.ndarray, q: MatchQuery) -> CandidateSet:
+def _filter(snap: ProviderSnapshot, rows: np.ndarray, q: MatchQuery, *, category_checked: bool = False) -> CandidateSet:
     """Apply every filter of `q` to `rows` of `snap` and compute what ranking needs."""
     rows = np.asarray(rows, dtype=np.int64)
     keep = np.ones(len(rows), dtype=bool)
-    if q.category_id is not None:
+    if q.category_id is not None and not category_checked:
         keep &= snap.serves(rows, q.category_id)
     if q.online_only:
         keep &= snap.online[rows]
@@ -266,7 +325,7 @@ def _filter(snap: ProviderSnapshot, rows: np.ndarray, q: MatchQuery) -> Candidat
     if q.skip_busy:
         keep &= ~snap.busy[rows]
     if q.exclude_ids:
-        keep &= ~np.isin(snap.ids[rows], np.fromiter(q.exclude_ids, dtype=np.int64))
+        keep &= _not_excluded(snap.ids[rows], q.exclude_ids)
     if q.hour_of_week is not None:
         keep &= hour_bits(snap.week_hours[rows], q.hour_of_week % HOURS_PER_WEEK)
     rows = rows[keep]
@@ -285,6 +344,17 @@ def _filter(snap: ProviderSnapshot, rows: np.ndarray, q: MatchQuery) -> Candidat
         recent_offers=snap.recent_offers[rows],
         availability=availability_share(snap.week_hours[rows], start_hour),
     )
+
+
+def _not_excluded(ids: np.ndarray, exclude_ids: frozenset[int]) -> np.ndarray:
+    """`ids` not in `exclude_ids`; dispatch excludes at most a job's few past offers, where a
+    comparison per id is several times cheaper than `np.isin`."""
+    if len(exclude_ids) > 16:
+        return ~np.isin(ids, np.fromiter(exclude_ids, dtype=np.int64))
+    keep = np.ones(len(ids), dtype=bool)
+    for excluded in exclude_ids:
+        keep &= ids != excluded
+    return keep
 
 
 def _concat(parts: list[CandidateSet]) -> CandidateSet:

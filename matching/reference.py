@@ -2,6 +2,8 @@
 
 The yardstick for tests (same candidates, same order) and the benchmark's baseline.
 """
+from collections.abc import Sequence
+
 import numpy as np
 
 from matching.geo import haversine_km
@@ -10,8 +12,10 @@ from matching.scoring import availability_share, hour_bits, rank
 from matching.types import Candidate, CandidateSet, MatchQuery, ProviderSnapshot, ScoreWeights
 
 
-def brute_force_find(snap: ProviderSnapshot, q: MatchQuery) -> CandidateSet:
-    distance = np.atleast_1d(haversine_km(q.lat, q.lng, snap.lat, snap.lng))
+def brute_force_find(snap: ProviderSnapshot, q: MatchQuery, distance: np.ndarray | None = None) -> CandidateSet:
+    """`distance` (km from the query to every provider) may come precomputed, as in a batch."""
+    if distance is None:
+        distance = np.atleast_1d(haversine_km(q.lat, q.lng, snap.lat, snap.lng))
     keep = distance <= q.radius_km
     if q.within_service_radius:
         keep &= distance <= snap.service_radius_km
@@ -47,3 +51,21 @@ def brute_force_query(
     ordering: str = "score",
 ) -> list[Candidate]:
     return rank(brute_force_find(snap, q), weights, limit=limit, ordering=ordering)
+
+
+BATCH_ROWS = 4  # queries per distance matrix: 4 x 1M float64 temporaries stay in the tens of MB
+
+
+def brute_force_query_many(
+    snap: ProviderSnapshot, queries: Sequence[MatchQuery], weights: ScoreWeights = ScoreWeights(), *,
+    limit: int | None = 20,
+) -> list[list[Candidate]]:
+    """The batched baseline: each distance matrix covers several queries at once, in one numpy pass."""
+    out = []
+    for start in range(0, len(queries), BATCH_ROWS):
+        chunk = queries[start:start + BATCH_ROWS]
+        lat = np.array([q.lat for q in chunk])[:, None]
+        lng = np.array([q.lng for q in chunk])[:, None]
+        distances = np.atleast_2d(haversine_km(lat, lng, snap.lat[None, :], snap.lng[None, :]))
+        out += [rank(brute_force_find(snap, q, d), weights, limit=limit) for q, d in zip(chunk, distances)]
+    return out

@@ -2,6 +2,7 @@
 
 Pure functions over arrays; `rank` orders a CandidateSet and explains every score.
 """
+import functools
 from collections.abc import Mapping
 
 import numpy as np
@@ -26,10 +27,12 @@ def hour_bits(week_hours: np.ndarray, hours: np.ndarray | int) -> np.ndarray:
 
 def availability_share(week_hours: np.ndarray, hour_of_week: int) -> np.ndarray:
     """Share of the hours from `hour_of_week` on inside the provider's windows."""
-    if len(week_hours) == 0:
-        return np.zeros(0)
-    hours = np.arange(hour_of_week, hour_of_week + AVAILABILITY_HORIZON_H)
-    return hour_bits(week_hours, hours).mean(axis=1)
+    hours_set = np.zeros(len(week_hours))
+    # Hour by hour over one byte column each: a 2-D gather of all the hours costs several times more.
+    for hour in range(hour_of_week, hour_of_week + AVAILABILITY_HORIZON_H):
+        hour %= HOURS_PER_WEEK
+        hours_set += (week_hours[:, hour >> 3] & (0x80 >> (hour & 7))) != 0
+    return hours_set / AVAILABILITY_HORIZON_H
 
 
 def components(cands: CandidateSet, weights: ScoreWeights, recent_offers: np.ndarray) -> dict[str, np.ndarray]:
@@ -62,20 +65,29 @@ def fairness_contenders(cands: CandidateSet, weights: ScoreWeights, limit: int |
 def _order_by_score(
     ids: np.ndarray, scores: np.ndarray, load: np.ndarray, near_equal: float, limit: int | None
 ) -> np.ndarray:
-    """Score descending; within a run of near-equal scores, fewer recent offers first, then id."""
+    """Score descending; within a run of near-equal scores, fewer recent offers first, then id.
+
+    A run starts at its leader (the best score not yet placed) and holds every score within
+    `near_equal` of it. Runs are numbered in one pass over the sorted scores, stopping at the
+    first run that starts after `limit` places are filled; one lexsort then orders it all.
+    """
     order = np.lexsort((ids, -scores))
     wanted = len(order) if limit is None else limit
-    out: list[int] = []
-    start = 0
-    while start < len(order) and len(out) < wanted:
-        leader = scores[order[start]]
-        end = start + 1
-        while end < len(order) and leader - scores[order[end]] <= near_equal:
-            end += 1
-        group = order[start:end]
-        out.extend(group[np.lexsort((ids[group], -scores[group], load[group]))])
-        start = end
-    return np.asarray(out, dtype=np.int64)
+    sorted_scores = scores[order].tolist()
+    run = np.empty(len(order), dtype=np.int64)
+    leader, current, end = sorted_scores[0], 0, len(order)
+    for j, score in enumerate(sorted_scores):
+        if leader - score > near_equal:
+            if j >= wanted:
+                end = j
+                break
+            leader, current = score, current + 1
+        run[j] = current
+    head = order[:end]
+    return head[np.lexsort((ids[head], -scores[head], load[head], run[:end]))]
+
+
+BREAKDOWN_KEYS = (*COMPONENTS, *(f"{name}_points" for name in COMPONENTS))
 
 
 def rank(
@@ -91,7 +103,7 @@ def rank(
         return []
     load = cands.recent_offers.astype(np.float64)
     if recent_offers is not None:
-        load = np.fromiter((recent_offers.get(int(i), 0) for i in cands.ids), dtype=np.float64, count=len(cands))
+        load = np.fromiter((recent_offers.get(i, 0) for i in cands.ids.tolist()), dtype=np.float64, count=len(cands))
     parts = components(cands, weights, load)
     contributions = {name: getattr(weights, name) * parts[name] for name in COMPONENTS}
     scores = sum(contributions.values())
@@ -106,22 +118,23 @@ def rank(
         raise ValueError(f"unknown ordering {ordering!r}")
     if limit is not None:
         order = order[:limit]
-    # Rounded and converted in bulk: per-value Python work here would dominate a query.
-    parts_out = {name: np.round(parts[name][order], 4).tolist() for name in COMPONENTS}
-    points_out = {name: np.round(contributions[name][order], 4).tolist() for name in COMPONENTS}
-    ids, distances, score_list, loads = (
-        cands.ids[order].tolist(), cands.distance_km[order].tolist(), scores[order].tolist(), load[order].tolist()
-    )
+    ids, distances, score_list = cands.ids[order].tolist(), cands.distance_km[order].tolist(), scores[order].tolist()
+    explain = _Explainer(parts, contributions, load, order)
     return [
-        Candidate(
-            provider_id=ids[j],
-            distance_km=distances[j],
-            score=score_list[j],
-            breakdown={
-                **{name: parts_out[name][j] for name in COMPONENTS},
-                **{f"{name}_points": points_out[name][j] for name in COMPONENTS},
-                "recent_offers": int(loads[j]),
-            },
-        )
-        for j in range(len(order))
+        Candidate(ids[j], distances[j], score_list[j], explain=functools.partial(explain, j)) for j in range(len(order))
     ]
+
+
+class _Explainer:
+    """The breakdown of the j-th ranked candidate, from one ranking's component arrays."""
+
+    __slots__ = ("parts", "contributions", "load", "order")
+
+    def __init__(self, parts: dict[str, np.ndarray], contributions: dict[str, np.ndarray], load: np.ndarray,
+                 order: np.ndarray):
+        self.parts, self.contributions, self.load, self.order = parts, contributions, load, order
+
+    def __call__(self, j: int) -> dict[str, float]:
+        row = self.order[j]
+        values = [self.parts[name][row] for name in COMPONENTS] + [self.contributions[name][row] for name in COMPONENTS]
+        return {**dict(zip(BREAKDOWN_KEYS, np.round(values, 4).tolist())), "recent_offers": int(self.load[row])}

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import matching.index as matching_index
 from matching.index import ProviderIndex
-from matching.reference import brute_force_query
+from matching.reference import brute_force_query, brute_force_query_many
 from matching.types import ALWAYS_AVAILABLE, WEEK_BYTES, MatchQuery, ProviderRecord, ProviderSnapshot
 
 NOW = 1_800_000_000.0
@@ -111,6 +111,37 @@ def test_overlay_changes_agree_with_brute_force_on_the_changed_world(world, data
     got = index.query(query, limit=None)
 
     _same_up_to_ties(got, brute_force_query(ProviderSnapshot.from_records(list(changed.values())), query, limit=None))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(worlds(), st.data(), st.sampled_from(SEARCHES))
+def test_a_batch_answers_each_query_as_it_would_be_answered_alone(world, data, search):
+    """query_many shares tree searches between queries; each answer must be exactly the single
+    query's (ids, scores, breakdowns), the overlay included, and brute force's batch agrees."""
+    records, first = world
+    others = data.draw(st.lists(st.builds(
+        lambda dlat, dlng, radius, category: MatchQuery(
+            lat=float(np.clip(first.lat + dlat, -90, 90)), lng=((first.lng + dlng + 180) % 360) - 180,
+            radius_km=radius, now=NOW, category_id=category),
+        st.floats(-0.5, 0.5), st.floats(-0.5, 0.5), st.sampled_from([0.0, 2.0, 10.0, 80.0]),
+        st.sampled_from([None, 1, 2, 4])), max_size=6))
+    queries = [first, *others]
+    snapshot = ProviderSnapshot.from_records(records)
+    with _searching(search):
+        index = ProviderIndex(snapshot)
+        if records:
+            index.upsert(ProviderRecord(**{**records[0].__dict__, "lat": first.lat, "lng": first.lng}))
+
+        batch = index.query_many(queries, limit=None)
+        alone = [index.query(q, limit=None) for q in queries]
+
+    assert batch == alone
+    changed = ProviderSnapshot.from_records(
+        [ProviderRecord(**{**records[0].__dict__, "lat": first.lat, "lng": first.lng}), *records[1:]] if records else []
+    )
+    assert brute_force_query_many(changed, queries, limit=None) == [
+        brute_force_query(changed, q, limit=None) for q in queries
+    ]
 
 
 def _provider(pid, lat, lng, **fields):

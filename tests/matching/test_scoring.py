@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matching.index import ProviderIndex
-from matching.scoring import smoothed_rating
+from matching.scoring import _order_by_score, smoothed_rating
 from matching.types import MatchQuery, ProviderRecord, ProviderSnapshot, ScoreWeights
 
 NOW = 1_800_000_000.0
@@ -113,3 +113,34 @@ def test_a_dense_area_asks_for_few_loads():
                 recent_offers=lambda ids: asked.extend(ids.tolist()) or {})
 
     assert 5 <= len(asked) < 250
+
+
+def _near_equal_order(ids, scores, load, near_equal):
+    """The rule as written in SPEC section 5, one run at a time: the best score left leads a
+    run of every score within `near_equal` of it; inside a run fewer recent offers go first,
+    then the higher score, then the lower id."""
+    left = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
+    out = []
+    while left:
+        leader = scores[left[0]]
+        run = [i for i in left if leader - scores[i] <= near_equal]
+        left = [i for i in left if leader - scores[i] > near_equal]
+        out += sorted(run, key=lambda i: (load[i], -scores[i], ids[i]))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    scores=st.lists(st.sampled_from([0.5, 0.51, 0.515, 0.52, 0.53, 0.55, 0.6, 0.61, 0.7]), min_size=1, max_size=40),
+    data=st.data(),
+)
+def test_runs_of_near_equal_scores_put_the_least_offered_first(scores, data):
+    n = len(scores)
+    ids = np.array(data.draw(st.permutations(range(1, n + 1))), dtype=np.int64)
+    load = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), dtype=np.float64)
+    limit = data.draw(st.one_of(st.none(), st.integers(1, n)))
+    expected = _near_equal_order(ids.tolist(), scores, load.tolist(), 0.02)
+
+    got = _order_by_score(ids, np.array(scores), load, 0.02, limit)
+
+    assert got.tolist()[: limit or n] == expected[: limit or n]
