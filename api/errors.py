@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from dispatch.errors import (
-    Conflict, DomainError, Forbidden, Invalid, NotFound, PaymentDeclined, RateLimited, Unprocessable,
+    Conflict, DomainError, Forbidden, Invalid, NotFound, Overloaded, PaymentDeclined, RateLimited, Unprocessable,
 )
 
 STATUS_FOR = {
@@ -19,6 +19,7 @@ STATUS_FOR = {
     Conflict: status.HTTP_409_CONFLICT,
     Unprocessable: status.HTTP_422_UNPROCESSABLE_ENTITY,
     RateLimited: status.HTTP_429_TOO_MANY_REQUESTS,
+    Overloaded: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 
@@ -33,6 +34,7 @@ def exception_handler(exc, context):
             body[exc.field] = [exc.detail]
         # A service's own subclass (e.g. PingTooSoon) answers as the kind it extends.
         kind = next(k for k in type(exc).__mro__ if k in STATUS_FOR)
-        headers = {"Retry-After": str(math.ceil(exc.retry_after_s))} if isinstance(exc, RateLimited) else None
+        retry_after_s = getattr(exc, "retry_after_s", None)
+        headers = {"Retry-After": str(math.ceil(retry_after_s))} if retry_after_s is not None else None
         return Response(body, status=STATUS_FOR[kind], headers=headers)
     return drf_exception_handler(exc, context)

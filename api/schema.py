@@ -5,7 +5,7 @@ Every error body is a JSON object: `{"code", "detail"}` for domain errors (api.e
 input. Which codes an operation lists follows from the view: 400 when it takes input,
 401 when it authenticates, 403 when it checks permissions, 404 when it names a thing in
 its path or pages, 413 when it takes a body, 429 when a throttle counts it. Domain answers particular to a route
-(402, 409, 422) are declared on the view with `ERROR`.
+(402, 409, 422, 503) are declared on the view with `ERROR`.
 """
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers

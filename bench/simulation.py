@@ -48,6 +48,7 @@ class Plan:
     baseline_bookings: int = 20  # booked at BASELINE_RATE before the load, as the unloaded reference
     offer_timeout_s: int = 5
     spread_km: float = 6.0
+    max_backlog: int = 100  # DISPATCH_MAX_BACKLOG: booking sheds load (503) past this many queued dispatches
 
 
 class World:
@@ -226,12 +227,14 @@ BOOKERS = 4
 
 
 def _book_share(
-    world: World, rate: float, bookings: int, seed: int, go, start_at, k: int, of: int, done=None, release=None
+    world: World, rate: float, bookings: int, seed: int, go, start_at, k: int, of: int, done=None, release=None,
+    refused=None,
 ) -> None:
     """Booking number i is due at start + i / rate; booker k books every of-th one.
 
     With `done`/`release`, it counts itself done and stays alive until released, so its
-    CPU time can still be read from /proc.
+    CPU time can still be read from /proc. `refused` counts bookings turned away with 503
+    (dispatch behind); a virtual customer does not retry.
     """
     rng = random.Random(seed * 100 + k)
     client = APIClient()
@@ -244,12 +247,15 @@ def _book_share(
                 time.sleep(pause)
             client.force_authenticate(world.customers[i % len(world.customers)])
             lat, lng = CENTRE[0] + rng.gauss(0, 0.05), CENTRE[1] + rng.gauss(0, 0.05)
-            client.post(
+            response = client.post(
                 "/services/jobs/",
                 {"category": world.category.pk, "address": "Sim", "latitude": round(lat, 6), "longitude": round(lng, 6),
                  "item_ids": [world.item.pk]},
                 format="json",
             )
+            if response.status_code == 503 and refused is not None:
+                with refused.get_lock():
+                    refused.value += 1
     finally:
         connection.close()
     if done is not None:
@@ -387,15 +393,17 @@ def run(plan: Plan, log=print) -> dict:
     # measures dispatch, not the abuse limits (a rate of None turns a throttle scope off).
     settings.THROTTLE_RATES = dict.fromkeys(getattr(settings, "THROTTLE_RATES", {}), None)
     settings.DEBUG = False  # as in production: no per-query bookkeeping in the API requests
+    settings.DISPATCH_MAX_BACKLOG = plan.max_backlog
     world = World(plan)
     world.build()
     log(f"world: {plan.providers} providers, 50 customers, category {world.category.name}")
     providers = Providers(world, plan)
     try:
         go, start_at, done, release = FORK.Event(), FORK.Value("d", 0.0), FORK.Value("i", 0), FORK.Event()
+        refused = FORK.Value("i", 0)
         responder = _start(providers.run)
         bookers = [
-            _start(_book_share, world, plan.rate, plan.bookings, plan.seed, go, start_at, k, BOOKERS, done, release)
+            _start(_book_share, world, plan.rate, plan.bookings, plan.seed, go, start_at, k, BOOKERS, done, release, refused)
             for k in range(BOOKERS)
         ]
         with Engine(plan) as engine:
@@ -427,7 +435,8 @@ def run(plan: Plan, log=print) -> dict:
                 time.sleep(0.5)
             booked_s = time.monotonic() - started
             cpu_after = cpu_times()
-            log(f"booked {plan.bookings} in {booked_s:.1f} s ({plan.bookings / booked_s:.1f}/s); waiting for outcomes")
+            log(f"asked {plan.bookings} bookings in {booked_s:.1f} s ({plan.bookings / booked_s:.1f}/s), "
+                f"{refused.value} refused; waiting for outcomes")
             loaded = jobs.filter(pk__gt=last_baseline_job)
             _drain(loaded, 600, depth_samples)
             cpu_split = meter.stop()
@@ -435,6 +444,8 @@ def run(plan: Plan, log=print) -> dict:
             providers.stop.set()
             responder.join(timeout=10)
         result = kpis(world, plan, loaded, booked_s, depth_samples, cpu_before, cpu_after)
+        result["refused"] = refused.value
+        result["asked_per_s"] = plan.bookings / booked_s
         result["cpu_split"] = cpu_split
         result["baseline"] = baseline
         return result
@@ -504,13 +515,16 @@ def render(result: dict, command: str, machine: str) -> str:
         f"{p.providers} virtual providers within ~{p.spread_km:g} km of New Delhi; {p.bookings} bookings through the API at a",
         f"target {p.rate:g}/s from {BOOKERS} processes; providers accept {p.accept_prob:.0%} of offers, ignore {p.ignore_prob:.0%} of the rest,",
         f"reject the others after {p.think_ms[0]}–{p.think_ms[1]} ms; offer timeout {p.offer_timeout_s} s; {p.workers} worker(s),",
-        f"{p.pool} pool x {p.concurrency}. The baseline is the same engine in the same run, unloaded: {p.baseline_bookings}",
+        f"{p.pool} pool x {p.concurrency}; a refused customer does not retry. The baseline is the same engine in the same run, unloaded: {p.baseline_bookings}",
         f"bookings at {BASELINE_RATE:g}/s before the load. Figures are read back from the database (offer and job",
         "timestamps). Load generator, workers, PostgreSQL and Redis share the machine.",
         "",
         "| KPI | under load | unloaded baseline | ratio |",
         "| --- | ---: | ---: | ---: |",
-        f"| bookings sustained | {result['bookings_per_s']:.1f}/s | | |",
+        f"| bookings asked | {result['asked_per_s']:.1f}/s | | |",
+        f"| bookings taken (sustained) | {result['bookings_per_s']:.1f}/s | | |",
+        f"| bookings refused: 503, dispatch behind (limit {p.max_backlog or 'off'}) | {result['refused']} "
+        f"({result['refused'] / p.bookings:.0%}) | | |",
         f"| machine CPU busy while booking | {result['cpu_busy']:.0%} | | |",
         f"| fulfilment (ASSIGNED) | {result['fulfilment']:.1%} | {base['fulfilment']:.1%} | |",
         f"| booking → first offer p50 | {latency('first_offer_ms', 50)} |",

@@ -57,3 +57,13 @@ class RateLimited(DomainError):
     def __init__(self, detail: str, retry_after_s: float):
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+
+
+class Overloaded(DomainError):
+    """Dispatch is too far behind to take this on now; retry after `retry_after_s` seconds (HTTP 503)."""
+
+    code = "overloaded"
+
+    def __init__(self, detail: str, retry_after_s: float):
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

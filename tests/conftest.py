@@ -88,6 +88,13 @@ def _generous_throttles(settings):
 
 
 @pytest.fixture(autouse=True)
+def _no_load_shedding(settings):
+    """Booking never sheds load unless a test asks: the shared test Redis may hold other tests'
+    messages; tests/api/test_load_shedding.py fills a queue of its own."""
+    settings.DISPATCH_MAX_BACKLOG = 0
+
+
+@pytest.fixture(autouse=True)
 def _tasks_run_in_process():
     """Unit tests run tasks eagerly after commit; tests marked `worker` use a real worker instead."""
     previous = celery_app.conf.task_always_eager

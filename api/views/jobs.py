@@ -71,7 +71,7 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         request=BookingSerializer,
-        responses={201: JobSerializer, 422: ERROR},
+        responses={201: JobSerializer, 422: ERROR, 503: ERROR},
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",

@@ -2,11 +2,13 @@
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from dispatch import events
-from dispatch.errors import Conflict, Forbidden, Invalid, Unprocessable
+from dispatch.backlog import dispatch_backlog
+from dispatch.errors import Conflict, Forbidden, Invalid, Overloaded, Unprocessable
 from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
 from dispatch.schedule import after_commit
 from dispatch.services.offers import offer_create
@@ -33,6 +35,7 @@ def job_book(
 
     Dispatch is enqueued after commit; without a chosen provider it sends the first offer.
     A WALLET booking the customer's balance cannot cover is refused (400); see docs/money.md.
+    While dispatch is too far behind, every booking is refused (503); see dispatch/backlog.py.
     """
     if not customer.is_customer:
         raise Forbidden("Only customers can book jobs.")
@@ -45,6 +48,7 @@ def job_book(
         raise Invalid("scheduled_at is in the past.", field="scheduled_at")
     if provider is not None:
         _check_provider_serves(provider=provider, category=category, items=items)
+    _check_dispatch_keeps_up()
 
     total = sum((i.price for i in items), Decimal("0")).quantize(CENT)
     with transaction.atomic():
@@ -91,6 +95,16 @@ def job_book_once(*, idempotency_key: str, fingerprint: str, customer: User, **b
         record.job = job_book(customer=customer, **booking)
         record.save(update_fields=["job"])
     return record.job, True
+
+
+def _check_dispatch_keeps_up() -> None:
+    """Refuse a booking while dispatch is too far behind to serve it well (dispatch/backlog.py)."""
+    limit = settings.DISPATCH_MAX_BACKLOG
+    if limit and dispatch_backlog() > limit:
+        raise Overloaded(
+            "We are matching more bookings than usual right now; please try again in a few seconds.",
+            retry_after_s=settings.DISPATCH_BACKLOG_RETRY_AFTER_S,
+        )
 
 
 def _check_provider_serves(*, provider: User, category: ServiceCategory, items: list[ServiceItem]) -> None:
