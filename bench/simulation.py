@@ -48,7 +48,7 @@ class Plan:
     baseline_bookings: int = 20  # booked at BASELINE_RATE before the load, as the unloaded reference
     offer_timeout_s: int = 5
     spread_km: float = 6.0
-    max_backlog: int = 100  # DISPATCH_MAX_BACKLOG: booking sheds load (503) past this many queued dispatches
+    max_lag_s: float = 2.0  # DISPATCH_MAX_LAG_S: booking sheds load (503) while dispatch is this far behind
 
 
 class World:
@@ -393,7 +393,7 @@ def run(plan: Plan, log=print) -> dict:
     # measures dispatch, not the abuse limits (a rate of None turns a throttle scope off).
     settings.THROTTLE_RATES = dict.fromkeys(getattr(settings, "THROTTLE_RATES", {}), None)
     settings.DEBUG = False  # as in production: no per-query bookkeeping in the API requests
-    settings.DISPATCH_MAX_BACKLOG = plan.max_backlog
+    settings.DISPATCH_MAX_LAG_S = plan.max_lag_s
     world = World(plan)
     world.build()
     log(f"world: {plan.providers} providers, 50 customers, category {world.category.name}")
@@ -508,7 +508,7 @@ def render(result: dict, command: str, machine: str) -> str:
         return f"{loaded:.0f} ms | {unloaded:.0f} ms | {ratio}"
 
     return "\n".join([
-        f"## Dispatch simulation at {p.rate:g} bookings/s",
+        f"## Dispatch simulation at {p.rate:g} bookings/s" + ("" if p.max_lag_s else ", load shedding off"),
         "",
         f"Command: `{command}` · {result['engine']}, {result['database']} · machine: {machine}.",
         "",
@@ -523,7 +523,7 @@ def render(result: dict, command: str, machine: str) -> str:
         "| --- | ---: | ---: | ---: |",
         f"| bookings asked | {result['asked_per_s']:.1f}/s | | |",
         f"| bookings taken (sustained) | {result['bookings_per_s']:.1f}/s | | |",
-        f"| bookings refused: 503, dispatch behind (limit {p.max_backlog or 'off'}) | {result['refused']} "
+        f"| bookings refused: 503, dispatch behind (lag limit {f'{p.max_lag_s:g} s' if p.max_lag_s else 'off'}) | {result['refused']} "
         f"({result['refused'] / p.bookings:.0%}) | | |",
         f"| machine CPU busy while booking | {result['cpu_busy']:.0%} | | |",
         f"| fulfilment (ASSIGNED) | {result['fulfilment']:.1%} | {base['fulfilment']:.1%} | |",

@@ -195,10 +195,10 @@ DISPATCH_RADIUS_STEPS_KM = env.list("DISPATCH_RADIUS_STEPS_KM", cast=float, defa
 DISPATCH_MAX_OFFERS_PER_JOB = env.int("DISPATCH_MAX_OFFERS_PER_JOB", default=10)
 # An instant job nobody took within this long ends UNFULFILLED.
 DISPATCH_SEARCH_DEADLINE_S = env.int("DISPATCH_SEARCH_DEADLINE_S", default=300)
-# Booking answers 503 (Retry-After) while more than this many dispatch messages wait on the
-# broker: accepting faster than workers dispatch makes every booking late (dispatch/backlog.py).
-# 0 turns shedding off.
-DISPATCH_MAX_BACKLOG = env.int("DISPATCH_MAX_BACKLOG", default=100)
+# Booking answers 503 (Retry-After) while the oldest dispatch message has waited longer than
+# this on the broker: accepting faster than workers dispatch makes every booking late
+# (dispatch/backlog.py). 0 turns shedding off.
+DISPATCH_MAX_LAG_S = env.float("DISPATCH_MAX_LAG_S", default=2.0)
 DISPATCH_BACKLOG_RETRY_AFTER_S = env.int("DISPATCH_BACKLOG_RETRY_AFTER_S", default=5)
 # The sweeper leaves a just-booked job alone this long: its own dispatch task is on the way.
 DISPATCH_STUCK_AFTER_S = env.int("DISPATCH_STUCK_AFTER_S", default=10)

@@ -91,7 +91,7 @@ def _generous_throttles(settings):
 def _no_load_shedding(settings):
     """Booking never sheds load unless a test asks: the shared test Redis may hold other tests'
     messages; tests/api/test_load_shedding.py fills a queue of its own."""
-    settings.DISPATCH_MAX_BACKLOG = 0
+    settings.DISPATCH_MAX_LAG_S = 0
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from dispatch import events
-from dispatch.backlog import dispatch_backlog
+from dispatch.backlog import dispatch_lag_s
 from dispatch.errors import Conflict, Forbidden, Invalid, Overloaded, Unprocessable
 from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
 from dispatch.schedule import after_commit
@@ -99,8 +99,8 @@ def job_book_once(*, idempotency_key: str, fingerprint: str, customer: User, **b
 
 def _check_dispatch_keeps_up() -> None:
     """Refuse a booking while dispatch is too far behind to serve it well (dispatch/backlog.py)."""
-    limit = settings.DISPATCH_MAX_BACKLOG
-    if limit and dispatch_backlog() > limit:
+    limit_s = settings.DISPATCH_MAX_LAG_S
+    if limit_s and dispatch_lag_s() > limit_s:
         raise Overloaded(
             "We are matching more bookings than usual right now; please try again in a few seconds.",
             retry_after_s=settings.DISPATCH_BACKLOG_RETRY_AFTER_S,

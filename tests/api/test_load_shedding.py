@@ -1,20 +1,28 @@
 """Booking sheds load: while dispatch is too far behind, a new booking gets 503 with Retry-After.
 
-The backlog is real Celery messages on a Redis database of this test's own; nothing
-consumes them, so the depth is exactly what the test put there.
+"Behind" is how long the oldest dispatch message has waited on the broker. The messages
+are real Celery tasks published the way services publish them, on a Redis database of
+this test's own where no worker takes them. Each is published under a clock set back by
+the wait the test wants it to have had (the requests themselves run on the real clock:
+DRF's throttles cannot run under freezegun).
 """
+import time
+from datetime import datetime, timedelta, timezone
+
 import pytest
 import redis
 from celery import current_app
+from freezegun import freeze_time
 
 from config.celery import OFFERS_QUEUE
 from dispatch import backlog
 from dispatch.models import Job
+from dispatch.schedule import publish
 
 pytestmark = pytest.mark.django_db
 
 BACKLOG_DB = 12
-LIMIT = 3
+LIMIT_S = 2.0
 
 
 @pytest.fixture
@@ -25,9 +33,9 @@ def booking(category):
 
 @pytest.fixture
 def broker(settings):
-    """The offers queue booking reads, on its own Redis database, with shedding at LIMIT messages."""
+    """The offers queue booking reads, on its own Redis database, with shedding past LIMIT_S of lag."""
     url = f"{settings.REDIS_URL.rsplit('/', 1)[0]}/{BACKLOG_DB}"
-    settings.REDIS_URL, settings.DISPATCH_MAX_BACKLOG = url, LIMIT
+    settings.REDIS_URL, settings.DISPATCH_MAX_LAG_S = url, LIMIT_S
     client = redis.Redis.from_url(url)
     client.flushdb()
     backlog.forget()
@@ -36,28 +44,31 @@ def broker(settings):
     backlog.forget()
 
 
-def _queue_dispatches(url: str, count: int) -> None:
-    """Publish `count` real dispatch tasks that no worker will take (the bookings' own tasks stay eager)."""
+def _queue_dispatch(url: str, waited_s: float, count: int = 1) -> None:
+    """Publish `count` real dispatch tasks, as a service would after commit, `waited_s` ago; no worker takes them."""
     eager, current_app.conf.task_always_eager = current_app.conf.task_always_eager, False
     try:
-        with current_app.connection_for_write(url) as connection:
+        with freeze_time(datetime.now(timezone.utc) - timedelta(seconds=waited_s)), \
+                current_app.connection_for_write(url) as connection:
             for declared in current_app.conf.task_queues:
                 declared.bind(connection.default_channel).declare()
             for job_id in range(count):
-                current_app.send_task("dispatch.offer", args=[job_id], connection=connection)
+                publish("dispatch.offer", job_id, connection=connection)
     finally:
         current_app.conf.task_always_eager = eager
-    assert redis.Redis.from_url(url).llen(OFFERS_QUEUE) == count
 
 
 def _book(client, body, key=None):
+    backlog.forget()  # each booking reads the lag afresh, unless a test is about the caching
     headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
     return client.post("/services/jobs/", body, format="json", **headers)
 
 
 @pytest.mark.redis
-def test_a_booking_is_refused_with_503_and_retry_after_while_dispatch_is_behind(broker, customer, booking, client_for):
-    _queue_dispatches(broker, LIMIT + 1)
+def test_a_booking_is_refused_with_503_and_retry_after_while_dispatch_is_behind(
+    broker, customer, booking, client_for
+):
+    _queue_dispatch(broker, waited_s=LIMIT_S + 0.5)
 
     response = _book(client_for(customer), booking)
 
@@ -68,30 +79,37 @@ def test_a_booking_is_refused_with_503_and_retry_after_while_dispatch_is_behind(
 
 
 @pytest.mark.redis
-def test_up_to_the_limit_bookings_go_through(broker, customer, booking, client_for):
-    _queue_dispatches(broker, LIMIT)
+def test_a_queue_that_moves_within_the_limit_takes_bookings(broker, customer, booking, client_for):
+    """Many messages waiting, none of them long: workers are keeping up."""
+    _queue_dispatch(broker, waited_s=LIMIT_S - 0.5, count=50)
 
     assert _book(client_for(customer), booking).status_code == 201
 
 
 @pytest.mark.redis
-def test_bookings_are_taken_again_once_dispatch_catches_up(broker, customer, booking, client_for, clock):
-    _queue_dispatches(broker, LIMIT + 1)
+def test_the_oldest_message_decides(broker, customer, booking, client_for):
+    _queue_dispatch(broker, waited_s=LIMIT_S + 0.5)
+    _queue_dispatch(broker, waited_s=0)  # fresh, but queued behind one that has waited too long
+
+    assert _book(client_for(customer), booking).status_code == 503
+
+
+@pytest.mark.redis
+def test_bookings_are_taken_again_once_dispatch_catches_up(broker, customer, booking, client_for):
+    _queue_dispatch(broker, waited_s=LIMIT_S + 0.5)
     assert _book(client_for(customer), booking).status_code == 503
     redis.Redis.from_url(broker).delete(OFFERS_QUEUE)
 
-    # The depth is read at most once a second per process: within it the last reading stands.
-    clock.tick(0.5)
-    assert _book(client_for(customer), booking).status_code == 503
-    clock.tick(0.6)
-    assert _book(client_for(customer), booking).status_code == 201
+    # The lag is read at most once a second per process: within it the last reading stands.
+    assert client_for(customer).post("/services/jobs/", booking, format="json").status_code == 503
+    time.sleep(backlog.BACKLOG_READ_EVERY_S)
+    assert client_for(customer).post("/services/jobs/", booking, format="json").status_code == 201
 
 
 @pytest.mark.redis
 def test_a_retried_booking_still_gets_its_job_while_new_ones_are_refused(broker, customer, booking, client_for):
     first = _book(client_for(customer), booking, key="k-1")
-    backlog.forget()
-    _queue_dispatches(broker, LIMIT + 1)
+    _queue_dispatch(broker, waited_s=LIMIT_S + 0.5)
 
     retried = _book(client_for(customer), booking, key="k-1")
     fresh = _book(client_for(customer), booking, key="k-2")
@@ -102,9 +120,8 @@ def test_a_retried_booking_still_gets_its_job_while_new_ones_are_refused(broker,
 
 
 def test_an_unreachable_broker_does_not_stop_bookings(settings, customer, booking, client_for):
-    """Shedding protects dispatch; if the depth cannot be read, booking goes on."""
-    settings.REDIS_URL, settings.DISPATCH_MAX_BACKLOG = "redis://127.0.0.1:1/0", LIMIT
-    backlog.forget()
+    """Shedding protects dispatch; if the lag cannot be read, booking goes on."""
+    settings.REDIS_URL, settings.DISPATCH_MAX_LAG_S = "redis://127.0.0.1:1/0", LIMIT_S
 
     response = _book(client_for(customer), booking)
 

@@ -42,7 +42,7 @@ def test_a_small_simulation_assigns_every_job_and_reports_kpis(tmp_path):
     assert re.match(r"\d+ ms", _row(out, "booking → first offer p99"))
     assert float(_row(out, "bookings taken (sustained)").rstrip("/s")) > 0
     # Embedded mode has no broker queue to fall behind on: nothing is shed.
-    assert _row(out, "bookings refused: 503, dispatch behind (limit 100)") == "0 (0%)"
+    assert _row(out, "bookings refused: 503, dispatch behind (lag limit 2 s)") == "0 (0%)"
 
 
 def test_bad_arguments_are_refused_with_a_message(tmp_path):
