@@ -42,7 +42,7 @@ def dispatch_lag_s() -> float:
             return _read["lag_s"]
         _read["at"] = now  # one reader per interval; the others use the last figure meanwhile
     try:
-        lag_s = _oldest_wait_s()
+        lag_s = oldest_wait_s()
     except Exception:  # noqa: BLE001 - any broker trouble: do not shed on a guess
         log.warning("could not read the dispatch backlog; not shedding", exc_info=True)
         lag_s = 0.0
@@ -57,7 +57,8 @@ def forget() -> None:
         _read["at"] = float("-inf")
 
 
-def _oldest_wait_s() -> float:
+def oldest_wait_s() -> float:
+    """The lag read now, uncached (the metrics scrape); raises if Redis cannot be read."""
     # Kombu's Redis transport pushes on the left and pops on the right: the oldest is last.
     raw = _client().lindex(OFFERS_QUEUE, -1)
     if raw is None:

@@ -26,6 +26,7 @@ offer_transitions = Counter(
     "dispatch_offer_transitions_total", "Offer answers and ends (ACCEPTED, REJECTED, EXPIRED, WITHDRAWN)", ["status"]
 )
 offers_sent = Counter("dispatch_offers_sent_total", "Offers sent to providers")
+bookings_shed = Counter("dispatch_bookings_shed_total", "Bookings refused with 503 because dispatch was behind")
 time_to_assign = Histogram(
     "dispatch_time_to_assign_seconds", "Booking to an accepted offer", buckets=SECONDS_TO_ASSIGN
 )
@@ -93,6 +94,13 @@ class StateCollector:
             for queue in ("offers", "housekeeping"):
                 depth.add_metric([queue], client.llen(queue))
         yield depth
+        if settings.REDIS_URL:
+            from dispatch.backlog import oldest_wait_s
+
+            yield GaugeMetricFamily(
+                "dispatch_queue_lag_seconds", "How long the oldest dispatch message has waited (booking sheds past "
+                "DISPATCH_MAX_LAG_S)", value=oldest_wait_s(),
+            )
 
 
 def scrape() -> bytes:

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from dispatch import events
+from dispatch import events, metrics
 from dispatch.backlog import dispatch_lag_s
 from dispatch.errors import Conflict, Forbidden, Invalid, Overloaded, Unprocessable
 from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
@@ -101,6 +101,7 @@ def _check_dispatch_keeps_up() -> None:
     """Refuse a booking while dispatch is too far behind to serve it well (dispatch/backlog.py)."""
     limit_s = settings.DISPATCH_MAX_LAG_S
     if limit_s and dispatch_lag_s() > limit_s:
+        metrics.bookings_shed.inc()
         raise Overloaded(
             "We are matching more bookings than usual right now; please try again in a few seconds.",
             retry_after_s=settings.DISPATCH_BACKLOG_RETRY_AFTER_S,

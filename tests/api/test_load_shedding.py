@@ -18,6 +18,7 @@ from config.celery import OFFERS_QUEUE
 from dispatch import backlog
 from dispatch.models import Job
 from dispatch.schedule import publish
+from tests.ops.test_health_and_metrics import _sample, _scrape
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +77,18 @@ def test_a_booking_is_refused_with_503_and_retry_after_while_dispatch_is_behind(
     assert response.json()["code"] == "overloaded" and "try again" in response.json()["detail"]
     assert response["Retry-After"] == "5"
     assert not Job.objects.exists()
+
+
+@pytest.mark.redis
+def test_ops_see_the_lag_and_the_refused_bookings_in_the_metrics(broker, customer, booking, client_for):
+    _queue_dispatch(broker, waited_s=LIMIT_S + 3)
+    before = _scrape()
+
+    _book(client_for(customer), booking)
+    after = _scrape()
+
+    assert _sample(after, "dispatch_bookings_shed_total") - _sample(before, "dispatch_bookings_shed_total") == 1
+    assert LIMIT_S + 3 <= _sample(after, "dispatch_queue_lag_seconds") < LIMIT_S + 60
 
 
 @pytest.mark.redis
