@@ -27,6 +27,7 @@ P99_LIMIT_MS = 2000
 OFFER_TIMEOUT_S = 10
 # After a step's last booking, its stragglers get this long to be assigned before the step is scored.
 SETTLE_S = 5
+WEB_CONCURRENCY = 2  # the Procfile's default
 
 
 async def step(crowd: Crowd, meter, rate: float, seconds: float) -> dict:
@@ -61,7 +62,7 @@ async def ramp(stack: ProcessSet, pg: PrivatePostgres, redis: PrivateRedis, worl
     from bench.simulation import CpuMeter
 
     meter = CpuMeter({
-        "web (uvicorn ×2)": lambda: stack.pids("web"),
+        "web (uvicorn)": lambda: stack.pids("web"),
         "offers worker": lambda: stack.pids("worker"),
         "housekeeping worker": lambda: stack.pids("housekeeping"),
         "beat": lambda: stack.pids("beat"),
@@ -92,9 +93,11 @@ def render(results: list[dict], args, machine_line: str) -> str:
     lines = [
         "## Load: bookings/s on the production process set until p99 booking → assigned passes 2 s",
         "",
-        f"Command: `python -m bench.load` · machine: {machine_line}.",
+        f"Command: `python -m bench.load"
+        + (f" --web-concurrency {args.web_concurrency}" if args.web_concurrency != WEB_CONCURRENCY else "")
+        + f"` · machine: {machine_line}.",
         "",
-        f"The Procfile's processes (web: uvicorn with 2 workers; offers worker, threads ×4; housekeeping worker; "
+        f"The Procfile's processes (web: uvicorn with {args.web_concurrency} workers; offers worker, threads ×4; housekeeping worker; "
         f"beat; Flower left out) on a private PostgreSQL 15 and Redis, all on loopback. {args.customers} virtual "
         f"customers book over REST (each booking by a random one) and hold sockets; {args.providers} virtual "
         f"providers learn offers only from JOB_OFFER pushes on their sockets and answer over REST after "
@@ -156,10 +159,11 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=20)
     parser.add_argument("--providers", type=int, default=50)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--web-concurrency", type=int, default=WEB_CONCURRENCY, help="uvicorn worker processes")
     args = parser.parse_args()
     args.rates = args.rates or ([2] if args.quick else RATES)
     args.step_s = args.step_s or (3 if args.quick else STEP_S)
-    with Rig(tag="load", customers=args.customers, providers=args.providers, web_servers=1, web_concurrency=2,
+    with Rig(tag="load", customers=args.customers, providers=args.providers, web_servers=1, web_concurrency=args.web_concurrency,
              offer_timeout_s=OFFER_TIMEOUT_S, sweep_s=5, search_deadline_s=300) as rig:
         results = asyncio.run(ramp(rig.stack, rig.pg, rig.redis, rig.world, args.rates, args.step_s, args.max_total_s))
     from bench.report import machine, write_section
