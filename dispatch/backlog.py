@@ -57,10 +57,11 @@ def forget() -> None:
         _read["at"] = float("-inf")
 
 
-def oldest_wait_s() -> float:
-    """The lag read now, uncached (the metrics scrape); raises if Redis cannot be read."""
+def oldest_wait_s(client=None) -> float:
+    """The lag read now, uncached, through `client` if given (the metrics scrape's); raises if
+    Redis cannot be read."""
     # Kombu's Redis transport pushes on the left and pops on the right: the oldest is last.
-    raw = _client().lindex(OFFERS_QUEUE, -1)
+    raw = (client or _client()).lindex(OFFERS_QUEUE, -1)
     if raw is None:
         return 0.0
     enqueued_at = json.loads(raw).get("headers", {}).get(ENQUEUED_AT)

@@ -87,20 +87,22 @@ class StateCollector:
             "dispatch_live_offers", "Offers waiting for an answer", value=Offer.objects.filter(status=OfferStatus.OFFERED).count()
         )
         depth = GaugeMetricFamily("dispatch_queue_depth", "Messages waiting in a Celery queue", labels=["queue"])
-        if settings.REDIS_URL:
-            import redis
+        if not settings.REDIS_URL:
+            yield depth
+            return
+        import redis
 
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1)
-            for queue in ("offers", "housekeeping"):
-                depth.add_metric([queue], client.llen(queue))
+        from config.celery import HOUSEKEEPING_QUEUE, OFFERS_QUEUE
+        from dispatch.backlog import oldest_wait_s
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1)
+        for queue in (OFFERS_QUEUE, HOUSEKEEPING_QUEUE):
+            depth.add_metric([queue], client.llen(queue))
         yield depth
-        if settings.REDIS_URL:
-            from dispatch.backlog import oldest_wait_s
-
-            yield GaugeMetricFamily(
-                "dispatch_queue_lag_seconds", "How long the oldest dispatch message has waited (booking sheds past "
-                "DISPATCH_MAX_LAG_S)", value=oldest_wait_s(),
-            )
+        yield GaugeMetricFamily(
+            "dispatch_queue_lag_seconds", "How long the oldest dispatch message has waited (booking sheds past "
+            "DISPATCH_MAX_LAG_S)", value=oldest_wait_s(client),
+        )
 
 
 def scrape() -> bytes:

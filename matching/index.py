@@ -202,7 +202,6 @@ class ProviderIndex:
         load = _load(recent_offers, cands, weights, limit if ordering == "score" else None)
         return rank(cands, weights, limit=limit, ordering=ordering, recent_offers=load)
 
-
     def query_many(
         self,
         queries: Sequence[MatchQuery],
@@ -232,7 +231,7 @@ class ProviderIndex:
                 found[i] = _rows_within(tree, q.lat, q.lng, q.radius_km)
         for tree, members in batches.values():
             points = np.radians([[queries[i].lat, queries[i].lng] for i in members])
-            reach = np.array([queries[i].radius_km for i in members]) / EARTH_RADIUS_KM + PRESELECT_SLACK
+            reach = _reach(np.array([queries[i].radius_km for i in members]))
             for i, points_found in zip(members, tree.tree.query_radius(points, r=reach)):
                 found[i] = tree.rows[points_found]
         return [
@@ -264,6 +263,11 @@ def _overlay_part(overlay: ProviderSnapshot | None, q: MatchQuery) -> list[Candi
     return [_filter(overlay, np.arange(len(overlay)), q)]
 
 
+def _reach(radius_km):
+    """The tree's search radius (radians on the unit sphere) for `radius_km`, with the preselect slack."""
+    return radius_km / EARTH_RADIUS_KM + PRESELECT_SLACK
+
+
 _NO_TILE = object()  # the query's cell has no points, nor has anything within the padding
 
 
@@ -290,7 +294,7 @@ def _rows_within(tree: _Tree, lat: float, lng: float, radius_km: float) -> np.nd
     """
     n = len(tree.rows)
     point = np.radians([[lat, lng]])
-    reach = radius_km / EARTH_RADIUS_KM + PRESELECT_SLACK
+    reach = _reach(radius_km)
     tile = _tile_for(tree, lat, lng, radius_km)
     if tile is _NO_TILE:
         return _NO_ROWS
