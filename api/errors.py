@@ -32,6 +32,7 @@ def exception_handler(exc, context):
         body = {"code": exc.code, "detail": exc.detail}
         if isinstance(exc, Invalid) and exc.field:
             body[exc.field] = [exc.detail]
+        body.update(getattr(exc, "extra", {}))
         # A service's own subclass (e.g. PingTooSoon) answers as the kind it extends.
         kind = next(k for k in type(exc).__mro__ if k in STATUS_FOR)
         retry_after_s = getattr(exc, "retry_after_s", None)

@@ -10,7 +10,10 @@ from api.views.jobs import JobViewSet
 from api.views.offers import OfferViewSet
 from api.views.ops import healthz, metrics_view, readyz
 from api.views.ops_dashboard import OpsDashboardView
-from api.views.providers import ProviderAvailabilityView, ProviderLocationView, ProviderMeView, ProviderViewSet
+from api.views.providers import (
+    ProviderAvailabilityView, ProviderHoldsView, ProviderLocationView, ProviderMeView, ProviderViewSet,
+)
+from api.views.slots import AreaSlotsView, ProviderSlotsView
 from api.views.socket_ticket import SocketTicketView
 from api.views.wallet import WalletTopUpView, WalletView
 
@@ -35,6 +38,9 @@ urlpatterns = [
     path("wallet/", WalletView.as_view(), name="wallet"),
     path("wallet/topup/", WalletTopUpView.as_view(), name="wallet-topup"),
     path("services/jobs/<str:pk>/invoice/", JobInvoiceView.as_view(), name="job-invoice"),
+    path("services/slots/", AreaSlotsView.as_view(), name="slots"),
+    path("auth/providers/<str:pk>/slots/", ProviderSlotsView.as_view(), name="provider-slots"),
+    path("providers/me/holds/", ProviderHoldsView.as_view(), name="provider-holds"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include(router.urls)),

@@ -63,7 +63,7 @@ def make_snapshot(n: int, layout: str, rng: np.random.Generator, towns: np.ndarr
         service_radius_km=rng.choice([5.0, 10.0, 15.0], n),
         acceptance_rate=rng.uniform(0.5, 1.0, n),
         recent_offers=rng.integers(0, 4, n).astype(np.float64),
-        busy=rng.random(n) < 0.1,
+        busy_until=np.where(rng.random(n) < 0.1, np.inf, 0.0),
         week_hours=week,
     )
 

@@ -40,6 +40,7 @@ app.conf.update(
         "dispatch.offer": {"queue": OFFERS_QUEUE},
         "dispatch.expire_offer": {"queue": OFFERS_QUEUE},
         "dispatch.sweep": {"queue": HOUSEKEEPING_QUEUE},
+        "dispatch.remind": {"queue": HOUSEKEEPING_QUEUE},
         "events.prune": {"queue": HOUSEKEEPING_QUEUE},
         "events.repush": {"queue": HOUSEKEEPING_QUEUE},
         "ops.heartbeat": {"queue": HOUSEKEEPING_QUEUE},

@@ -200,6 +200,30 @@ DISPATCH_SEARCH_DEADLINE_S = env.int("DISPATCH_SEARCH_DEADLINE_S", default=300)
 # (dispatch/backlog.py). 0 turns shedding off.
 DISPATCH_MAX_LAG_S = env.float("DISPATCH_MAX_LAG_S", default=2.0)
 DISPATCH_BACKLOG_RETRY_AFTER_S = env.int("DISPATCH_BACKLOG_RETRY_AFTER_S", default=5)
+# --- Provider time (SPEC sections 3-5). All of these, like the rules above, can be
+# overridden per category (ServiceCategory.dispatch_policy; see dispatch/policy.py).
+# Working hours are wall-clock times in the provider's zone; this is a new provider's zone.
+DISPATCH_DEFAULT_TIME_ZONE = env.str("DISPATCH_DEFAULT_TIME_ZONE", default="Asia/Kolkata")
+# Offers for a slot give the provider longer to answer than instant ones.
+DISPATCH_SCHEDULED_OFFER_TIMEOUT_S = env.int("DISPATCH_SCHEDULED_OFFER_TIMEOUT_S", default=600)
+# A slot's search runs until this long before its start, then the job is UNFULFILLED;
+# a slot can be booked no sooner than this ahead.
+DISPATCH_SCHEDULED_LEAD_S = env.int("DISPATCH_SCHEDULED_LEAD_S", default=2 * 3600)
+# Travel time reserved before every job, on top of its duration.
+DISPATCH_TRAVEL_BUFFER_MIN = env.int("DISPATCH_TRAVEL_BUFFER_MIN", default=30)
+# How many jobs a provider runs at once (ASSIGNED instant, IN_PROGRESS, or holds now).
+DISPATCH_CAPACITY = env.int("DISPATCH_CAPACITY", default=1)
+# Both sides get JOB_REMINDER this long before a slot starts.
+DISPATCH_REMINDER_BEFORE_S = env.int("DISPATCH_REMINDER_BEFORE_S", default=3600)
+# An ASSIGNED job not started this long after its start can be marked a no-show.
+DISPATCH_NO_SHOW_GRACE_S = env.int("DISPATCH_NO_SHOW_GRACE_S", default=15 * 60)
+# Free starts are offered on this grid (minutes from local midnight), this many days ahead.
+DISPATCH_SLOT_STEP_MIN = env.int("DISPATCH_SLOT_STEP_MIN", default=30)
+DISPATCH_SLOT_DAYS_AHEAD = env.int("DISPATCH_SLOT_DAYS_AHEAD", default=30)
+# A job with nobody free right now is looked at again this often (instant / slot) until
+# its deadline, by the sweeper.
+DISPATCH_RETRY_S = env.int("DISPATCH_RETRY_S", default=5)
+DISPATCH_SCHEDULED_RETRY_S = env.int("DISPATCH_SCHEDULED_RETRY_S", default=60)
 # The sweeper leaves a just-booked job alone this long: its own dispatch task is on the way.
 DISPATCH_STUCK_AFTER_S = env.int("DISPATCH_STUCK_AFTER_S", default=10)
 # With no broker, the web process also keeps dispatch's clock (see dispatch/embedded.py).
@@ -213,6 +237,7 @@ CELERY_BEAT_SCHEDULE = {
         # A late run is useless once the next is due; do not let them pile up.
         "options": {"expires": EVENTS_REPUSH_INTERVAL_S},
     },
+    "dispatch.remind": {"task": "dispatch.remind", "schedule": 30.0, "options": {"expires": 30}},
     # Proves beat and a housekeeping worker are alive; /readyz fails once it lapses.
     "ops.heartbeat": {"task": "ops.heartbeat", "schedule": 5.0, "options": {"expires": 5}},
 }

@@ -2,8 +2,8 @@
 
 Tasks already run in-process after commit (eager Celery); what eager mode cannot do is
 wait, so offer timeouts would never fire. The sweeper expires overdue offers and sends
-the next ones, and re-pushes events whose push failed, exactly as Celery beat's
-`dispatch.sweep` and `events.repush` do in production.
+the next ones, reminds slots due, and re-pushes events whose push failed, exactly as
+Celery beat's `dispatch.sweep`, `dispatch.remind` and `events.repush` do in production.
 """
 import logging
 import threading
@@ -37,12 +37,14 @@ def start_embedded_sweeper() -> bool:
 def _run() -> None:
     from dispatch.events import events_repush
     from dispatch.services.dispatching import dispatch_sweep
+    from dispatch.services.reminders import jobs_remind
 
     stop = threading.Event()
     while not stop.wait(TICK_S):
         try:
             close_old_connections()
             dispatch_sweep()
+            jobs_remind()
             events_repush()
         except Exception:  # a bad tick must not kill the clock; the next one retries
             log.exception("embedded sweep failed")

@@ -44,9 +44,17 @@ class PaymentDeclined(DomainError):
 
 
 class Conflict(DomainError):
-    """The thing is not in a state that allows this (HTTP 409)."""
+    """The thing is not in a state that allows this (HTTP 409).
+
+    `extra` adds machine-readable fields to the answer (a slot clash names the clash and
+    the next free starts).
+    """
 
     code = "conflict"
+
+    def __init__(self, detail: str, extra: dict | None = None):
+        super().__init__(detail)
+        self.extra = extra or {}
 
 
 class RateLimited(DomainError):

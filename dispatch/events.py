@@ -43,6 +43,9 @@ MESSAGES = {
     "JOB_OFFER": "🔔 New job request: {category}",
     "OFFER_WITHDRAWN": "This job request is no longer available.",
     "NEW_MESSAGE": "💬 New message from {sender_name}",
+    "JOB_PROVIDER_RELEASED": "😔 {released_provider_name} can't make it. Finding you another provider…",
+    "JOB_RELEASED": "↩️ Job #{job_id} is no longer yours ({reason}).",
+    "JOB_REMINDER": "⏰ Reminder: job #{job_id} starts at {starts_at}.",
 }
 
 

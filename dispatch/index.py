@@ -9,15 +9,17 @@ in a background thread every `MATCHING_REBUILD_S` or when the overlay grows larg
 import threading
 import time
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from dispatch import metrics
-from dispatch.models import AvailabilityWindow, Job, JobStatus, Offer, ProviderProfile, Role
+from dispatch.policy import policy_for
+from dispatch.models import AvailabilityWindow, Hold, Job, JobStatus, Offer, ProviderProfile, Role
 from matching.index import ProviderIndex
 from matching.types import (
     ALWAYS_AVAILABLE,
@@ -36,19 +38,28 @@ POLL_OVERLAP = timedelta(seconds=2)
 OVERLAY_REBUILD_AT = 20_000
 
 
-def score_weights() -> ScoreWeights:
-    return ScoreWeights(**settings.MATCHING_WEIGHTS)
+def score_weights(category=None) -> ScoreWeights:
+    return policy_for(category).weights
 
 
-def week_hours_of(windows) -> np.ndarray:
-    """Pack weekly windows (weekday, start, end) into hour-of-week bits; none means always."""
+def week_hours_of(windows, time_zone: str = "UTC") -> np.ndarray:
+    """Pack weekly local windows (weekday, start, end) into UTC hour-of-week bits; none means always.
+
+    Hours are shifted by the zone's offset now: the score's availability term is coarse,
+    and the exact test for a slot is the calendar's (dispatch/provider_time.py).
+    """
     if not windows:
         return ALWAYS_AVAILABLE.copy()
+    offset = timezone.now().astimezone(ZoneInfo(time_zone)).utcoffset()
+    shift = int(offset.total_seconds() // 3600)
     hours = np.zeros(HOURS_PER_WEEK, dtype=bool)
     for weekday, start, end in windows:
-        last = end.hour + (1 if end.minute or end.second else 0)
-        hours[weekday * 24 + start.hour : weekday * 24 + last] = True
-    return np.packbits(hours)[:WEEK_BYTES]
+        first = weekday * 24 + start.hour
+        last = weekday * 24 + end.hour + (1 if end.minute or end.second else 0)
+        if end <= start:  # runs past midnight
+            last += 24
+        hours[np.arange(first, last) % HOURS_PER_WEEK] = True
+    return np.packbits(np.roll(hours, -shift))[:WEEK_BYTES]
 
 
 def _records(profiles_qs) -> list[ProviderRecord]:
@@ -56,7 +67,7 @@ def _records(profiles_qs) -> list[ProviderRecord]:
     rows = list(
         profiles_qs.filter(user__role=Role.PROVIDER, user__is_active=True).values(
             "id", "user_id", "base_latitude", "base_longitude", "last_latitude", "last_longitude", "last_location_at",
-            "is_online", "service_radius_km", "rating_avg", "rating_count", "acceptance_rate",
+            "is_online", "service_radius_km", "rating_avg", "rating_count", "acceptance_rate", "time_zone",
         )
     )
     profile_ids = [r["id"] for r in rows]
@@ -71,7 +82,7 @@ def _records(profiles_qs) -> list[ProviderRecord]:
     ):
         windows.setdefault(pid, []).append(window)
     load = recent_offer_counts(user_ids)
-    busy = set(Job.objects.filter(provider_id__in=user_ids, status=JobStatus.IN_PROGRESS).values_list("provider_id", flat=True))
+    busy = busy_until_by_provider(user_ids)
     records = []
     for r in rows:
         lat = r["last_latitude"] if r["last_latitude"] is not None else r["base_latitude"]
@@ -91,11 +102,32 @@ def _records(profiles_qs) -> list[ProviderRecord]:
                 service_radius_km=r["service_radius_km"],
                 acceptance_rate=r["acceptance_rate"],
                 recent_offers=load.get(r["user_id"], 0),
-                busy=r["user_id"] in busy,
-                week_hours=week_hours_of(windows.get(r["id"])),
+                busy_until=busy.get(r["user_id"], 0.0),
+                week_hours=week_hours_of(windows.get(r["id"]), r["time_zone"]),
             )
         )
     return records
+
+
+def busy_until_by_provider(provider_ids) -> dict[int, float]:
+    """Until when (epoch seconds) each provider is at work: instant jobs skip them till then.
+
+    Open-ended (inf) while they run a job (IN_PROGRESS) or are on the way to an instant one
+    (ASSIGNED); else the end of a hold covering now. A hold starting later is not known
+    here; the database check at offer time (dispatch/provider_time.py) catches it.
+    """
+    now = timezone.now()
+    busy = {
+        pid: float("inf")
+        for pid in Job.objects.filter(provider_id__in=provider_ids)
+        .filter(Q(status=JobStatus.IN_PROGRESS) | Q(status=JobStatus.ASSIGNED, scheduled_at__isnull=True))
+        .values_list("provider_id", flat=True)
+    }
+    for pid, ends_at in Hold.objects.filter(provider_id__in=provider_ids, starts_at__lte=now, ends_at__gt=now).values_list(
+        "provider_id", "ends_at"
+    ):
+        busy[pid] = max(busy.get(pid, 0.0), ends_at.timestamp())
+    return busy
 
 
 def recent_offer_counts(provider_ids) -> dict[int, int]:
@@ -205,6 +237,7 @@ def rank_providers(
     *, lat: float, lng: float, radius_km: float, category_id: int | None = None, min_rating: float | None = None,
     online_only: bool = True, exclude_ids=(), skip_busy: bool = False, hour_of_week: int | None = None,
     limit: int | None = 20, ordering: str = "score", within_service_radius: bool = True,
+    weights: ScoreWeights | None = None,
 ) -> list[Candidate]:
     """Ranked candidates around a point, with the fairness load read fresh from the database."""
     index = provider_index()
@@ -216,6 +249,6 @@ def rank_providers(
     )
     with metrics.matching_seconds.time():
         return index.query(
-            query, score_weights(), limit=limit, ordering=ordering,
+            query, weights or score_weights(), limit=limit, ordering=ordering,
             recent_offers=(lambda ids: recent_offer_counts(ids.tolist())) if ordering == "score" else None,
         )

@@ -15,7 +15,8 @@ log = logging.getLogger("dispatch.lifecycle")
 
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     JobStatus.PENDING: frozenset({JobStatus.ASSIGNED, JobStatus.CANCELLED, JobStatus.UNFULFILLED}),
-    JobStatus.ASSIGNED: frozenset({JobStatus.IN_PROGRESS, JobStatus.CANCELLED}),
+    # Back to PENDING when the provider releases the job or does not turn up.
+    JobStatus.ASSIGNED: frozenset({JobStatus.IN_PROGRESS, JobStatus.CANCELLED, JobStatus.PENDING}),
     JobStatus.IN_PROGRESS: frozenset({JobStatus.COMPLETED}),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.CANCELLED: frozenset(),
@@ -26,7 +27,8 @@ OFFER_TRANSITIONS: dict[str, frozenset[str]] = {
     OfferStatus.OFFERED: frozenset(
         {OfferStatus.ACCEPTED, OfferStatus.REJECTED, OfferStatus.EXPIRED, OfferStatus.WITHDRAWN}
     ),
-    OfferStatus.ACCEPTED: frozenset(),
+    OfferStatus.ACCEPTED: frozenset({OfferStatus.RELEASED}),
+    OfferStatus.RELEASED: frozenset(),
     OfferStatus.REJECTED: frozenset(),
     OfferStatus.EXPIRED: frozenset(),
     OfferStatus.WITHDRAWN: frozenset(),
@@ -38,6 +40,7 @@ _JOB_VERBS = {
     JobStatus.COMPLETED: "be completed",
     JobStatus.CANCELLED: "be cancelled",
     JobStatus.UNFULFILLED: "be marked unfulfilled",
+    JobStatus.PENDING: "go back to dispatch",
 }
 
 

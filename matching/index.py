@@ -327,7 +327,7 @@ def _filter(snap: ProviderSnapshot, rows: np.ndarray, q: MatchQuery, *, category
     if q.min_rating is not None:
         keep &= snap.rating_avg[rows] >= q.min_rating
     if q.skip_busy:
-        keep &= ~snap.busy[rows]
+        keep &= snap.busy_until[rows] <= q.now
     if q.exclude_ids:
         keep &= _not_excluded(snap.ids[rows], q.exclude_ids)
     if q.hour_of_week is not None:

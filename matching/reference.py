@@ -28,7 +28,7 @@ def brute_force_find(snap: ProviderSnapshot, q: MatchQuery, distance: np.ndarray
     if q.min_rating is not None:
         keep &= snap.rating_avg >= q.min_rating
     if q.skip_busy:
-        keep &= ~snap.busy
+        keep &= snap.busy_until <= q.now
     if q.exclude_ids:
         keep &= ~np.isin(snap.ids, np.fromiter(q.exclude_ids, dtype=np.int64))
     if q.hour_of_week is not None:

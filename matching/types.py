@@ -41,7 +41,7 @@ class ProviderSnapshot:
     service_radius_km: np.ndarray
     acceptance_rate: np.ndarray
     recent_offers: np.ndarray  # offers received in the last hour
-    busy: np.ndarray  # bool: on an IN_PROGRESS job
+    busy_until: np.ndarray  # seconds since the epoch until which the provider is at work (0: free)
     week_hours: np.ndarray  # uint8 (n, 21): packed hour-of-week availability
 
     def __len__(self) -> int:
@@ -79,7 +79,7 @@ class ProviderSnapshot:
             service_radius_km=column("service_radius_km", np.float64),
             acceptance_rate=column("acceptance_rate", np.float64),
             recent_offers=column("recent_offers", np.float64),
-            busy=column("busy", bool),
+            busy_until=column("busy_until", np.float64),
             week_hours=np.stack([r.week_hours for r in records]) if n else np.zeros((0, WEEK_BYTES), np.uint8),
         )
 
@@ -99,7 +99,7 @@ class ProviderRecord:
     service_radius_km: float = 10.0
     acceptance_rate: float = 1.0
     recent_offers: int = 0
-    busy: bool = False
+    busy_until: float = 0.0
     week_hours: np.ndarray = field(default_factory=lambda: ALWAYS_AVAILABLE.copy(), compare=False)
 
 

@@ -1,7 +1,8 @@
-"""Dispatch tasks: send the next offer, expire an offer, sweep. Each is safe to run twice or late."""
+"""Dispatch tasks: send the next offer, expire an offer, sweep, remind. Each is safe to run twice or late."""
 from celery import shared_task
 
 from dispatch.services.dispatching import dispatch_sweep, job_dispatch
+from dispatch.services.reminders import jobs_remind
 from dispatch.models import Offer, OfferStatus
 
 
@@ -21,3 +22,8 @@ def expire_offer(offer_id: int) -> int:
 @shared_task(name="dispatch.sweep")
 def sweep() -> int:
     return dispatch_sweep()
+
+
+@shared_task(name="dispatch.remind")
+def remind() -> int:
+    return jobs_remind()

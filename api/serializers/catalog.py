@@ -7,7 +7,7 @@ from dispatch.models import ServiceCategory, ServiceItem
 class ServiceItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = ServiceItem
-        fields = ["id", "name", "price", "category"]
+        fields = ["id", "name", "price", "duration_min", "category"]
 
 
 class ServiceCategorySerializer(serializers.ModelSerializer):

@@ -82,6 +82,8 @@ class JobSerializer(serializers.ModelSerializer):
             "latitude",
             "longitude",
             "scheduled_at",
+            "starts_at",
+            "duration_min",
             "payment_method",
             "total_price",
             "commission_amount",
@@ -147,3 +149,7 @@ class JobSerializer(serializers.ModelSerializer):
                 continue
             rows.append(row)
         return OfferHistorySerializer(rows, many=True).data
+
+
+class ReleaseSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, help_text="Why you cannot make it (the customer is told).")

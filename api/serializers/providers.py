@@ -3,26 +3,69 @@
 Exact positions are private: others see a distance rounded to 0.1 km from the provider's
 position snapped to a coarse grid (dispatch/selectors.py), never coordinates.
 """
+from zoneinfo import available_timezones
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.serializers.catalog import ServiceItemSerializer
 from api.serializers.fields import latitude_field, longitude_field
-from dispatch.models import ProviderProfile, Review, ServiceCategory, ServiceItem
+from dispatch.models import ProviderProfile, Review, ServiceCategory, ServiceItem, TimeOffKind
 
 MAX_PORTFOLIO_ENTRIES = 20
 MAX_AVAILABILITY_WINDOWS = 50
 
 
+MAX_TIME_OFF_ENTRIES = 200
+TIME_FORMATS = ["%H:%M", "%H:%M:%S"]
+
+
+class MinuteTimeField(serializers.TimeField):
+    """A wall-clock time at minute granularity: seconds would only confuse the slot grid."""
+
+    def __init__(self, **kwargs):
+        super().__init__(input_formats=TIME_FORMATS, **kwargs)
+
+    def to_internal_value(self, value):
+        parsed = super().to_internal_value(value)
+        if parsed.second or parsed.microsecond:
+            raise serializers.ValidationError("Times are whole minutes (HH:MM).")
+        return parsed
+
+
 class AvailabilityWindowSerializer(serializers.Serializer):
     weekday = serializers.IntegerField(min_value=0, max_value=6, help_text="0 = Monday")
-    start = serializers.TimeField(help_text="HH:MM, UTC")
-    end = serializers.TimeField(help_text="HH:MM, UTC")
+    start = MinuteTimeField(help_text="HH:MM, provider's local time")
+    end = MinuteTimeField(
+        help_text="HH:MM, local; at or before start runs past midnight (22:00-02:00), 00:00 is midnight",
+    )
 
     def validate(self, attrs):
-        if attrs["start"] >= attrs["end"]:
-            raise serializers.ValidationError({"end": "end must be after start."})
+        if attrs["start"] == attrs["end"]:
+            raise serializers.ValidationError({"end": "end must differ from start."})
         return attrs
+
+
+class TimeOffSerializer(serializers.Serializer):
+    date = serializers.DateField(help_text="YYYY-MM-DD, a local date")
+    kind = serializers.ChoiceField(choices=TimeOffKind.values, default=TimeOffKind.OFF, help_text="off or extra")
+    start = MinuteTimeField(required=False, allow_null=True, default=None)
+    end = MinuteTimeField(required=False, allow_null=True, default=None)
+
+    def validate(self, attrs):
+        if (attrs["start"] is None) != (attrs["end"] is None):
+            raise serializers.ValidationError({"end": "start and end go together (neither: the whole day)."})
+        if attrs["start"] is None and attrs["kind"] == TimeOffKind.EXTRA:
+            raise serializers.ValidationError({"start": "Extra hours need a start and an end."})
+        if attrs["start"] is not None and attrs["start"] == attrs["end"]:
+            raise serializers.ValidationError({"end": "end must differ from start."})
+        return attrs
+
+
+def validate_time_zone(value: str) -> str:
+    if value not in available_timezones():
+        raise serializers.ValidationError(f"{value!r} is not an IANA time zone (e.g. Asia/Kolkata, Europe/London).")
+    return value
 
 
 class PortfolioEntrySerializer(serializers.Serializer):
@@ -66,6 +109,7 @@ class ProviderCardSerializer(serializers.ModelSerializer):
             "distance_km",
             "score",
             "is_online",
+            "time_zone",
             "availability",
             "portfolio",
         ]
@@ -110,6 +154,7 @@ class ProviderMeSerializer(ProviderCardSerializer):
     username = serializers.CharField(source="user.username", read_only=True)
     phone = serializers.CharField(source="user.phone", read_only=True)
     items = ServiceItemSerializer(many=True, read_only=True)
+    time_off = TimeOffSerializer(many=True, read_only=True)
     latitude = serializers.FloatField(source="base_latitude", read_only=True)
     longitude = serializers.FloatField(source="base_longitude", read_only=True)
 
@@ -126,6 +171,8 @@ class ProviderMeSerializer(ProviderCardSerializer):
             "last_latitude",
             "last_longitude",
             "last_location_at",
+            "time_off",
+            "release_count",
         ]
 
 
@@ -136,12 +183,19 @@ class ProviderMeUpdateSerializer(serializers.Serializer):
     longitude = longitude_field(required=False)
     service_radius_km = serializers.FloatField(min_value=0.1, max_value=200, required=False)
     availability = AvailabilityWindowSerializer(many=True, required=False)
+    time_zone = serializers.CharField(max_length=64, required=False, validators=[validate_time_zone])
+    time_off = TimeOffSerializer(many=True, required=False)
     portfolio = PortfolioEntrySerializer(many=True, required=False)
     bio = serializers.CharField(max_length=2000, required=False, allow_blank=True)
 
     def validate_availability(self, value):
         if len(value) > MAX_AVAILABILITY_WINDOWS:
             raise serializers.ValidationError(f"At most {MAX_AVAILABILITY_WINDOWS} windows.")
+        return value
+
+    def validate_time_off(self, value):
+        if len(value) > MAX_TIME_OFF_ENTRIES:
+            raise serializers.ValidationError(f"At most {MAX_TIME_OFF_ENTRIES} entries.")
         return value
 
     def validate_portfolio(self, value):

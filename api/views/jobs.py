@@ -13,7 +13,7 @@ from api.path_ids import path_id
 from api.permissions import IsCustomer, IsProvider
 from api.schema import ERROR
 from api.serializers.chat import MessagePageSerializer, MessageSerializer
-from api.serializers.jobs import BookingSerializer, JobSerializer
+from api.serializers.jobs import BookingSerializer, JobSerializer, ReleaseSerializer
 from api.serializers.reviews import ReviewSerializer
 from api.throttles import BOOKING_THROTTLES, CHAT_THROTTLES
 from dispatch import selectors
@@ -21,7 +21,7 @@ from dispatch.errors import Invalid
 from dispatch.models import Job, JobStatus
 from dispatch.services.booking import job_book, job_book_once
 from dispatch.services.chat import message_send
-from dispatch.services.lifecycle import job_cancel, job_complete, job_start
+from dispatch.services.lifecycle import job_cancel, job_complete, job_mark_no_show, job_release, job_start
 from dispatch.services.offers import offer_accept, offer_reject
 from dispatch.services.reviews import review_create
 
@@ -42,6 +42,7 @@ ROLE_FOR_ACTION = {
     "reject": IsProvider,
     "start_job": IsProvider,
     "complete_job": IsProvider,
+    "release": IsProvider,
 }
 
 
@@ -128,6 +129,35 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def complete_job(self, request, pk=None):
         job = job_complete(job_id=path_id(pk), provider=request.user)
+        return self._job(job.pk)
+
+    @extend_schema(
+        request=ReleaseSerializer,
+        responses={
+            200: inline_serializer("Released", {"job_id": serializers.IntegerField(), "status": serializers.CharField()}),
+            409: ERROR,
+        },
+        description="The assigned provider hands back an ASSIGNED job they cannot make, with a reason. The job "
+        "returns to dispatch without them (the customer gets JOB_PROVIDER_RELEASED); it counts against them in "
+        "ranking.",
+    )
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        data = ReleaseSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job_release(job_id=path_id(pk), provider=request.user, reason=data.validated_data["reason"])
+        # No longer theirs to see; answer with what they did.
+        return Response({"job_id": path_id(pk), "status": "RELEASED"})
+
+    @extend_schema(
+        request=None,
+        responses={200: JobSerializer, 409: ERROR},
+        description="The customer (or ops) reports that the assigned provider did not turn up: allowed once the "
+        "job's start plus the grace period has passed. The job returns to dispatch without them.",
+    )
+    @action(detail=True, methods=["post"])
+    def no_show(self, request, pk=None):
+        job = job_mark_no_show(job_id=path_id(pk), actor=request.user)
         return self._job(job.pk)
 
     @extend_schema(request=None, responses={200: JobSerializer, 409: ERROR})

@@ -1,5 +1,8 @@
 """Provider search and detail (/auth/providers/), and the provider's own profile (/providers/me/)."""
 
+from zoneinfo import ZoneInfo
+
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.generics import GenericAPIView
@@ -21,6 +24,7 @@ from api.throttles import LOCATION_THROTTLES
 from dispatch import selectors
 from dispatch.errors import NotFound
 from dispatch.models import ProviderProfile
+from dispatch.provider_time import provider_week
 from dispatch.services.location import provider_location_update
 from dispatch.services.providers import provider_profile_update, provider_set_online
 
@@ -113,3 +117,63 @@ class ProviderAvailabilityView(APIView):
         data.is_valid(raise_exception=True)
         profile = provider_set_online(provider=request.user, online=data.validated_data["online"])
         return Response({"online": profile.is_online})
+
+
+class ProviderWeekQuerySerializer(serializers.Serializer):
+    start = serializers.DateField(required=False, help_text="First local date (default: today)")
+    days = serializers.IntegerField(required=False, min_value=1, max_value=31, default=7)
+
+
+class HoldSerializer(serializers.Serializer):
+    job_id = serializers.IntegerField()
+    start = serializers.CharField()
+    end = serializers.CharField()
+    firm = serializers.BooleanField()
+    status = serializers.CharField()
+    job_starts_at = serializers.CharField(allow_null=True)
+    address = serializers.CharField()
+
+
+class IntervalSerializer(serializers.Serializer):
+    start = serializers.CharField()
+    end = serializers.CharField()
+
+
+class ProviderWeekSerializer(serializers.Serializer):
+    time_zone = serializers.CharField()
+    start = serializers.CharField()
+    end = serializers.CharField()
+    working = IntervalSerializer(many=True)
+    holds = HoldSerializer(many=True)
+
+
+class ProviderHoldsView(APIView):
+    permission_classes = [IsProvider]
+
+    @extend_schema(
+        parameters=[ProviderWeekQuerySerializer],
+        responses=ProviderWeekSerializer,
+        description="The provider's own calendar: working intervals (from hours and time off) and holds, each with "
+        "its job's status; tentative holds are slot offers not yet answered.",
+    )
+    def get(self, request):
+        query = ProviderWeekQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        profile = ProviderProfile.objects.get(user=request.user)
+        first = query.validated_data.get("start") or timezone.localtime(timezone=ZoneInfo(profile.time_zone)).date()
+        week = provider_week(profile=profile, first_day=first, days=query.validated_data["days"])
+        zone = ZoneInfo(profile.time_zone)
+
+        def local(moment):
+            return moment.astimezone(zone).isoformat() if moment is not None else None
+
+        return Response({
+            "time_zone": week["time_zone"],
+            "start": local(week["start"]),
+            "end": local(week["end"]),
+            "working": [{"start": local(a), "end": local(b)} for a, b in week["working"]],
+            "holds": [
+                {**h, "start": local(h["start"]), "end": local(h["end"]), "job_starts_at": local(h["job_starts_at"])}
+                for h in week["holds"]
+            ],
+        })

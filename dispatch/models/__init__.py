@@ -2,17 +2,19 @@
 from dispatch.models.catalog import ServiceCategory, ServiceItem
 from dispatch.models.chat import Message
 from dispatch.models.events import Event
+from dispatch.models.holds import Hold
 from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.jobs import Job, JobItem, JobStatus, PaymentMethod
 from dispatch.models.money import Invoice, LedgerEntry, Transfer, TransferKind, Wallet, WalletKind
 from dispatch.models.offers import Offer, OfferStatus
-from dispatch.models.providers import AvailabilityWindow, ProviderProfile
+from dispatch.models.providers import AvailabilityWindow, ProviderProfile, TimeOff, TimeOffKind
 from dispatch.models.reviews import Review
 from dispatch.models.users import Role, User
 
 __all__ = [
     "AvailabilityWindow",
     "Event",
+    "Hold",
     "IdempotencyKey",
     "Invoice",
     "Job",
@@ -28,6 +30,8 @@ __all__ = [
     "Role",
     "ServiceCategory",
     "ServiceItem",
+    "TimeOff",
+    "TimeOffKind",
     "Transfer",
     "TransferKind",
     "User",

@@ -36,6 +36,16 @@ class Job(models.Model):
     latitude = models.FloatField()
     longitude = models.FloatField()
     scheduled_at = models.DateTimeField(null=True, blank=True)
+    # Sum of the items' durations, frozen at booking.
+    duration_min = models.PositiveIntegerField(default=60)
+    # When the provider is due to start: the slot, or for an instant job accept time + ETA.
+    starts_at = models.DateTimeField(null=True, blank=True)
+    # When the current search began: booking, or the last release / no-show.
+    search_started_at = models.DateTimeField(null=True, blank=True)
+    # Nobody was free at the last dispatch step: the sweeper looks again from then.
+    retry_at = models.DateTimeField(null=True, blank=True)
+    # Set once, by the one reminder run that sent JOB_REMINDER (the database is the timer).
+    reminded_at = models.DateTimeField(null=True, blank=True)
     payment_method = models.CharField(max_length=8, choices=PaymentMethod.choices, default=PaymentMethod.CASH)
     total_price = models.DecimalField(max_digits=10, decimal_places=2, default=0)
     commission_amount = models.DecimalField(max_digits=10, decimal_places=2, default=0)
@@ -60,10 +70,18 @@ class Job(models.Model):
                 name="job_assigned_has_provider",
             ),
         ]
-        indexes = [models.Index(fields=["customer", "-created_at"]), models.Index(fields=["provider", "status"])]
+        indexes = [
+            models.Index(fields=["customer", "-created_at"]),
+            models.Index(fields=["provider", "status"]),
+            models.Index(fields=["status", "starts_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"Job {self.pk} ({self.status})"
+
+    @property
+    def is_scheduled(self) -> bool:
+        return self.scheduled_at is not None
 
 
 class JobItem(models.Model):

@@ -11,6 +11,8 @@ class OfferStatus(models.TextChoices):
     REJECTED = "REJECTED", "Rejected"
     EXPIRED = "EXPIRED", "Expired"
     WITHDRAWN = "WITHDRAWN", "Withdrawn"
+    # Accepted, then handed back by the provider (release) or marked a no-show.
+    RELEASED = "RELEASED", "Released"
 
 
 class Offer(models.Model):

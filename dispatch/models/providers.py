@@ -6,6 +6,11 @@ from dispatch.models.catalog import ServiceCategory, ServiceItem
 from dispatch.models.geo import coordinate_constraints
 
 
+def default_time_zone() -> str:
+    """A new provider's zone, read when the row is made (so changing the setting needs no migration)."""
+    return settings.DISPATCH_DEFAULT_TIME_ZONE
+
+
 class ProviderProfile(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_profile")
     categories = models.ManyToManyField(ServiceCategory, related_name="providers", blank=True)
@@ -20,6 +25,10 @@ class ProviderProfile(models.Model):
     last_longitude = models.FloatField(null=True, blank=True)
     last_location_at = models.DateTimeField(null=True, blank=True)
     is_online = models.BooleanField(default=False)
+    # Working hours and time off are wall-clock times in this IANA zone.
+    time_zone = models.CharField(max_length=64, default=default_time_zone)
+    # Jobs handed back after accepting them (release or no-show); counts against them in ranking.
+    release_count = models.PositiveIntegerField(default=0)
 
     rating_avg = models.FloatField(default=0.0)
     rating_count = models.PositiveIntegerField(default=0)
@@ -60,7 +69,11 @@ class ProviderProfile(models.Model):
 
 
 class AvailabilityWindow(models.Model):
-    """A weekly window in which the provider takes jobs (weekday 0 = Monday, times in UTC)."""
+    """Weekly working hours in the provider's local time (weekday 0 = Monday).
+
+    An end at or before the start runs past midnight into the next day (22:00-02:00);
+    an end of 00:00 is midnight.
+    """
 
     provider = models.ForeignKey(ProviderProfile, on_delete=models.CASCADE, related_name="availability")
     weekday = models.PositiveSmallIntegerField()
@@ -71,5 +84,34 @@ class AvailabilityWindow(models.Model):
         ordering = ["weekday", "start"]
         constraints = [
             models.CheckConstraint(condition=models.Q(weekday__lte=6), name="availability_weekday_range"),
-            models.CheckConstraint(condition=models.Q(start__lt=models.F("end")), name="availability_start_before_end"),
+            models.CheckConstraint(condition=~models.Q(start=models.F("end")), name="availability_not_empty"),
+        ]
+
+
+class TimeOffKind(models.TextChoices):
+    OFF = "off", "Time off"
+    EXTRA = "extra", "Extra hours"
+
+
+class TimeOff(models.Model):
+    """A dated exception to the weekly hours, on a local date: time off, or extra hours.
+
+    Without start and end, an "off" entry is the whole day.
+    """
+
+    provider = models.ForeignKey(ProviderProfile, on_delete=models.CASCADE, related_name="time_off")
+    date = models.DateField()
+    kind = models.CharField(max_length=8, choices=TimeOffKind.choices, default=TimeOffKind.OFF)
+    start = models.TimeField(null=True, blank=True)
+    end = models.TimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["date", "start"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(kind__in=TimeOffKind.values), name="time_off_kind_valid"),
+            models.CheckConstraint(
+                condition=models.Q(start__isnull=True, end__isnull=True, kind="off")
+                | models.Q(start__isnull=False, end__isnull=False),
+                name="time_off_whole_day_or_range",
+            ),
         ]

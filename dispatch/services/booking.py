@@ -11,6 +11,8 @@ from dispatch.backlog import dispatch_lag_s
 from dispatch.errors import Conflict, Forbidden, Invalid, Overloaded, Unprocessable
 from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
 from dispatch.schedule import after_commit
+from dispatch.policy import DispatchPolicy, policy_for
+from dispatch.services.holds import hold_place
 from dispatch.services.offers import offer_create
 from dispatch.services.wallet import CENT, commission_for, wallet_check_booking
 
@@ -34,8 +36,11 @@ def job_book(
     """Create a PENDING job priced from its items; offer it to the chosen provider first, if any.
 
     Dispatch is enqueued after commit; without a chosen provider it sends the first offer.
+    A slot booked with a chosen provider holds their time at once (tentatively, until they
+    answer): a slot they are not free for is refused (409 naming the clash and their next
+    free starts). A slot is booked at least the lead time ahead (400).
     A WALLET booking the customer's balance cannot cover is refused (400); see docs/money.md.
-    While dispatch is too far behind, every booking is refused (503); see dispatch/backlog.py.
+    While dispatch is too far behind, instant bookings are refused (503); see dispatch/backlog.py.
     """
     if not customer.is_customer:
         raise Forbidden("Only customers can book jobs.")
@@ -44,11 +49,15 @@ def job_book(
     stray = sorted(i.pk for i in items if i.category_id != category.pk)
     if stray:
         raise Invalid(f"Items {stray} are not in category {category.name}.", field="item_ids")
-    if scheduled_at is not None and scheduled_at < timezone.now() - SCHEDULE_SLACK:
-        raise Invalid("scheduled_at is in the past.", field="scheduled_at")
+    policy = policy_for(category)
+    now = timezone.now()
+    if scheduled_at is not None:
+        _check_slot_time(scheduled_at=scheduled_at, policy=policy, now=now)
     if provider is not None:
         _check_provider_serves(provider=provider, category=category, items=items)
-    _check_dispatch_keeps_up()
+    if scheduled_at is None:
+        # Shedding protects instant dispatch; a slot's search has hours, not seconds.
+        _check_dispatch_keeps_up()
 
     total = sum((i.price for i in items), Decimal("0")).quantize(CENT)
     with transaction.atomic():
@@ -61,6 +70,9 @@ def job_book(
             latitude=latitude,
             longitude=longitude,
             scheduled_at=scheduled_at,
+            starts_at=scheduled_at,
+            duration_min=sum(i.duration_min for i in items),
+            search_started_at=now,
             payment_method=payment_method,
             total_price=total,
             commission_amount=commission_for(total),
@@ -68,10 +80,13 @@ def job_book(
         JobItem.objects.bulk_create(JobItem(job=job, item=i, price=i.price) for i in items)
         events.emit(user=customer, name="JOB_CREATED", job=job, actor=customer)
         if provider is not None:
+            if scheduled_at is not None:
+                # Nobody else takes this slot while the chosen provider decides.
+                hold_place(job=job, provider=provider, start=scheduled_at, firm=False)
             try:
                 offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True})
             except Conflict:
-                pass  # they hold another live offer right now: automatic dispatch takes over
+                pass  # busy with another offer or job: the dispatch step waits for them or falls back
         wallet_check_booking(job=job)
         after_commit("dispatch.offer", job.pk)
     return job
@@ -95,6 +110,21 @@ def job_book_once(*, idempotency_key: str, fingerprint: str, customer: User, **b
         record.job = job_book(customer=customer, **booking)
         record.save(update_fields=["job"])
     return record.job, True
+
+
+def _check_slot_time(*, scheduled_at: datetime, policy: DispatchPolicy, now: datetime) -> None:
+    if scheduled_at < now - SCHEDULE_SLACK:
+        raise Invalid("scheduled_at is in the past.", field="scheduled_at")
+    earliest = now + policy.lead_time
+    if scheduled_at < earliest - SCHEDULE_SLACK:
+        raise Invalid(
+            f"A slot must start at least {policy.lead_time_s // 60} minutes ahead (from {events.iso(earliest)});"
+            " book without scheduled_at for now.",
+            field="scheduled_at",
+        )
+    latest = now + timedelta(days=settings.DISPATCH_SLOT_DAYS_AHEAD)
+    if scheduled_at > latest:
+        raise Invalid(f"A slot can be booked at most {settings.DISPATCH_SLOT_DAYS_AHEAD} days ahead.", field="scheduled_at")
 
 
 def _check_dispatch_keeps_up() -> None:

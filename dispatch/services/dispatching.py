@@ -8,33 +8,40 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import prefetch_related_objects
+from django.db.models import Q, prefetch_related_objects
 from django.utils import timezone
 
-from dispatch import events
+from dispatch import calendar, events
 from dispatch.errors import Conflict
 from dispatch.index import rank_providers
-from dispatch.models import Job, JobStatus, Offer, OfferStatus, User
+from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
+from dispatch.policy import DispatchPolicy, policy_for
+from dispatch.provider_time import holds_by_provider, job_span, next_free_starts, working_by_provider
+from dispatch.services.holds import hold_release
 from dispatch.services.offers import offer_create, offer_expire_locked
 from dispatch.transitions import job_move
 
 SWEEP_BATCH = 100
 # Ask matching for a few more than needed: some may hold a live offer elsewhere right now.
 CANDIDATE_SLACK = 10
+# Alternatives a customer is offered when a slot finds nobody.
+ALTERNATIVES = 3
 
 
 def batch_size(job: Job) -> int:
-    return max(1, job.category.batch_size or settings.DISPATCH_BATCH_SIZE)
+    return max(1, policy_for(job.category).batch_size)
 
 
-def _out_of_time(job: Job, now) -> bool:
-    if job.scheduled_at is not None:
-        return now >= job.scheduled_at
-    return now - job.created_at > timedelta(seconds=settings.DISPATCH_SEARCH_DEADLINE_S)
+def _search_ends_at(job: Job, policy: DispatchPolicy):
+    """The search deadline: a lead time before a slot, or a while after an instant search began."""
+    if job.is_scheduled:
+        return job.scheduled_at - policy.lead_time
+    started = job.search_started_at or job.created_at
+    return started + timedelta(seconds=policy.search_deadline_s)
 
 
-def _hour_of_week(moment) -> int:
-    return moment.weekday() * 24 + moment.hour
+def _out_of_time(job: Job, policy: DispatchPolicy, now) -> bool:
+    return now >= _search_ends_at(job, policy)
 
 
 def job_dispatch(*, job_id: int) -> list[Offer]:
@@ -52,41 +59,93 @@ def _dispatch_step(job: Job) -> list[Offer]:
     """The step itself; the caller holds the job's row lock."""
     if job.status != JobStatus.PENDING:
         return []
+    policy = policy_for(job.category)
     now = timezone.now()
     offers = list(Offer.objects.select_for_update(of=("self",)).filter(job=job).select_related("provider"))
     for offer in offers:
         offer_expire_locked(job=job, offer=offer)
     live = [o for o in offers if o.status == OfferStatus.OFFERED]
-    wanted = batch_size(job) - len(live)
+    if not offers and job.requested_provider_id and not _out_of_time(job, policy, now):
+        direct = _offer_to_requested(job)
+        if direct is not None:
+            return direct
+    wanted = policy.batch_size - len(live)
     if wanted <= 0:
         return []
-    if len(offers) >= settings.DISPATCH_MAX_OFFERS_PER_JOB or _out_of_time(job, now):
+    if len(offers) >= policy.max_offers or _out_of_time(job, policy, now):
         if not live:
             job_give_up(job=job)
         return []
-    wanted = min(wanted, settings.DISPATCH_MAX_OFFERS_PER_JOB - len(offers))
+    wanted = min(wanted, policy.max_offers - len(offers))
     # Every offer's payload lists the job's items: load them once for the whole step.
     prefetch_related_objects([job], "job_items__item")
-    created = _offer_to_best(job, exclude={o.provider_id for o in offers}, wanted=wanted, first_rank=len(offers) + 1)
+    exclude = {o.provider_id for o in offers}
+    created = _offer_to_best(job, policy, exclude=exclude, wanted=wanted, first_rank=len(offers) + 1)
     if not created and not live:
-        job_give_up(job=job)
+        # Nobody free right now: look again later (the sweeper) until the deadline.
+        retry_s = policy.scheduled_retry_s if job.is_scheduled else policy.retry_s
+        # ...but no later than the deadline, so the customer hears at the deadline, not a retry after it.
+        job.retry_at = min(now + timedelta(seconds=retry_s), _search_ends_at(job, policy))
+        job.save(update_fields=["retry_at", "updated_at"])
     return created
 
 
-def _offer_to_best(job: Job, *, exclude: set[int], wanted: int, first_rank: int) -> list[Offer]:
-    """Offer to the best `wanted` candidates, widening the radius step by step."""
+def _offer_to_requested(job: Job) -> list[Offer] | None:
+    """A direct booking's first step: offer to the chosen provider, or wait while they hold another offer.
+
+    None hands the job to automatic dispatch (the provider is busy or not free then).
+    """
+    provider = User.objects.only("id", "role", "name", "username").get(pk=job.requested_provider_id)
+    prefetch_related_objects([job], "job_items__item")
+    try:
+        return [offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True})]
+    except Conflict:
+        if Offer.objects.filter(provider=provider, status=OfferStatus.OFFERED).exists():
+            # Their live offer resolves within its timeout; `wake_waiting_direct_on_commit` resumes this job.
+            job.retry_at = timezone.now() + timedelta(seconds=policy_for(job.category).retry_s)
+            job.save(update_fields=["retry_at", "updated_at"])
+            return []
+        hold_release(job=job, provider_id=provider.pk)
+        return None
+
+
+def _free_at_slot(job: Job, policy: DispatchPolicy, provider_ids: list[int]) -> set[int]:
+    """Of `provider_ids`, those whose hours cover the slot and whose time is free then."""
+    start = job.scheduled_at
+    span = job_span(start=start, duration_min=job.duration_min, policy=policy)
+    end = start + timedelta(minutes=job.duration_min)
+    profiles = list(ProviderProfile.objects.filter(user_id__in=provider_ids))
+    working = working_by_provider(profiles, (start, end))
+    held = holds_by_provider(provider_ids, span, exclude_job_id=job.pk)
+    return {
+        pid for pid in provider_ids
+        if pid in working and calendar.covers(working[pid], start, end) and not calendar.clashes(held[pid], *span)
+    }
+
+
+def _offer_to_best(job: Job, policy: DispatchPolicy, *, exclude: set[int], wanted: int, first_rank: int) -> list[Offer]:
+    """Offer to the best `wanted` candidates, widening the radius step by step.
+
+    Instant: online now and not busy. Slot: in range, hours covering the job and free then,
+    whether online now or not.
+    """
     created: list[Offer] = []
-    for radius_km in settings.DISPATCH_RADIUS_STEPS_KM:
+    for radius_km in policy.radius_steps_km:
         ranked = rank_providers(
             lat=job.latitude,
             lng=job.longitude,
             radius_km=radius_km,
             category_id=job.category_id,
             exclude_ids=exclude,
-            skip_busy=job.scheduled_at is None,
-            hour_of_week=_hour_of_week(job.scheduled_at) if job.scheduled_at else None,
+            online_only=not job.is_scheduled,
+            # With room for more than one job the index's busy mark is too coarse; the offer checks.
+            skip_busy=not job.is_scheduled and policy.capacity == 1,
             limit=wanted - len(created) + CANDIDATE_SLACK,
+            weights=policy.weights,
         )
+        if job.is_scheduled:
+            free = _free_at_slot(job, policy, [c.provider_id for c in ranked])
+            ranked = [c for c in ranked if c.provider_id in free]
         providers = User.objects.only("id", "role", "name", "username").in_bulk([c.provider_id for c in ranked])
         for candidate in ranked:
             exclude.add(candidate.provider_id)
@@ -107,7 +166,7 @@ def _offer_to_best(job: Job, *, exclude: set[int], wanted: int, first_rank: int)
                     },
                 )
             except Conflict:
-                continue  # holds a live offer for another job right now
+                continue  # holds a live offer for another job, is busy, or the slot was just taken
             created.append(offer)
             if len(created) == wanted:
                 return created
@@ -115,10 +174,34 @@ def _offer_to_best(job: Job, *, exclude: set[int], wanted: int, first_rank: int)
 
 
 def job_give_up(*, job: Job) -> Job:
-    """No provider accepted in time: the job ends UNFULFILLED and the customer is told. Caller holds the job's lock."""
+    """No provider accepted in time: the job ends UNFULFILLED and the customer is told. Caller holds the job's lock.
+
+    For a slot, the event carries up to three other starts at which someone nearby is free.
+    """
     job_move(job, JobStatus.UNFULFILLED)
-    events.emit(user=job.customer, name="JOB_UNFULFILLED", job=job)
+    hold_release(job=job)
+    fields = {}
+    if job.is_scheduled:
+        fields["alternatives"] = [events.iso(s) for s in slot_alternatives(job)]
+    events.emit(user=job.customer, name="JOB_UNFULFILLED", job=job, **fields)
     return job
+
+
+def slot_alternatives(job: Job) -> list:
+    """Up to three starts after the lead time from now at which a provider near the job is free for it."""
+    policy = policy_for(job.category)
+    ranked = rank_providers(
+        lat=job.latitude, lng=job.longitude, radius_km=policy.radius_steps_km[-1], category_id=job.category_id,
+        online_only=False, limit=20, ordering="distance", weights=policy.weights,
+    )
+    profiles = list(ProviderProfile.objects.filter(user_id__in=[c.provider_id for c in ranked]))
+    after = max(job.scheduled_at, timezone.now() + policy.lead_time)
+    starts = next_free_starts(
+        profiles=profiles, after=after, duration_min=job.duration_min, policy=policy, count=ALTERNATIVES + 1,
+        exclude_job_id=job.pk,
+    )
+    # The slot itself just found nobody: suggest other starts.
+    return [s for s in starts if s != job.scheduled_at][:ALTERNATIVES]
 
 
 def dispatch_sweep() -> int:
@@ -131,9 +214,13 @@ def dispatch_sweep() -> int:
     """
     now = timezone.now()
     overdue = Job.objects.filter(status=JobStatus.PENDING, offers__status=OfferStatus.OFFERED, offers__expires_at__lte=now)
-    stuck = Job.objects.filter(
-        status=JobStatus.PENDING, created_at__lte=now - timedelta(seconds=settings.DISPATCH_STUCK_AFTER_S)
-    ).exclude(offers__status=OfferStatus.OFFERED)
+    stuck = (
+        Job.objects.filter(
+            status=JobStatus.PENDING, created_at__lte=now - timedelta(seconds=settings.DISPATCH_STUCK_AFTER_S)
+        )
+        .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
+        .exclude(offers__status=OfferStatus.OFFERED)
+    )
     swept = 0
     for candidates in (overdue, stuck):
         for job_id in sorted(candidates.values_list("id", flat=True).distinct()[:SWEEP_BATCH]):

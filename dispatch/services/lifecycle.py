@@ -1,14 +1,23 @@
-"""A job's life after assignment, and cancellation: start, complete (with its money), cancel (with its fee)."""
+"""A job's life after assignment: start, complete (with its money), cancel (with its fee), and a provider
+dropping out (release, no-show), which sends the job back to dispatch without them."""
+from datetime import timedelta
+
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from dispatch import events
-from dispatch.errors import Forbidden, NotFound
+from dispatch.errors import Conflict, Forbidden, Invalid, NotFound
 from dispatch.index import index_provider_on_commit
-from dispatch.models import Job, JobStatus, ProviderProfile, User
-from dispatch.services.offers import offer_withdraw_live
+from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
+from dispatch.policy import policy_for
+from dispatch.schedule import after_commit
+from dispatch.services.holds import hold_release
+from dispatch.services.offers import ACCEPTANCE_MEMORY, offer_withdraw_live
 from dispatch.services.wallet import job_charge_cancellation, job_settle
-from dispatch.transitions import job_move
+from dispatch.transitions import job_move, offer_move
+
+MAX_REASON_LENGTH = 500
 
 
 def _lock_job(job_id: int) -> Job:
@@ -21,6 +30,9 @@ def _lock_job(job_id: int) -> Job:
 def _lock_provider_job(*, job_id: int, provider: User) -> Job:
     job = _lock_job(job_id)
     if job.provider_id != provider.pk:
+        if Offer.objects.filter(job=job, provider=provider).exists():
+            # They know the job from its offer: say why, rather than pretend it is not there.
+            raise Conflict(f"Job {job.pk} is {job.status} and not assigned to you.")
         # Not theirs: indistinguishable from a job that does not exist.
         raise NotFound(f"Job {job_id} not found.")
     return job
@@ -38,7 +50,10 @@ def _provider_move(*, job_id: int, provider: User, target: str, event: str) -> J
 
 
 def job_start(*, job_id: int, provider: User) -> Job:
-    """The assigned provider starts work: ASSIGNED → IN_PROGRESS. Locks the job."""
+    """The assigned provider starts work: ASSIGNED → IN_PROGRESS; one job at a time (409). Locks the job."""
+    running = Job.objects.filter(provider=provider, status=JobStatus.IN_PROGRESS).exclude(pk=job_id).first()
+    if running is not None:
+        raise Conflict(f"Finish job {running.pk} (IN_PROGRESS) before starting job {job_id}.")
     return _provider_move(job_id=job_id, provider=provider, target=JobStatus.IN_PROGRESS, event="JOB_STARTED")
 
 
@@ -50,6 +65,7 @@ def job_complete(*, job_id: int, provider: User) -> Job:
     """
     with transaction.atomic():
         job = _provider_move(job_id=job_id, provider=provider, target=JobStatus.COMPLETED, event="JOB_COMPLETED")
+        hold_release(job=job)  # the time it held is free again, even if the work ended early
         job_settle(job=job)
     return job
 
@@ -70,9 +86,77 @@ def job_cancel(*, job_id: int, actor: User) -> Job:
         was_assigned = job.status == JobStatus.ASSIGNED
         job_move(job, JobStatus.CANCELLED)
         offer_withdraw_live(job=job, reason="cancelled")
+        hold_release(job=job)
+        if job.provider_id:
+            index_provider_on_commit(job.provider_id)
         if was_assigned and actor.pk == job.customer_id:
             job_charge_cancellation(job=job)
         events.emit(user=job.customer, name="JOB_CANCELLED", job=job, actor=actor)
         if job.provider_id:
             events.emit(user=job.provider, name="JOB_CANCELLED", job=job, actor=actor)
+    return job
+
+
+def job_release(*, job_id: int, provider: User, reason: str) -> Job:
+    """The assigned provider hands an ASSIGNED job back (with a reason): it returns to dispatch without them.
+
+    Locks the job. The release counts against them in ranking.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise Invalid("Say why you cannot make it.", field="reason")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise Invalid(f"Keep the reason under {MAX_REASON_LENGTH} characters.", field="reason")
+    with transaction.atomic():
+        job = _lock_provider_job(job_id=job_id, provider=provider)
+        if job.status != JobStatus.ASSIGNED:
+            raise Conflict(f"Job {job.pk} is {job.status}; only an ASSIGNED job can be released.")
+        return _redispatch_without_provider(job=job, actor=provider, reason=reason, why="released")
+
+
+def job_mark_no_show(*, job_id: int, actor: User) -> Job:
+    """The customer (or ops) marks an ASSIGNED job whose provider has not started in time. Locks the job.
+
+    Allowed once the start plus the grace period has passed; the job returns to dispatch
+    without that provider.
+    """
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        if job.customer_id != actor.pk and not actor.is_ops:
+            if job.provider_id == actor.pk:
+                raise Forbidden("Only the customer or ops can report a no-show.")
+            raise NotFound(f"Job {job_id} not found.")
+        if job.status != JobStatus.ASSIGNED:
+            raise Conflict(f"Job {job.pk} is {job.status}; a no-show is for an ASSIGNED job not yet started.")
+        due = no_show_due_at(job)
+        if timezone.now() < due:
+            raise Conflict(f"The provider is due by {events.iso(due)}; a no-show can be reported after that.")
+        return _redispatch_without_provider(job=job, actor=actor, reason="no_show", why="no_show")
+
+
+def no_show_due_at(job: Job):
+    """When an ASSIGNED job not yet started counts as a no-show: its start plus the grace period."""
+    start = job.starts_at or job.scheduled_at or job.updated_at
+    return start + timedelta(seconds=policy_for(job.category).no_show_grace_s)
+
+
+def _redispatch_without_provider(*, job: Job, actor: User, reason: str, why: str) -> Job:
+    """Send a locked ASSIGNED job back to PENDING: hold released, provider penalised, dispatch restarted."""
+    provider = job.provider
+    accepted = Offer.objects.select_for_update().filter(job=job, status=OfferStatus.ACCEPTED).first()
+    if accepted is not None:
+        offer_move(accepted, OfferStatus.RELEASED)
+    hold_release(job=job)
+    job_move(job, JobStatus.PENDING, provider=None, starts_at=job.scheduled_at, search_started_at=timezone.now(),
+             retry_at=None)
+    ProviderProfile.objects.filter(user=provider).update(
+        release_count=F("release_count") + 1,
+        acceptance_rate=F("acceptance_rate") * ACCEPTANCE_MEMORY,
+        updated_at=timezone.now(),
+    )
+    index_provider_on_commit(provider.pk)
+    fields = {"reason": reason, "released_provider_id": provider.pk, "released_provider_name": provider.display_name}
+    events.emit(user=job.customer, name="JOB_PROVIDER_RELEASED", job=job, actor=actor, why=why, **fields)
+    events.emit(user=provider, name="JOB_RELEASED", job=job, actor=actor, why=why, reason=reason)
+    after_commit("dispatch.offer", job.pk)
     return job

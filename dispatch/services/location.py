@@ -54,9 +54,12 @@ def coordinate_clean(value, *, name: str, bound: float) -> float:
     return value
 
 
-def eta_minutes(*, from_lat: float, from_lng: float, to_lat: float, to_lng: float) -> int:
-    """Whole minutes to cover the great-circle distance at DISPATCH_ETA_SPEED_KMH, at least 1."""
-    distance_km = haversine_km(from_lat, from_lng, to_lat, to_lng)
+def eta_minutes(
+    *, from_lat: float, from_lng: float, to_lat: float, to_lng: float, distance_km: float | None = None
+) -> int:
+    """Whole minutes to cover the great-circle distance (or `distance_km`) at DISPATCH_ETA_SPEED_KMH, at least 1."""
+    if distance_km is None:
+        distance_km = haversine_km(from_lat, from_lng, to_lat, to_lng)
     return max(1, math.ceil(distance_km / settings.DISPATCH_ETA_SPEED_KMH * 60))
 
 

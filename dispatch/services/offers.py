@@ -8,15 +8,19 @@ of a category and deadlocking against the key-share locks of foreign-key checks.
 import logging
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from dispatch import events, metrics
 from dispatch.errors import Conflict, NotFound
+from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
-from dispatch.schedule import after_commit
+from dispatch.policy import policy_for
+from dispatch.provider_time import busy_provider_ids
+from dispatch.schedule import after_commit, publish
+from dispatch.services.holds import hold_place, hold_release
+from dispatch.services.location import eta_minutes
 from dispatch.transitions import job_move, offer_move
 
 log = logging.getLogger("dispatch.lifecycle")
@@ -30,7 +34,7 @@ OFFERING_LOCK_SPACE = 0x0FFE
 
 
 def offer_timeout_s(job: Job) -> int:
-    return job.category.offer_timeout_s or settings.DISPATCH_OFFER_TIMEOUT_S
+    return policy_for(job.category).timeout_s(scheduled=job.is_scheduled)
 
 
 def _claim_provider(provider_id: int) -> bool:
@@ -55,12 +59,18 @@ def offer_create(
 ) -> Offer:
     """Offer a PENDING job to one provider until the category's timeout. Caller holds the job's row lock.
 
-    Raises Conflict if the provider already holds a live offer (the database allows one).
+    Raises Conflict if the provider already holds a live offer (the database allows one),
+    if they are busy for an instant job, or if a slot's time is not free (a slot offer
+    holds that time tentatively until it is answered).
     """
     if job.status != JobStatus.PENDING:
         raise Conflict(f"Job {job.pk} is {job.status}; it cannot be offered.")
     if not _claim_provider(provider.pk):
         raise Conflict(f"Provider {provider.pk} is being offered another job right now.")
+    if job.is_scheduled:
+        hold_place(job=job, provider=provider, start=job.scheduled_at, firm=False)
+    else:
+        _refuse_if_busy(job=job, provider=provider, distance_km=distance_km)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -83,6 +93,27 @@ def offer_create(
     metrics.count_offer_sent()
     after_commit("dispatch.expire_offer", offer.pk, eta=offer.expires_at)
     return offer
+
+
+def instant_start(*, job: Job, provider: User, distance_km: float | None = None):
+    """When a provider sent now would start an instant job: now + their ETA (dispatch/services/location.py)."""
+    if distance_km is None:
+        profile = ProviderProfile.objects.only("last_latitude", "last_longitude", "base_latitude", "base_longitude").get(
+            user=provider
+        )
+        lat, lng = (profile.latitude, profile.longitude) if profile.latitude is not None else (job.latitude, job.longitude)
+    else:
+        lat, lng = job.latitude, job.longitude
+    minutes = eta_minutes(from_lat=lat, from_lng=lng, to_lat=job.latitude, to_lng=job.longitude, distance_km=distance_km)
+    return timezone.now() + timedelta(minutes=minutes)
+
+
+def _refuse_if_busy(*, job: Job, provider: User, distance_km: float | None = None) -> None:
+    """409 if the provider is at capacity for an instant job from now until it would be done."""
+    until = instant_start(job=job, provider=provider, distance_km=distance_km) + timedelta(minutes=job.duration_min)
+    capacity = policy_for(job.category).capacity
+    if busy_provider_ids([provider.pk], until=until, capacity=capacity, exclude_job_id=job.pk):
+        raise Conflict(f"Provider {provider.pk} is busy with another job until after {events.iso(until)}.")
 
 
 def _lock_job_and_offer(*, job_id: int, provider: User) -> tuple[Job, Offer]:
@@ -143,11 +174,20 @@ def offer_accept(*, job_id: int, provider: User) -> Job:
         job, offer = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.ACCEPTED)
         if offer.status == OfferStatus.ACCEPTED:
             return job
-        job_move(job, JobStatus.ASSIGNED, provider=provider)
+        if job.is_scheduled:
+            start = job.scheduled_at
+            hold_place(job=job, provider=provider, start=start, firm=True)
+        else:
+            _refuse_if_busy(job=job, provider=provider)
+            start = instant_start(job=job, provider=provider)
+            hold_place(job=job, provider=provider, start=start, firm=True, check_hours=False)
+        job_move(job, JobStatus.ASSIGNED, provider=provider, starts_at=start)
         offer_move(offer, OfferStatus.ACCEPTED)
         offer_withdraw_live(job=job, reason="taken")
         events.emit(user=job.customer, name="JOB_ACCEPTED", job=job, offer=offer, actor=provider)
         _count_answer(provider.pk, accepted=True)
+        index_provider_on_commit(provider.pk)
+        wake_waiting_direct_on_commit(provider.pk)
     return job
 
 
@@ -162,9 +202,11 @@ def offer_reject(*, job_id: int, provider: User) -> Job:
         if offer.status == OfferStatus.REJECTED:
             return job
         offer_move(offer, OfferStatus.REJECTED)
+        hold_release(job=job, provider_id=provider.pk)
         events.emit(user=job.customer, name="JOB_REJECTED", job=job, offer=offer, actor=provider)
         _count_answer(provider.pk, accepted=False)
         after_commit("dispatch.offer", job.pk)
+        wake_waiting_direct_on_commit(provider.pk)
     return job
 
 
@@ -173,6 +215,8 @@ def offer_expire_locked(*, job: Job, offer: Offer) -> bool:
     if offer.status != OfferStatus.OFFERED or offer.expires_at > timezone.now():
         return False
     offer_move(offer, OfferStatus.EXPIRED)
+    hold_release(job=job, provider_id=offer.provider_id)
+    wake_waiting_direct_on_commit(offer.provider_id)
     events.emit(user=job.customer, name="JOB_OFFER_EXPIRED", job=job, offer=offer)
     events.emit(user=offer.provider, name="OFFER_WITHDRAWN", job=job, offer=offer, offer_id=offer.pk, reason="expired")
     _count_answer(offer.provider_id, accepted=False)
@@ -198,6 +242,8 @@ def offer_withdraw_live(*, job: Job, reason: str) -> int:
     live = list(Offer.objects.select_for_update().filter(job=job, status=OfferStatus.OFFERED))
     for offer in live:
         offer_move(offer, OfferStatus.WITHDRAWN)
+        hold_release(job=job, provider_id=offer.provider_id)
+        wake_waiting_direct_on_commit(offer.provider_id)
         events.emit(user=offer.provider, name="OFFER_WITHDRAWN", job=job, offer=offer, offer_id=offer.pk, reason=reason)
     return len(live)
 
@@ -215,7 +261,25 @@ def offer_withdraw_for_provider(*, provider: User, reason: str) -> list[int]:
             if offer is None:
                 continue
             offer_move(offer, OfferStatus.WITHDRAWN)
+            hold_release(job=job, provider_id=provider.pk)
             events.emit(user=provider, name="OFFER_WITHDRAWN", job=job, offer=offer, offer_id=offer.pk, reason=reason)
             after_commit("dispatch.offer", job.pk)
             withdrawn.append(offer.pk)
     return withdrawn
+
+
+def wake_waiting_direct_on_commit(provider_id: int) -> None:
+    """After commit, send dispatch to jobs booked directly with this provider that wait for their live offer to end.
+
+    A direct booking whose provider held another live offer is not handed to automatic
+    dispatch at once: it waits for that offer to resolve, then is offered to them.
+    """
+
+    def wake():
+        waiting = Job.objects.filter(
+            requested_provider_id=provider_id, status=JobStatus.PENDING, offers__isnull=True
+        ).values_list("pk", flat=True)
+        for job_id in waiting[:10]:
+            publish("dispatch.offer", job_id)
+
+    transaction.on_commit(wake)

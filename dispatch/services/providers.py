@@ -7,7 +7,7 @@ from django.db import transaction
 from dispatch.errors import Invalid
 from dispatch.index import index_provider_on_commit
 from dispatch.services.offers import offer_withdraw_for_provider
-from dispatch.models import AvailabilityWindow, ProviderProfile, ServiceCategory, ServiceItem, User
+from dispatch.models import AvailabilityWindow, ProviderProfile, ServiceCategory, ServiceItem, TimeOff, User
 
 
 def provider_profile_update(
@@ -19,10 +19,16 @@ def provider_profile_update(
     longitude: float | None = None,
     service_radius_km: float | None = None,
     availability: list[dict] | None = None,
+    time_zone: str | None = None,
+    time_off: list[dict] | None = None,
     portfolio: list[dict] | None = None,
     bio: str | None = None,
 ) -> ProviderProfile:
-    """Apply a partial update; lists given replace the old ones. Locks the profile row."""
+    """Apply a partial update; lists given replace the old ones. Locks the profile row.
+
+    Hours and time off are local times in `time_zone`. Changing them never cancels a job
+    already held: new slots follow the new hours, holds stay.
+    """
     if (latitude is None) != (longitude is None):
         raise Invalid("latitude and longitude must be given together.", field="latitude")
     with transaction.atomic():
@@ -35,6 +41,8 @@ def provider_profile_update(
             profile.portfolio = portfolio
         if bio is not None:
             profile.bio = bio
+        if time_zone is not None:
+            profile.time_zone = time_zone
         profile.save()
 
         if categories is not None:
@@ -53,6 +61,12 @@ def provider_profile_update(
             AvailabilityWindow.objects.bulk_create(
                 AvailabilityWindow(provider=profile, weekday=w["weekday"], start=w["start"], end=w["end"])
                 for w in availability
+            )
+        if time_off is not None:
+            profile.time_off.all().delete()
+            TimeOff.objects.bulk_create(
+                TimeOff(provider=profile, date=t["date"], kind=t.get("kind", "off"), start=t.get("start"), end=t.get("end"))
+                for t in time_off
             )
         index_provider_on_commit(provider.pk)
     return profile

@@ -1,7 +1,9 @@
 """Chat on a job: `message_send` (the rule both REST and the socket use) and the REST history pages."""
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.utils import timezone
 
 from dispatch.errors import Conflict, Invalid, NotFound
 from dispatch.models import Event, Message
@@ -165,7 +167,9 @@ def test_after_catches_up_from_the_last_message_seen(assigned_job, customer, pro
 
 
 def test_messages_of_other_jobs_never_show(assigned_job, customer, provider, category, client_for):
-    other = offer_accept(job_id=book(customer, category, provider).pk, provider=provider)
+    # Another live job of the same two people: a slot later on.
+    slot = timezone.now() + timedelta(days=1)
+    other = offer_accept(job_id=book(customer, category, provider, scheduled_at=slot).pk, provider=provider)
     message_send(job_id=other.pk, sender=customer, content="other job")
     _chat(assigned_job, customer, provider, 1)
 

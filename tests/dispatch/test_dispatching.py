@@ -80,19 +80,40 @@ def test_timeout_expires_and_reassigns(customer, category, nearby, django_captur
     assert Event.objects.filter(user=customer, name="JOB_OFFER_EXPIRED").exists()
 
 
-def test_a_provider_who_rejected_is_not_offered_again(customer, category, nearby, django_capture_on_commit_callbacks):
+def test_a_provider_who_rejected_is_not_offered_again(customer, category, nearby, django_capture_on_commit_callbacks, clock):
     job = _book(customer, category, django_capture_on_commit_callbacks)
     for provider in nearby:
         with django_capture_on_commit_callbacks(execute=True):
             offer_reject(job_id=job.pk, provider=provider)
+    clock.tick(60)
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch_sweep()
 
     job.refresh_from_db()
     assert Offer.objects.filter(job=job).count() == 3
-    assert job.status == JobStatus.UNFULFILLED
+    assert job.status == JobStatus.PENDING and _live(job) == []
 
 
-def test_exhausted_candidates_end_unfulfilled_and_tell_the_customer(customer, category, django_capture_on_commit_callbacks):
+def test_nobody_free_keeps_searching_until_the_deadline(customer, category, django_capture_on_commit_callbacks, clock, settings):
     job = _book(customer, category, django_capture_on_commit_callbacks)
+    job.refresh_from_db()
+    assert job.status == JobStatus.PENDING and job.retry_at > timezone.now()
+
+    clock.tick(settings.DISPATCH_SEARCH_DEADLINE_S / 2)
+    late = make_provider(categories=[category], last_latitude=DELHI[0] + KM, last_longitude=DELHI[1])
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch_sweep()
+
+    assert _live(job) == [late.pk]
+
+
+def test_exhausted_candidates_end_unfulfilled_at_the_deadline_and_tell_the_customer(
+    customer, category, django_capture_on_commit_callbacks, clock, settings
+):
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+    clock.tick(settings.DISPATCH_SEARCH_DEADLINE_S + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch_sweep()
 
     job.refresh_from_db()
     assert job.status == JobStatus.UNFULFILLED
@@ -154,14 +175,19 @@ def test_cancel_while_an_offer_is_live_stops_dispatch(customer, category, nearby
     assert _live(job) == [] and Offer.objects.filter(job=job).count() == 1
 
 
-def test_one_provider_is_offered_one_job_at_a_time(customer, other_customer, category, django_capture_on_commit_callbacks):
+def test_one_provider_is_offered_one_job_at_a_time(customer, other_customer, category, django_capture_on_commit_callbacks, clock):
     only = make_provider(categories=[category])
     first = _book(customer, category, django_capture_on_commit_callbacks)
     second = _book(other_customer, category, django_capture_on_commit_callbacks)
 
-    assert _live(first) == [only.pk]
-    second.refresh_from_db()
-    assert second.status == JobStatus.UNFULFILLED  # the one provider was busy with an offer
+    assert _live(first) == [only.pk] and _live(second) == []  # the one provider holds the first's offer
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_reject(job_id=first.pk, provider=only)
+    clock.tick(60)
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch_sweep()
+
+    assert _live(second) == [only.pk]  # the second kept searching and found them free
 
 
 def test_two_jobs_share_a_pool_without_double_offers(customer, other_customer, category, nearby, django_capture_on_commit_callbacks):

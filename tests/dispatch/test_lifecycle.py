@@ -56,10 +56,16 @@ def test_reject_keeps_job_pending_and_tells_customer(offered_job, provider):
     assert event.payload["message"] == "❌ Provider rejected your request. Looking for another..."
 
 
-def test_start_before_accept_is_a_conflict_naming_the_status(offered_job, provider):
+@pytest.mark.parametrize("action", [job_start, job_complete])
+def test_start_or_complete_before_accept_is_a_conflict_naming_the_status(offered_job, provider, action):
+    # They hold its live offer, so they know the job: a 409 saying why, not a 404.
+    with pytest.raises(Conflict, match=f"Job {offered_job.pk} is PENDING and not assigned to you"):
+        action(job_id=offered_job.pk, provider=provider)
+
+
+def test_start_or_complete_of_a_job_never_offered_to_them_stays_not_found(offered_job, other_provider):
     with pytest.raises(NotFound):
-        # Not assigned to them yet: the job is not theirs to start.
-        job_start(job_id=offered_job.pk, provider=provider)
+        job_start(job_id=offered_job.pk, provider=other_provider)
 
 
 @pytest.mark.parametrize("fixture", ["assigned_job", "completed_job"])

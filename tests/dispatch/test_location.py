@@ -1,7 +1,9 @@
 """Location pings: the customer of the provider's active job sees them (push-only), nobody else; rate limit; index."""
 import math
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from dispatch.errors import Invalid
 from dispatch.index import rank_providers
@@ -86,7 +88,9 @@ def test_an_in_progress_job_is_tracked_too(in_progress_job, customer, provider, 
 def test_each_active_job_tells_only_its_own_customer(
     assigned_job, customer, other_customer, provider, category, ping, pushed
 ):
-    second = offer_accept(job_id=book(other_customer, category, provider).pk, provider=provider)
+    # A slot later today is their second active job (the first is an instant job on the way).
+    slot = timezone.now() + timedelta(hours=4)
+    second = offer_accept(job_id=book(other_customer, category, provider, scheduled_at=slot).pk, provider=provider)
 
     ping(provider, 28.62, 77.21)
 

@@ -62,7 +62,7 @@ def worlds(draw):
                 service_radius_km=draw(st.sampled_from([1.0, 10.0, 200.0])),
                 acceptance_rate=draw(st.floats(0, 1)),
                 recent_offers=draw(st.integers(0, 5)),
-                busy=draw(st.booleans()),
+                busy_until=draw(st.sampled_from([0.0, NOW - 60, NOW + 60])),
             )
         )
     query = MatchQuery(

@@ -10,11 +10,13 @@ either; and a refused call changes nothing. tests/api/test_permissions.py goes d
 on the job routes (every job state) and on who sees whose phone when.
 """
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from channels.db import database_sync_to_async
 from django.urls import URLPattern, URLResolver
+from django.utils import timezone
 
 import api.urls
 from dispatch.consumers import CLOSE_UNAUTHENTICATED
@@ -108,6 +110,16 @@ ROWS = [
     Row("provider-list", "get", "/auth/providers/", signed_in(200), parties_may_read_job=False,
         extra={"lat": 28.62, "lng": 77.22}),
     Row("provider-detail", "get", "/auth/providers/{provider}/", signed_in(200), parties_may_read_job=False),
+    Row("provider-slots", "get", "/auth/providers/{provider}/slots/?date={date}&item_ids={items}", signed_in(200),
+        parties_may_read_job=False),
+    Row("slots", "get", "/services/slots/?category={category}&lat=28.62&lng=77.22&date={date}&item_ids={items}",
+        signed_in(200), parties_may_read_job=False),
+    Row("provider-holds", "get", "/providers/me/holds/", signed_in(200, **PROVIDERS_ONLY)),
+    Row("job-release", "post", "/services/jobs/{job}/release/", signed_in(403, provider=200, other_provider=REFUSED),
+        body={"reason": "The van broke down"}, parties_may_read_job=False),
+    # The assigned job's start is not yet past its grace period: the parties who may report are told so (409).
+    Row("job-no-show", "post", "/services/jobs/{job}/no_show/",
+        signed_in(409, provider=403, other_customer=REFUSED, other_provider=REFUSED)),
 ]
 
 
@@ -174,7 +186,9 @@ def _world() -> dict:
 
 
 def _ids(row, job, provider, category) -> dict:
-    return {"job": job.pk, "provider": provider.pk, "category": category.pk}
+    items = ",".join(str(pk) for pk in category.items.values_list("pk", flat=True))
+    tomorrow = (timezone.now() + timedelta(days=1)).date()
+    return {"job": job.pk, "provider": provider.pk, "category": category.pk, "items": items, "date": tomorrow}
 
 
 @pytest.mark.parametrize("actor", ACTORS)

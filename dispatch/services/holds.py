@@ -1,0 +1,85 @@
+"""Reserving a provider's time for a job: place a hold, make it firm, release it.
+
+Every write runs under the job's row lock (taken by the caller) and then a per-provider
+lock, so two holds of one provider are checked and written one after the other: on
+PostgreSQL a transaction-scoped advisory lock (the exclusion constraint of migration 0007
+is the backstop), on SQLite the database's single writer. Lock order: job, then provider.
+"""
+from datetime import datetime
+
+from django.db import IntegrityError, connection, transaction
+
+from dispatch import events
+from dispatch.errors import Conflict
+from dispatch.models import Hold, Job, ProviderProfile, User
+from dispatch.policy import policy_for
+from dispatch.provider_time import job_span, next_free_starts, provider_is_free
+
+# Namespace of the advisory locks `_lock_provider_time` takes (the other key is the provider id).
+HOLD_LOCK_SPACE = 0x0F01
+
+
+def _lock_provider_time(provider_id: int) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [HOLD_LOCK_SPACE, provider_id])
+
+
+def _refuse_clash(*, job: Job, profile: ProviderProfile, start: datetime, clashes: list) -> None:
+    policy = policy_for(job.category)
+    alternatives = next_free_starts(
+        profiles=[profile], after=start, duration_min=job.duration_min, policy=policy, exclude_job_id=job.pk
+    )
+    when = ", ".join(events.iso(s) for s in alternatives) or "none in the next two weeks"
+    if clashes:
+        clash = f"it overlaps time held from {events.iso(clashes[0][0])} to {events.iso(clashes[0][1])}"
+    else:
+        clash = "it is outside their working hours"
+    raise Conflict(
+        f"Provider {profile.user_id} is not free at {events.iso(start)}: {clash}. Next free starts: {when}.",
+        extra={
+            "clash": [{"start": events.iso(a), "end": events.iso(b)} for a, b in clashes],
+            "next_free_starts": [events.iso(s) for s in alternatives],
+        },
+    )
+
+
+def hold_place(*, job: Job, provider: User, start: datetime, firm: bool, check_hours: bool = True) -> Hold:
+    """Hold the provider's time for `job` starting at `start`; 409 naming the clash and the next free starts.
+
+    Caller holds the job's row lock. An existing hold of this job and provider is moved
+    (and made firm if asked). `check_hours` off skips the working-hours test (an instant
+    job is taken by someone working now, whatever their weekly hours say).
+    """
+    policy = policy_for(job.category)
+    span = job_span(start=start, duration_min=job.duration_min, policy=policy)
+    _lock_provider_time(provider.pk)
+    profile = ProviderProfile.objects.get(user=provider)
+    free, clashes = provider_is_free(
+        profile=profile, start=start, duration_min=job.duration_min, policy=policy, exclude_job_id=job.pk
+    )
+    if clashes or (check_hours and not free):
+        _refuse_clash(job=job, profile=profile, start=start, clashes=clashes)
+    try:
+        with transaction.atomic():
+            hold, _ = Hold.objects.update_or_create(
+                job=job, provider=provider, defaults={"starts_at": span[0], "ends_at": span[1], "firm": firm}
+            )
+    except IntegrityError as exc:  # the exclusion constraint: a writer this lock did not cover
+        raise Conflict(f"Provider {provider.pk} is not free at {events.iso(start)}.") from exc
+    return hold
+
+
+def hold_release(*, job: Job, provider_id: int | None = None, keep_provider_id: int | None = None) -> int:
+    """Release the job's holds (of one provider, or all but `keep_provider_id`); how many. Caller holds the job's lock."""
+    holds = Hold.objects.filter(job=job)
+    if provider_id is not None:
+        holds = holds.filter(provider_id=provider_id)
+    if keep_provider_id is not None:
+        holds = holds.exclude(provider_id=keep_provider_id)
+    deleted, _ = holds.delete()
+    return deleted
+
+
+def tentative_hold_of(*, job: Job, provider_id: int) -> Hold | None:
+    return Hold.objects.filter(job=job, provider_id=provider_id).first()
