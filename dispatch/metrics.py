@@ -72,7 +72,7 @@ def count_offer_sent() -> None:
 
 
 class StateCollector:
-    """Read at scrape time: jobs by status, live offers, and the Celery queues' depth."""
+    """Read at scrape time: jobs by status, live offers, overdue starts, and the Celery queues' depth."""
 
     def collect(self):
         from django.conf import settings
@@ -85,6 +85,14 @@ class StateCollector:
         yield jobs
         yield GaugeMetricFamily(
             "dispatch_live_offers", "Offers waiting for an answer", value=Offer.objects.filter(status=OfferStatus.OFFERED).count()
+        )
+        from django.utils import timezone
+
+        from dispatch.selectors import overdue_starts
+
+        yield GaugeMetricFamily(
+            "dispatch_overdue_starts", "ASSIGNED jobs not started by their start plus the grace period (no-show?)",
+            value=len(overdue_starts(now=timezone.now())),
         )
         depth = GaugeMetricFamily("dispatch_queue_depth", "Messages waiting in a Celery queue", labels=["queue"])
         if not settings.REDIS_URL:

@@ -115,3 +115,9 @@ def policy_for(category) -> DispatchPolicy:
     if category.batch_size:
         columns["batch_size"] = category.batch_size
     return replace(policy, **columns) if columns else policy
+
+
+def no_show_due_at(job):
+    """When an ASSIGNED job not yet started counts as a no-show: its start plus the category's grace period."""
+    start = job.starts_at or job.scheduled_at or job.updated_at
+    return start + timedelta(seconds=policy_for(job.category).no_show_grace_s)

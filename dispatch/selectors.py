@@ -7,6 +7,7 @@ from django.db.models import Q, QuerySet, Sum
 
 from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.index import rank_providers
+from dispatch.policy import no_show_due_at
 from dispatch.models import (
     Invoice,
     Job,
@@ -97,6 +98,22 @@ def offers_for_provider(provider: User) -> QuerySet[Offer]:
         .prefetch_related("job__job_items__item")
         .order_by("-offered_at", "-id")
     )
+
+
+MAX_OVERDUE = 100
+
+
+def overdue_starts(*, now) -> list[tuple[Job, object]]:
+    """ASSIGNED jobs not started by their start plus the category's grace period, with when they fell due.
+
+    The sweeper counts them for /metrics; ops see them on the dashboard and can mark a no-show.
+    """
+    candidates = (
+        Job.objects.filter(status=JobStatus.ASSIGNED, starts_at__lte=now)
+        .select_related("category")
+        .order_by("starts_at")[:MAX_OVERDUE]
+    )
+    return [(job, due) for job in candidates if (due := no_show_due_at(job)) <= now]
 
 
 def provider_profiles() -> QuerySet[ProviderProfile]:

@@ -55,9 +55,20 @@ class OpsKpisSerializer(serializers.Serializer):
     offers_per_assigned_job = serializers.FloatField(allow_null=True)
 
 
+class OverdueStartSerializer(serializers.Serializer):
+    job_id = serializers.IntegerField()
+    provider_id = serializers.IntegerField()
+    starts_at = serializers.DateTimeField()
+    due_by = serializers.DateTimeField(help_text="Start plus the grace period; a no-show can be reported since.")
+    address = serializers.CharField()
+
+
 class OpsDashboardSerializer(serializers.Serializer):
     generated_at = serializers.DateTimeField()
     kpis = OpsKpisSerializer()
+    overdue_starts = OverdueStartSerializer(
+        many=True, help_text="ASSIGNED jobs whose provider has not started by start + grace: POST no_show/ to re-dispatch."
+    )
     live_jobs_count = serializers.IntegerField()
     live_jobs = JobSerializer(many=True, help_text=f"The newest {MAX_LIVE_JOBS}, with offers and score breakdowns.")
 
@@ -111,6 +122,11 @@ class OpsDashboardView(APIView):
         now = timezone.now()
         live = selectors.jobs_visible_to(request.user).filter(status__in=LIVE_STATUSES)
         jobs = JobSerializer(live[:MAX_LIVE_JOBS], many=True, context={"request": request}).data
-        return Response(
-            {"generated_at": now, "kpis": dispatch_kpis(now=now), "live_jobs_count": live.count(), "live_jobs": jobs}
-        )
+        overdue = [
+            {"job_id": j.pk, "provider_id": j.provider_id, "starts_at": j.starts_at, "due_by": due, "address": j.address}
+            for j, due in selectors.overdue_starts(now=now)
+        ]
+        return Response({
+            "generated_at": now, "kpis": dispatch_kpis(now=now), "overdue_starts": overdue,
+            "live_jobs_count": live.count(), "live_jobs": jobs,
+        })

@@ -1,6 +1,5 @@
 """A job's life after assignment: start, complete (with its money), cancel (with its fee), and a provider
 dropping out (release, no-show), which sends the job back to dispatch without them."""
-from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F
@@ -10,7 +9,7 @@ from dispatch import events
 from dispatch.errors import Conflict, Forbidden, Invalid, NotFound
 from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
-from dispatch.policy import policy_for
+from dispatch.policy import no_show_due_at
 from dispatch.schedule import after_commit
 from dispatch.services.holds import hold_release
 from dispatch.services.offers import ACCEPTANCE_MEMORY, offer_withdraw_live
@@ -132,12 +131,6 @@ def job_mark_no_show(*, job_id: int, actor: User) -> Job:
         if timezone.now() < due:
             raise Conflict(f"The provider is due by {events.iso(due)}; a no-show can be reported after that.")
         return _redispatch_without_provider(job=job, actor=actor, reason="no_show", why="no_show")
-
-
-def no_show_due_at(job: Job):
-    """When an ASSIGNED job not yet started counts as a no-show: its start plus the grace period."""
-    start = job.starts_at or job.scheduled_at or job.updated_at
-    return start + timedelta(seconds=policy_for(job.category).no_show_grace_s)
 
 
 def _redispatch_without_provider(*, job: Job, actor: User, reason: str, why: str) -> Job:

@@ -1,7 +1,8 @@
 """GET /ops/dashboard/: ops only; live jobs with offers' score breakdowns; KPIs from the database."""
 import pytest
+from django.utils import timezone
 
-from dispatch.models import JobStatus
+from dispatch.models import Job, JobStatus
 from dispatch.services.lifecycle import job_cancel
 from dispatch.services.offers import offer_reject
 from tests.conftest import book
@@ -69,3 +70,16 @@ def test_kpis_count_bookings_assignments_and_answers(client_for, ops, customer, 
     assert kpis["offers_per_assigned_job"] == 1.0
     assert kpis["median_seconds_to_assign"] is not None and kpis["median_seconds_to_assign"] >= 0
     assert kpis["providers_online"] == kpis["providers_total"] == 1
+
+
+def test_overdue_starts_are_flagged_for_ops_with_when_they_fell_due(assigned_job, ops, client_for, clock, settings):
+    starts_at = Job.objects.get(pk=assigned_job.pk).starts_at
+    before = client_for(ops).get("/ops/dashboard/").json()["overdue_starts"]
+
+    clock.tick((starts_at - timezone.now()).total_seconds() + settings.DISPATCH_NO_SHOW_GRACE_S + 1)
+    after = client_for(ops).get("/ops/dashboard/").json()["overdue_starts"]
+    metrics = client_for(None).get("/metrics").content.decode()
+
+    assert before == []
+    assert [o["job_id"] for o in after] == [assigned_job.pk]
+    assert "dispatch_overdue_starts 1.0" in metrics

@@ -1,8 +1,7 @@
 """The demo city: deterministic, idempotent, resettable, and its logins work."""
 import io
-from datetime import UTC, date, datetime, time
+from datetime import time
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import call_command
@@ -68,15 +67,13 @@ def test_customers_and_an_ops_login_who_can_open_the_admin():
     assert User.objects.get(username="ops", role=Role.OPS).is_staff
 
 
-def test_working_hours_are_delhi_hours_stored_in_utc():
+def test_working_hours_are_delhi_local_hours_and_items_have_durations():
     _seed()
 
-    delhi = ZoneInfo("Asia/Kolkata")
-    monday = date(2024, 1, 1)
+    assert set(ProviderProfile.objects.values_list("time_zone", flat=True)) == {"Asia/Kolkata"}
     for window in AvailabilityWindow.objects.all():
-        start = datetime.combine(monday, window.start, UTC).astimezone(delhi).time()
-        end = datetime.combine(monday, window.end, UTC).astimezone(delhi).time()
-        assert time(7) <= start <= time(10) and time(15) <= end <= time(22)
+        assert time(7) <= window.start <= time(10) and time(15) <= window.end <= time(22)
+    assert ServiceItem.objects.get(name="Full home cleaning").duration_min == 300
 
 
 def test_seed_twice_creates_no_duplicates():

@@ -4,7 +4,7 @@ Seed data is not a business action, so it is written with bulk inserts rather th
 """
 import math
 import random
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -24,23 +24,26 @@ CUSTOMERS = 3
 DEMO_USERNAMES = r"^(customer[0-9]+|provider[0-9]+|ops)$"
 KM_PER_DEGREE = 111.32
 CENT = Decimal("0.01")
-A_MONDAY = date(2024, 1, 1)
 
+# name, price, minutes
 CATALOG = {
     "Plumbing": [
-        ("Tap leakage fix", 350), ("Pipe replacement", 1200), ("Toilet repair", 650), ("Water tank cleaning", 900),
+        ("Tap leakage fix", 350, 30), ("Pipe replacement", 1200, 120), ("Toilet repair", 650, 60),
+        ("Water tank cleaning", 900, 90),
     ],
     "Electrical": [
-        ("Fan installation", 300), ("Switchboard repair", 250), ("Wiring check", 800), ("Inverter setup", 1100),
+        ("Fan installation", 300, 45), ("Switchboard repair", 250, 30), ("Wiring check", 800, 60),
+        ("Inverter setup", 1100, 90),
     ],
-    "Cleaning": [("Bathroom deep clean", 1200), ("Kitchen deep clean", 1500), ("Full home cleaning", 4500)],
+    "Cleaning": [("Bathroom deep clean", 1200, 120), ("Kitchen deep clean", 1500, 150), ("Full home cleaning", 4500, 300)],
     "Beauty & Salon": [
-        ("Haircut at home", 400), ("Facial", 1300), ("Manicure & pedicure", 900), ("Bridal makeup", 8000),
+        ("Haircut at home", 400, 45), ("Facial", 1300, 60), ("Manicure & pedicure", 900, 90),
+        ("Bridal makeup", 8000, 180),
     ],
-    "Carpentry": [("Door repair", 500), ("Furniture assembly", 800), ("Cupboard hinge fix", 250)],
+    "Carpentry": [("Door repair", 500, 60), ("Furniture assembly", 800, 120), ("Cupboard hinge fix", 250, 30)],
     "AC Repair": [
-        ("AC service", 600), ("Gas refill", 2500), ("AC installation", 1500), ("AC uninstallation", 700),
-        ("PCB repair", 3000),
+        ("AC service", 600, 60), ("Gas refill", 2500, 60), ("AC installation", 1500, 150), ("AC uninstallation", 700, 60),
+        ("PCB repair", 3000, 90),
     ],
 }
 TRADE = {
@@ -123,7 +126,10 @@ def _seed_catalog() -> list[ServiceCategory]:
     for name, items in CATALOG.items():
         category, _ = ServiceCategory.objects.get_or_create(name=name, defaults={"slug": slugify(name)})
         ServiceItem.objects.bulk_create(
-            [ServiceItem(category=category, name=item, price=Decimal(price).quantize(CENT)) for item, price in items],
+            [
+                ServiceItem(category=category, name=item, price=Decimal(price).quantize(CENT), duration_min=minutes)
+                for item, price, minutes in items
+            ],
             ignore_conflicts=True,
         )
         categories.append(category)
@@ -141,14 +147,8 @@ def _around_city(rng: random.Random) -> tuple[float, float]:
 
 
 def _working_day(profile: ProviderProfile, weekday: int, start_hour: int, end_hour: int) -> AvailabilityWindow:
-    """A working day in city time, stored as the model wants it: in UTC.
-
-    Delhi is UTC+5:30 all year, so a day between 07:00 and 22:00 there stays on one UTC day.
-    """
-    day = A_MONDAY + timedelta(days=weekday)
-    start = datetime.combine(day, time(start_hour), CITY_TZ).astimezone(UTC)
-    end = datetime.combine(day, time(end_hour), CITY_TZ).astimezone(UTC)
-    return AvailabilityWindow(provider=profile, weekday=start.weekday(), start=start.time(), end=end.time())
+    """A working day in the city's local time (the providers' zone), ending by midnight."""
+    return AvailabilityWindow(provider=profile, weekday=weekday, start=time(start_hour), end=time(end_hour % 24))
 
 
 def _seed_providers(rng: random.Random, count: int, categories: list[ServiceCategory], password: str) -> None:
@@ -177,6 +177,7 @@ def _seed_providers(rng: random.Random, count: int, categories: list[ServiceCate
                 last_longitude=round(base[1] + rng.uniform(-0.01, 0.01), 6),
                 last_location_at=now,
                 is_online=rng.random() < 0.8,
+                time_zone=CITY_TZ.key,
                 service_radius_km=rng.choice((5, 8, 10, 12, 15)),
                 rating_count=rating_count,
                 rating_avg=round(rng.uniform(3.2, 5.0), 2) if rating_count else 0.0,
