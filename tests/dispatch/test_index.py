@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from dispatch.index import provider_index, rank_providers, week_hours_of
-from dispatch.models import ProviderProfile
+from dispatch.index import provider_index, rank_providers, reset_provider_index, week_hours_of
+from dispatch.models import Hold, ProviderProfile
+from dispatch.services.offers import offer_accept
+from tests.conftest import book
 from matching.scoring import hour_bits
 from tests.factories import make_provider
 
@@ -65,6 +67,32 @@ def test_busy_providers_are_skipped_for_instant_jobs(in_progress_job, provider, 
     ranked = rank_providers(lat=SPOT[0], lng=SPOT[1], radius_km=5, category_id=category.pk, skip_busy=True)
 
     assert provider.pk not in [c.provider_id for c in ranked]
+
+
+def test_a_provider_on_the_way_to_an_instant_job_is_skipped_for_instant_jobs(assigned_job, provider, category):
+    ranked = rank_providers(lat=SPOT[0], lng=SPOT[1], radius_km=5, category_id=category.pk, skip_busy=True)
+
+    assert provider.pk not in [c.provider_id for c in ranked]
+
+
+def test_a_hold_covering_now_keeps_them_busy_only_until_it_ends(provider, category, customer, clock, settings):
+    settings.MATCHING_LOCATION_MAX_AGE_S = 0  # hours pass here without GPS pings
+    slot = timezone.now() + timedelta(hours=3)
+    offer_accept(job_id=book(customer, category, provider, scheduled_at=slot).pk, provider=provider)
+    hold = Hold.objects.get(provider=provider)
+
+    def skipped() -> bool:
+        reset_provider_index()
+        ranked = rank_providers(lat=SPOT[0], lng=SPOT[1], radius_km=5, category_id=category.pk, skip_busy=True)
+        return provider.pk not in [c.provider_id for c in ranked]
+
+    before = skipped()
+    clock.move_to(hold.starts_at + timedelta(minutes=1))
+    during = skipped()
+    clock.move_to(hold.ends_at + timedelta(minutes=1))
+    after = skipped()
+
+    assert (before, during, after) == (False, True, False)
 
 
 def test_fairness_load_is_read_from_offers(offered_job, provider, other_provider, category):
