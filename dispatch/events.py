@@ -44,8 +44,10 @@ MESSAGES = {
     "OFFER_WITHDRAWN": "This job request is no longer available.",
     "NEW_MESSAGE": "💬 New message from {sender_name}",
     "JOB_PROVIDER_RELEASED": "😔 {released_provider_name} can't make it. Finding you another provider…",
+    # The same event when the customer or ops reported a no-show (`why` = no_show).
+    "JOB_PROVIDER_RELEASED:no_show": "🚩 {released_provider_name} did not show up. Finding you another provider…",
     "JOB_RELEASED": "↩️ Job #{job_id} is no longer yours ({reason}).",
-    "JOB_REMINDER": "⏰ Reminder: job #{job_id} starts at {starts_at}.",
+    "JOB_REMINDER": "⏰ Reminder: job #{job_id} starts at {starts_at_local}.",
 }
 
 
@@ -79,7 +81,8 @@ def emit(
         **fields,
     }
     template_fields = {**payload, "category": job.category.name if job is not None else ""}
-    payload["message"] = MESSAGES[name].format(**template_fields)
+    variant = f"{name}:{fields['why']}" if "why" in fields else name
+    payload["message"] = MESSAGES.get(variant, MESSAGES[name]).format(**template_fields)
     event = Event.objects.create(user=user, actor=actor, job=job, offer=offer, name=name, payload=payload)
     # Only once the change is committed: a rolled-back change must never reach a socket.
     transaction.on_commit(lambda: push(event))

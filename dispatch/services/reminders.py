@@ -5,6 +5,7 @@ UPDATE, so two beats, a retried task or a restarted worker can each run this and
 the one that claimed the job tells anybody.
 """
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from django.db import transaction
 from django.utils import timezone
@@ -26,7 +27,7 @@ def jobs_remind() -> int:
             status=JobStatus.ASSIGNED, scheduled_at__isnull=False, reminded_at__isnull=True,
             scheduled_at__gt=now, scheduled_at__lte=now + MAX_REMINDER_LOOKAHEAD,
         )
-        .select_related("category", "customer", "provider")
+        .select_related("category", "customer", "provider__provider_profile")
         .order_by("scheduled_at")[:REMIND_BATCH]
     )
     sent = 0
@@ -40,7 +41,10 @@ def jobs_remind() -> int:
             if not claimed:
                 continue
             starts_at = events.iso(job.scheduled_at)
+            # Said in the provider's zone: the one the slot was picked in.
+            zone = ZoneInfo(job.provider.provider_profile.time_zone)
+            local = job.scheduled_at.astimezone(zone).strftime("%H:%M on %a %d %b") + f" ({zone.key})"
             for user in (job.customer, job.provider):
-                events.emit(user=user, name="JOB_REMINDER", job=job, starts_at=starts_at)
+                events.emit(user=user, name="JOB_REMINDER", job=job, starts_at=starts_at, starts_at_local=local)
             sent += 1
     return sent

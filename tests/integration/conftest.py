@@ -14,6 +14,8 @@ from config.celery import app as celery_app
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_TIMEOUT_S = 1
 SWEEP_S = 1
+# With nobody left to offer, an instant job keeps looking until this deadline: short here.
+SEARCH_DEADLINE_S = 8
 
 
 class Worker:
@@ -33,6 +35,8 @@ class Worker:
             "DISPATCH_OFFER_TIMEOUT_S": str(WORKER_TIMEOUT_S),
             "DISPATCH_SWEEP_INTERVAL_S": str(SWEEP_S),
             "DISPATCH_STUCK_AFTER_S": "1",
+            "DISPATCH_SEARCH_DEADLINE_S": str(SEARCH_DEADLINE_S),
+            "DISPATCH_RETRY_S": "1",
             "MATCHING_POLL_S": "0",
             "MATCHING_LOCATION_MAX_AGE_S": "0",
         }

@@ -38,3 +38,17 @@ def test_the_home_page_links_to_the_pages(client):
 
     for path in PAGES:
         assert f'href="{path}"'.encode() in page
+
+
+def test_the_customer_page_books_from_a_list_of_free_starts(client):
+    page = client.get("/customer/").content
+
+    assert b'id="slot-date"' in page and b'id="slots"' in page and b'id="scheduled-at"' in page
+    assert b'type="datetime-local"' not in page
+
+
+def test_the_provider_page_has_the_week_and_its_editors(client):
+    page = client.get("/provider/").content
+
+    for part in (b'id="week"', b'id="hours-form"', b'id="time-zone"', b'id="time-off-form"'):
+        assert part in page

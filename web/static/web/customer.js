@@ -1,4 +1,5 @@
-/* The customer page: search providers (list and map), book, follow the request live, chat, review, invoice. */
+/* The customer page: search providers (list and map), book now or a free slot, follow the request live, chat,
+ * review, invoice. */
 window.Dispatch.page("customer", function (me, D) {
   "use strict";
   const el = D.el;
@@ -12,7 +13,14 @@ window.Dispatch.page("customer", function (me, D) {
   let chatView = null;
   let eta = null;
   let searches = 0; // only the latest search's answer is shown
+  let slotLoads = 0; // likewise for the free starts
+  let slotZone = null; // the time zone of the last free starts shown (the provider's)
+  let pendingStart = null; // a start to select once its day's list arrives (a "next free start" clicked)
+  let noShowTimer = null;
   const reviewed = new Set();
+  const alternatives = new Map(); // job id -> starts offered with JOB_UNFULFILLED
+  // DISPATCH_NO_SHOW_GRACE_S's default: the button shows from then; the server decides (409 before).
+  const NO_SHOW_GRACE_MS = 15 * 60 * 1000;
 
   const EVENT_KIND = {
     JOB_ACCEPTED: "success",
@@ -22,6 +30,8 @@ window.Dispatch.page("customer", function (me, D) {
     JOB_OFFER_EXPIRED: "warn",
     JOB_UNFULFILLED: "error",
     JOB_CANCELLED: "error",
+    JOB_PROVIDER_RELEASED: "warn",
+    JOB_REMINDER: "info",
   };
   const ACTIVE = ["PENDING", "ASSIGNED", "IN_PROGRESS"];
 
@@ -113,6 +123,7 @@ window.Dispatch.page("customer", function (me, D) {
     map.setMe(at.lat, at.lng);
     map.setProviders(providers, at.lat, at.lng, Number(radius));
     renderProviders();
+    loadSlots();
   }
 
   function stars(provider) {
@@ -159,6 +170,7 @@ window.Dispatch.page("customer", function (me, D) {
             "aria-label": "Choose " + p.name + " for your booking",
             onclick: function () {
               choice.value = String(p.id);
+              loadSlots();
               $("address").focus();
               D.toast("Booking with " + p.name + ". Fill in the address and book.", "info");
             },
@@ -195,13 +207,152 @@ window.Dispatch.page("customer", function (me, D) {
 
   /* ---- booking ---- */
 
-  document.querySelectorAll("input[name=when]").forEach(function (radio) {
-    radio.addEventListener("change", function () {
-      $("slot").disabled = !$("when-slot").checked;
-      $("book-button").textContent = $("when-slot").checked ? "Book this slot" : "Book now";
-      if ($("when-slot").checked) $("slot").focus();
-    });
+  /* ---- free slots ---- */
+
+  function slotMode() {
+    return $("when-slot").checked;
+  }
+
+  /* A local date as YYYY-MM-DD: the browser's, or in `zone`. */
+  function isoDate(moment, zone) {
+    const parts = new Intl.DateTimeFormat("en-CA", { timeZone: zone || undefined, year: "numeric", month: "2-digit", day: "2-digit" })
+      .formatToParts(moment);
+    const part = (type) => parts.find((p) => p.type === type).value;
+    return part("year") + "-" + part("month") + "-" + part("day");
+  }
+
+  function shiftDate(day, days) {
+    const moment = new Date(day + "T12:00:00Z");
+    moment.setUTCDate(moment.getUTCDate() + days);
+    return moment.toISOString().slice(0, 10);
+  }
+
+  /* A start's wall-clock time where the provider works (the zone of the slot list). */
+  function clock(iso, withDay) {
+    const options = { hour: "2-digit", minute: "2-digit", timeZone: slotZone || undefined };
+    if (withDay) Object.assign(options, { weekday: "short", day: "numeric", month: "short" });
+    return new Date(iso).toLocaleString([], options);
+  }
+
+  function sameMoment(a, b) {
+    return Boolean(a && b) && new Date(a).getTime() === new Date(b).getTime();
+  }
+
+  function setStart(iso) {
+    $("scheduled-at").value = iso || "";
+    $("book-button").textContent = !slotMode() ? "Book now" : iso ? "Book " + clock(iso, true) : "Book this slot";
+  }
+
+  function showSlotMode() {
+    const on = slotMode();
+    $("slot-picker").hidden = !on;
+    if (on && !$("slot-date").value) $("slot-date").value = isoDate(new Date());
+    setStart(on ? $("scheduled-at").value : "");
+    if (on) loadSlots();
+  }
+
+  function slotNote(text, isError) {
+    $("slot-note").textContent = text;
+    $("slot-note").className = isError ? "error" : "muted";
+  }
+
+  /* The free starts on the chosen date: the chosen provider's, else anyone's nearby (with how many are free). */
+  async function loadSlots() {
+    if (!slotMode()) return;
+    const mine = ++slotLoads;
+    const list = $("slots");
+    const day = $("slot-date").value;
+    const items = chosenItems();
+    const provider = $("provider-choice").value;
+    const at = point();
+    const stop = function (text) {
+      list.replaceChildren();
+      setStart("");
+      slotNote(text, true);
+    };
+    if (!$("category").value) return stop("Choose a service category to see free starts.");
+    if (!items.length) return stop("Pick at least one item: the free starts depend on how long the job takes.");
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) return stop("Pick a date.");
+    const query = new URLSearchParams({ date: day, item_ids: items.join(",") });
+    let path = "/auth/providers/" + encodeURIComponent(provider) + "/slots/?";
+    if (!provider) {
+      if (!at) return stop("Set your location in the search above to see free starts nearby.");
+      query.set("category", $("category").value);
+      query.set("lat", at.lat);
+      query.set("lng", at.lng);
+      path = "/services/slots/?";
+    }
+    slotNote("Looking for free starts…");
+    let answer;
+    try {
+      answer = await D.api(path + query);
+    } catch (e) {
+      if (mine === slotLoads) stop("Could not load the free starts: " + e.message);
+      return;
+    }
+    if (mine === slotLoads) renderSlots(answer, provider);
+  }
+
+  function renderSlots(answer, provider) {
+    slotZone = answer.time_zone;
+    const list = $("slots");
+    const wanted = pendingStart || $("scheduled-at").value;
+    pendingStart = null;
+    const kept = answer.slots.find((slot) => sameMoment(slot.start, wanted));
+    setStart(kept ? kept.start : "");
+    const who = provider ? ($("provider-choice").selectedOptions[0] || {}).textContent || "this provider" : "providers nearby";
+    if (!answer.slots.length) {
+      list.replaceChildren();
+      slotNote("No free start on this day for " + who.split(" · ")[0] + ". Try another day" +
+        (provider ? " or any nearby provider." : "."));
+      return;
+    }
+    const count = answer.slots.length === 1 ? "1 free start" : answer.slots.length + " free starts";
+    slotNote(count + " · the job takes " + answer.duration_min + " min · times in " + answer.time_zone + ".");
+    list.replaceChildren(
+      ...answer.slots.map(function (slot, index) {
+        const id = "slot-" + index;
+        return el("span", { class: "slot", dataset: { start: slot.start } },
+          el("input", { type: "radio", name: "slot_start", id: id, value: slot.start, checked: slot === kept,
+            onchange: () => setStart(slot.start) }),
+          el("label", { for: id },
+            clock(slot.start),
+            slot.providers ? el("small", {}, slot.providers === 1 ? "1 free" : slot.providers + " free") : null));
+      })
+    );
+  }
+
+  /* Book at `iso` (a next free start): switch to its day and select it once the list is in. */
+  function pickStart(iso) {
+    $("when-slot").checked = true;
+    $("slot-date").value = isoDate(new Date(iso), slotZone);
+    pendingStart = iso;
+    showSlotMode();
+    $("book-form").scrollIntoView({ behavior: "smooth", block: "start" });
+  }
+
+  function startButtons(starts, label) {
+    if (!starts || !starts.length) return null;
+    return el("p", { class: "next-starts" }, label + " ",
+      starts.map((iso) => el("button", { type: "button", class: "chip", onclick: () => pickStart(iso),
+        "aria-label": "Pick the start " + clock(iso, true) }, clock(iso, true))));
+  }
+
+  document.querySelectorAll("input[name=when]").forEach((radio) => radio.addEventListener("change", showSlotMode));
+  $("slot-date").min = isoDate(new Date());
+  $("slot-date").addEventListener("change", loadSlots);
+  $("slot-prev").addEventListener("click", function () {
+    const day = shiftDate($("slot-date").value || isoDate(new Date()), -1);
+    if (day >= $("slot-date").min) $("slot-date").value = day;
+    loadSlots();
   });
+  $("slot-next").addEventListener("click", function () {
+    $("slot-date").value = shiftDate($("slot-date").value || isoDate(new Date()), 1);
+    loadSlots();
+  });
+  $("provider-choice").addEventListener("change", loadSlots);
+  $("items").addEventListener("change", loadSlots);
+  ["lat", "lng"].forEach((id) => $(id).addEventListener("change", loadSlots));
 
   bookForm.addEventListener("submit", async function (submitted) {
     submitted.preventDefault();
@@ -221,13 +372,12 @@ window.Dispatch.page("customer", function (me, D) {
     body.latitude = at.lat;
     body.longitude = at.lng;
     if ($("provider-choice").value) body.provider = Number($("provider-choice").value);
-    if ($("when-slot").checked) {
-      const slot = new Date($("slot").value);
-      if (!$("slot").value || Number.isNaN(slot.getTime())) return fail(box, "Pick the date and time of your slot.");
-      if (slot < new Date()) return fail(box, "The slot is in the past; pick a later time.");
-      body.scheduled_at = slot.toISOString();
+    if (slotMode()) {
+      if (!$("scheduled-at").value) return fail(box, "Pick one of the free start times.");
+      body.scheduled_at = $("scheduled-at").value;
     }
     fail(box, "");
+    $("book-next").replaceChildren();
     const button = $("book-button");
     button.disabled = true;
     try {
@@ -238,9 +388,22 @@ window.Dispatch.page("customer", function (me, D) {
       logUpdate("📋 Request #" + job.id + " sent. Waiting for provider response…");
       loadJobs();
       loadWallet();
+      if (body.scheduled_at) {
+        setStart("");
+        loadSlots(); // the start just taken leaves the list
+      }
       $("status-card").scrollIntoView({ behavior: "smooth", block: "start" });
     } catch (e) {
-      fail(box, "Booking failed: " + e.message);
+      if (body.scheduled_at && (e.status === 409 || e.status === 400)) {
+        // Someone took it meanwhile (or it is now too soon): say why, offer the next ones, refresh the list.
+        fail(box, "That start is no longer free. " + e.message);
+        const next = startButtons(e.body && e.body.next_free_starts, "Next free starts:");
+        if (next) $("book-next").replaceChildren(next);
+        setStart("");
+        loadSlots();
+      } else {
+        fail(box, "Booking failed: " + e.message);
+      }
     } finally {
       button.disabled = false;
     }
@@ -274,6 +437,7 @@ window.Dispatch.page("customer", function (me, D) {
   }
 
   function showJob(job) {
+    clearTimeout(noShowTimer);
     if (!currentJob || currentJob.id !== job.id) {
       eta = null;
       map.setProviderLive(null);
@@ -306,6 +470,16 @@ window.Dispatch.page("customer", function (me, D) {
     if (job.status === "COMPLETED") lines.push(reviewForm(job), invoiceButton(job));
     if (job.status === "UNFULFILLED") {
       lines.push(el("p", {}, "😞 No provider was available. Try again later, widen the radius or pick a provider yourself."));
+      lines.push(startButtons(alternatives.get(job.id), "Free starts nearby:"));
+    }
+    if (job.status === "ASSIGNED" && job.starts_at) {
+      const due = new Date(job.starts_at).getTime() + NO_SHOW_GRACE_MS;
+      const late = Date.now() >= due;
+      lines.push(el("p", { class: late ? "waiting" : "muted" },
+        (provider ? provider.name : "Your provider") + (late ? " was due at " : " is due at ") + D.when(job.starts_at) + "."));
+      if (late) lines.push(noShowButton(job));
+      else noShowTimer = setTimeout(() => currentJob && currentJob.id === job.id && showJob(currentJob),
+        Math.min(due - Date.now() + 1000, 2 ** 31 - 1));
     }
     if (job.status === "PENDING" || job.status === "ASSIGNED") lines.push(cancelButton(job));
     lines.push(el("p", { id: "status-error", class: "error", role: "alert", hidden: true }));
@@ -337,6 +511,23 @@ window.Dispatch.page("customer", function (me, D) {
         }
       },
     }, "Cancel request");
+  }
+
+  function noShowButton(job) {
+    return el("p", {}, el("button", {
+      type: "button",
+      class: "danger",
+      onclick: async function () {
+        this.disabled = true;
+        try {
+          showJob(await D.api("/services/jobs/" + job.id + "/no_show/", { method: "POST" }));
+          loadJobs(); // JOB_PROVIDER_RELEASED follows on the socket
+        } catch (e) {
+          this.disabled = false;
+          statusError(e.message);
+        }
+      },
+    }, "🚩 Provider didn't show up"));
   }
 
   function invoiceButton(job) {
@@ -434,12 +625,24 @@ window.Dispatch.page("customer", function (me, D) {
       return;
     }
     if (event.event === "JOB_CREATED") return; // our own booking, already shown
-    D.toast(event.message, EVENT_KIND[event.event]);
+    let message = event.message;
+    if (event.event === "JOB_REMINDER" && event.starts_at) {
+      message = "⏰ Reminder: job #" + event.job_id + " starts at " + D.when(event.starts_at) + ".";
+    }
+    if (event.event === "JOB_PROVIDER_RELEASED" && event.why === "no_show") {
+      message = "🚩 " + (event.released_provider_name || "Your provider") + " did not show up. Finding you another provider…";
+    }
+    if (event.event === "JOB_UNFULFILLED" && event.alternatives && event.alternatives.length) {
+      alternatives.set(event.job_id, event.alternatives);
+      message += " Free starts nearby: " + event.alternatives.map((iso) => clock(iso, true)).join(", ") + ".";
+    }
+    D.toast(message, EVENT_KIND[event.event]);
     if (!currentJob || isCurrent) {
-      logUpdate(event.message, EVENT_KIND[event.event]);
+      logUpdate(message, EVENT_KIND[event.event]);
       refreshJob(event.job_id);
     }
     loadJobs();
+    loadSlots(); // a release or a cancel frees time; an accept takes it
   }
 
   (async function start() {

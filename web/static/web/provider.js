@@ -1,4 +1,5 @@
-/* The provider page: online/offline, job requests with a countdown, accept/reject, jobs by status, chat, location. */
+/* The provider page: online/offline, job requests with a countdown, accept/reject, jobs by status (and handing one
+ * back), chat, location, and "My week": working hours, time off and the time held by jobs. */
 window.Dispatch.page("provider", function (me, D) {
   "use strict";
   const el = D.el;
@@ -15,6 +16,12 @@ window.Dispatch.page("provider", function (me, D) {
   let chatView = null;
   let watchId = null;
   let lastSent = 0;
+  let weekStart = null; // first local date asked for; null: today
+  let shownFirst = null; // first local date on screen
+  let weekLoads = 0;
+  const releasing = new Map(); // job id -> the reason being typed (survives a re-render of the list)
+  const WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+  const DAY_MIN = 24 * 60;
 
   /* ---- availability ---- */
 
@@ -29,6 +36,8 @@ window.Dispatch.page("provider", function (me, D) {
     try {
       const profile = await D.api("/providers/me/");
       showOnline(profile.is_online);
+      showHours(profile);
+      showTimeOff(profile.time_off || []);
       const lat = profile.last_latitude !== null ? profile.last_latitude : profile.latitude;
       const lng = profile.last_longitude !== null ? profile.last_longitude : profile.longitude;
       if (lat !== null && lat !== undefined) {
@@ -99,6 +108,7 @@ window.Dispatch.page("provider", function (me, D) {
               verb === "accept" ? "success" : "info");
             loadOffers();
             loadJobs();
+            loadWeek();
           } catch (e) {
             fail(error, "Could not " + verb + ": " + e.message);
             setTimeout(loadOffers, 3000);
@@ -136,6 +146,41 @@ window.Dispatch.page("provider", function (me, D) {
       fail($("jobs-error"), "Could not update job #" + job.id + ": " + e.message);
     }
     loadJobs();
+    loadWeek();
+  }
+
+  /* "Can't make it": hand an ASSIGNED job back to dispatch, with a reason the customer's provider search records. */
+  function releaseForm(job) {
+    const id = "release-reason-" + job.id;
+    const reason = el("textarea", { id: id, rows: 2, maxlength: 500, required: true,
+      placeholder: "e.g. My van broke down", oninput: () => releasing.set(job.id, reason.value) });
+    reason.value = releasing.get(job.id) || "";
+    const error = el("p", { class: "error", role: "alert", hidden: true });
+    const form = el("form", { class: "release-form", "aria-label": "Hand back job " + job.id },
+      el("label", { for: id }, "Why can't you make job #" + job.id + "?"),
+      reason,
+      el("p", { class: "muted" }, "The customer is told you can't make it and dispatch finds someone else. " +
+        "Handing jobs back lowers your ranking."),
+      el("div", { class: "actions" },
+        el("button", { type: "submit", class: "danger" }, "Hand back job #" + job.id),
+        el("button", { type: "button", onclick: () => { releasing.delete(job.id); loadJobs(); } }, "Keep it")),
+      error);
+    form.addEventListener("submit", async function (submitted) {
+      submitted.preventDefault();
+      const text = reason.value.trim();
+      if (!text) return fail(error, "Say why you can't make it.");
+      form.querySelectorAll("button").forEach((b) => (b.disabled = true));
+      try {
+        await D.api("/services/jobs/" + job.id + "/release/", { body: { reason: text } });
+        releasing.delete(job.id);
+        loadJobs();
+        loadWeek();
+      } catch (e) {
+        form.querySelectorAll("button").forEach((b) => (b.disabled = false));
+        fail(error, "Could not hand back job #" + job.id + ": " + e.message);
+      }
+    });
+    return form;
   }
 
   function jobCard(job) {
@@ -144,6 +189,13 @@ window.Dispatch.page("provider", function (me, D) {
     if (job.status === "ASSIGNED") {
       actions.push(el("button", { type: "button", class: "primary", "aria-label": "Start work on job " + job.id,
         onclick: () => act(job, "start_job", "🚀 Work started") }, "🚀 Start Work"));
+      actions.push(el("button", { type: "button", class: "danger", "aria-label": "Can't make job " + job.id,
+        "aria-expanded": String(releasing.has(job.id)),
+        onclick: function () {
+          if (releasing.has(job.id)) releasing.delete(job.id);
+          else releasing.set(job.id, "");
+          loadJobs().then(() => { const box = $("release-reason-" + job.id); if (box) box.focus(); });
+        } }, "🙅 Can't make it"));
     }
     if (job.status === "IN_PROGRESS") {
       actions.push(el("button", { type: "button", class: "primary", "aria-label": "Complete job " + job.id,
@@ -166,7 +218,8 @@ window.Dispatch.page("provider", function (me, D) {
       el("p", {}, job.items.map((i) => i.name).join(", ") + " · " + D.money(job.total_price) + " · " +
         (job.payment_method === "WALLET" ? "Wallet" : "Cash")),
       el("p", { class: "muted" }, customer.name + " · " + job.address + (job.scheduled_at ? " · slot " + D.when(job.scheduled_at) : "")),
-      actions.length ? el("div", { class: "actions" }, actions) : null);
+      actions.length ? el("div", { class: "actions" }, actions) : null,
+      job.status === "ASSIGNED" && releasing.has(job.id) ? releaseForm(job) : null);
   }
 
   async function loadJobs() {
@@ -188,6 +241,8 @@ window.Dispatch.page("provider", function (me, D) {
       const fresh = jobs.find((j) => j.id === chatView.jobId);
       if (fresh && fresh.status !== chatView.status) openChat(fresh);
     }
+    // A form left open for a job that is no longer ASSIGNED (cancelled, started) is dropped.
+    releasing.forEach((_, id) => { if (!jobs.some((j) => j.id === id && j.status === "ASSIGNED")) releasing.delete(id); });
   }
 
   function openChat(job) {
@@ -256,6 +311,283 @@ window.Dispatch.page("provider", function (me, D) {
     sendPosition(lat, lng, true);
   });
 
+  /* ---- my week: working hours as bands, holds as blocks ---- */
+
+  /* A local ISO time from the API ("2026-12-03T09:30:00+05:30") as its wall-clock date and minute of the day:
+   * the page draws the provider's own day, whatever the browser's zone. */
+  function wall(iso) {
+    return { date: iso.slice(0, 10), minute: Number(iso.slice(11, 13)) * 60 + Number(iso.slice(14, 16)), hhmm: iso.slice(11, 16) };
+  }
+
+  function dayNumber(date) {
+    return Date.UTC(Number(date.slice(0, 4)), Number(date.slice(5, 7)) - 1, Number(date.slice(8, 10))) / 86400000;
+  }
+
+  function shiftDate(date, days) {
+    return new Date((dayNumber(date) + days) * 86400000).toISOString().slice(0, 10);
+  }
+
+  /* Minutes since the first day's midnight. */
+  function offset(iso, first) {
+    const at = wall(iso);
+    return (dayNumber(at.date) - dayNumber(first)) * DAY_MIN + at.minute;
+  }
+
+  /* An interval cut into per-day pieces: [{day, from, to}] in minutes of that day. */
+  function perDay(startIso, endIso, first, days) {
+    const a = offset(startIso, first);
+    const b = offset(endIso, first);
+    const pieces = [];
+    for (let day = Math.max(0, Math.floor(a / DAY_MIN)); day < days && day * DAY_MIN < b; day += 1) {
+      const from = Math.max(a, day * DAY_MIN) - day * DAY_MIN;
+      const to = Math.min(b, (day + 1) * DAY_MIN) - day * DAY_MIN;
+      if (to > from) pieces.push({ day: day, from: from, to: to });
+    }
+    return pieces;
+  }
+
+  function hhmm(minute) {
+    return String(Math.floor(minute / 60)).padStart(2, "0") + ":" + String(minute % 60).padStart(2, "0");
+  }
+
+  async function loadWeek() {
+    const mine = ++weekLoads;
+    const query = new URLSearchParams({ days: 7 });
+    if (weekStart) query.set("start", weekStart);
+    let week;
+    try {
+      week = await D.api("/providers/me/holds/?" + query);
+    } catch (e) {
+      if (mine === weekLoads) fail($("week-error"), "Could not load your week: " + e.message);
+      return;
+    }
+    if (mine !== weekLoads) return;
+    fail($("week-error"), "");
+    renderWeek(week);
+  }
+
+  function renderWeek(week) {
+    const first = wall(week.start).date;
+    shownFirst = first;
+    const days = Math.max(1, Math.round((offset(week.end, first)) / DAY_MIN));
+    const bands = week.working.flatMap((w) => perDay(w.start, w.end, first, days));
+    const blocks = week.holds.flatMap((h) => perDay(h.start, h.end, first, days).map((piece) => Object.assign(piece, { hold: h })));
+    // The hours drawn: 08:00-20:00 at least, widened to whole hours around everything there is.
+    let lo = 8 * 60;
+    let hi = 20 * 60;
+    bands.concat(blocks).forEach(function (piece) {
+      lo = Math.min(lo, Math.floor(piece.from / 60) * 60);
+      hi = Math.max(hi, Math.ceil(piece.to / 60) * 60);
+    });
+    const span = hi - lo;
+    const place = (piece) => "left:" + ((piece.from - lo) / span) * 100 + "%;width:" + ((piece.to - piece.from) / span) * 100 + "%";
+    const step = span > 14 * 60 ? 180 : 120;
+    const ticks = [];
+    const lines = [];
+    for (let m = Math.ceil(lo / step) * step; m < hi; m += step) {
+      const left = "left:" + ((m - lo) / span) * 100 + "%";
+      ticks.push(el("span", { class: "tick", style: left }, hhmm(m)));
+      lines.push(left);
+    }
+    const today = new Intl.DateTimeFormat("en-CA", { timeZone: week.time_zone }).format(new Date());
+    const rows = [];
+    for (let day = 0; day < days; day += 1) {
+      const date = shiftDate(first, day);
+      const label = new Date(date + "T12:00:00Z").toLocaleDateString([], { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" });
+      const dayBands = bands.filter((b) => b.day === day);
+      const dayBlocks = blocks.filter((b) => b.day === day);
+      const hours = dayBands.map((b) => hhmm(b.from) + "–" + hhmm(b.to)).join(", ");
+      rows.push(el("li", { class: "week-day" + (date === today ? " today" : ""), dataset: { date: date } },
+        el("span", { class: "week-label" }, label, date === today ? el("small", {}, "today") : null),
+        el("div", { class: "week-track", role: "group",
+          "aria-label": label + ": " + (hours ? "working " + hours : "not working") +
+            (dayBlocks.length ? "; " + dayBlocks.length + (dayBlocks.length === 1 ? " hold" : " holds") : "") },
+        dayBands.map((b) => el("span", { class: "band", style: place(b), title: "Working " + hhmm(b.from) + "–" + hhmm(b.to) })),
+        lines.map((left) => el("span", { class: "gridline", style: left, "aria-hidden": "true" })),
+        dayBands.length ? null : el("span", { class: "off" }, "Not working"),
+        dayBlocks.map(function (b) {
+          const h = b.hold;
+          const starts = h.job_starts_at ? wall(h.job_starts_at).hhmm : wall(h.start).hhmm;
+          const kind = h.firm ? "Booked" : "Held, request not answered";
+          const text = "Job #" + h.job_id + " at " + starts + " · " + kind + " · held " + wall(h.start).hhmm + "–" +
+            wall(h.end).hhmm + " (travel time first) · " + h.address;
+          return el("span", { class: "hold " + (h.firm ? "firm" : "tentative"), style: place(b), title: text,
+            "aria-label": text, dataset: { jobId: h.job_id } }, "#" + h.job_id + " " + starts);
+        }))));
+    }
+    $("week-range").textContent = "(" + first + " to " + shiftDate(first, days - 1) + ")";
+    $("week-zone").textContent = "Times in " + week.time_zone + ".";
+    $("week").replaceChildren(
+      el("div", { class: "week-scale", "aria-hidden": "true" }, el("span", { class: "week-label" }), el("div", { class: "week-ticks" }, ticks)),
+      el("ol", { class: "week-days" }, rows));
+  }
+
+  $("week-prev").addEventListener("click", function () {
+    if (!shownFirst) return;
+    weekStart = shiftDate(shownFirst, -7);
+    loadWeek();
+  });
+  $("week-next").addEventListener("click", function () {
+    if (!shownFirst) return;
+    weekStart = shiftDate(shownFirst, 7);
+    loadWeek();
+  });
+  $("week-this").addEventListener("click", function () {
+    weekStart = null;
+    loadWeek();
+  });
+
+  /* ---- hours editor ---- */
+
+  let rowSeq = 0;
+
+  function timeInput(label, value) {
+    return el("input", { type: "time", step: 60, value: value ? value.slice(0, 5) : "", "aria-label": label, required: true });
+  }
+
+  function hoursRow(window) {
+    const n = ++rowSeq;
+    const day = el("select", { "aria-label": "Day", name: "weekday-" + n },
+      WEEKDAYS.map((name, i) => el("option", { value: i, selected: window && window.weekday === i }, name)));
+    const row = el("li", { class: "edit-row hours-row" },
+      day,
+      timeInput("From", window ? window.start : "09:00"),
+      el("span", { "aria-hidden": "true" }, "–"),
+      timeInput("To", window ? window.end : "17:00"),
+      el("button", { type: "button", class: "link-button", "aria-label": "Remove these hours",
+        onclick: () => { row.remove(); showHoursHint(); } }, "Remove"));
+    return row;
+  }
+
+  function showHoursHint() {
+    const list = $("hours");
+    const hint = list.querySelector(".empty");
+    if (!list.querySelector(".hours-row") && !hint) {
+      list.append(el("li", { class: "muted empty" }, "No weekly hours: you can be booked at any time of any day."));
+    } else if (list.querySelector(".hours-row") && hint) {
+      hint.remove();
+    }
+  }
+
+  function showHours(profile) {
+    $("time-zone").value = profile.time_zone || "";
+    const windows = (profile.availability || []).slice().sort((a, b) => a.weekday - b.weekday || a.start.localeCompare(b.start));
+    $("hours").replaceChildren(...windows.map(hoursRow));
+    showHoursHint();
+  }
+
+  $("add-hours").addEventListener("click", function () {
+    const last = Array.from($("hours").querySelectorAll(".hours-row select")).pop();
+    const row = hoursRow({ weekday: last ? (Number(last.value) + 1) % 7 : 0, start: "09:00", end: "17:00" });
+    $("hours").append(row);
+    showHoursHint();
+    row.querySelector("select").focus();
+  });
+
+  $("hours-form").addEventListener("submit", async function (submitted) {
+    submitted.preventDefault();
+    const box = $("hours-error");
+    const zone = $("time-zone").value.trim();
+    if (!zone) return fail(box, "Enter your time zone, e.g. Asia/Kolkata.");
+    const availability = [];
+    for (const row of $("hours").querySelectorAll(".hours-row")) {
+      const [start, end] = row.querySelectorAll("input[type=time]");
+      const weekday = Number(row.querySelector("select").value);
+      if (!start.value || !end.value) return fail(box, "Give a start and an end time on every row (" + WEEKDAYS[weekday] + ").");
+      if (start.value === end.value) return fail(box, WEEKDAYS[weekday] + ": the end must differ from the start.");
+      availability.push({ weekday: weekday, start: start.value, end: end.value });
+    }
+    try {
+      const profile = await D.api("/providers/me/", { method: "PATCH", body: { time_zone: zone, availability: availability } });
+      showHours(profile);
+      fail(box, "");
+      D.toast("🗓 Working hours saved.", "success");
+      loadWeek();
+    } catch (e) {
+      fail(box, "Hours not saved: " + e.message);
+    }
+  });
+
+  if (Intl.supportedValuesOf) {
+    $("time-zones").replaceChildren(...Intl.supportedValuesOf("timeZone").map((zone) => el("option", { value: zone })));
+  }
+
+  /* ---- time-off editor ---- */
+
+  function timeOffRow(entry) {
+    const n = ++rowSeq;
+    const wholeId = "whole-day-" + n;
+    const date = el("input", { type: "date", value: entry ? entry.date : "", "aria-label": "Date", required: true });
+    const kind = el("select", { "aria-label": "Kind" },
+      el("option", { value: "off", selected: !entry || entry.kind === "off" }, "Off"),
+      el("option", { value: "extra", selected: entry && entry.kind === "extra" }, "Extra hours"));
+    const whole = el("input", { type: "checkbox", id: wholeId, checked: !entry || entry.start === null });
+    const start = timeInput("From", entry && entry.start);
+    const end = timeInput("To", entry && entry.end);
+    const times = el("span", { class: "times" }, start, el("span", { "aria-hidden": "true" }, "–"), end);
+    function sync() {
+      if (kind.value === "extra") whole.checked = false;
+      whole.disabled = kind.value === "extra";
+      start.disabled = end.disabled = times.hidden = whole.checked;
+      if (!whole.checked && !start.value) start.value = "09:00";
+      if (!whole.checked && !end.value) end.value = "13:00";
+    }
+    kind.addEventListener("change", sync);
+    whole.addEventListener("change", sync);
+    const row = el("li", { class: "edit-row time-off-row" },
+      date, kind,
+      el("span", { class: "checkbox" }, whole, el("label", { for: wholeId }, "Whole day")),
+      times,
+      el("button", { type: "button", class: "link-button", "aria-label": "Remove this date",
+        onclick: () => { row.remove(); showTimeOffHint(); } }, "Remove"));
+    sync();
+    return row;
+  }
+
+  function showTimeOffHint() {
+    const list = $("time-off");
+    const hint = list.querySelector(".empty");
+    if (!list.querySelector(".time-off-row") && !hint) list.append(el("li", { class: "muted empty" }, "No time off or extra hours."));
+    else if (list.querySelector(".time-off-row") && hint) hint.remove();
+  }
+
+  function showTimeOff(entries) {
+    const sorted = entries.slice().sort((a, b) => a.date.localeCompare(b.date) || String(a.start).localeCompare(String(b.start)));
+    $("time-off").replaceChildren(...sorted.map(timeOffRow));
+    showTimeOffHint();
+  }
+
+  $("add-time-off").addEventListener("click", function () {
+    const row = timeOffRow(null);
+    $("time-off").append(row);
+    showTimeOffHint();
+    row.querySelector("input[type=date]").focus();
+  });
+
+  $("time-off-form").addEventListener("submit", async function (submitted) {
+    submitted.preventDefault();
+    const box = $("time-off-error");
+    const entries = [];
+    for (const row of $("time-off").querySelectorAll(".time-off-row")) {
+      const [date, start, end] = row.querySelectorAll("input[type=date], input[type=time]");
+      const kind = row.querySelector("select").value;
+      const whole = row.querySelector("input[type=checkbox]").checked;
+      if (!date.value) return fail(box, "Give a date on every row.");
+      if (!whole && (!start.value || !end.value)) return fail(box, date.value + ": give a start and an end time, or the whole day.");
+      if (!whole && start.value === end.value) return fail(box, date.value + ": the end must differ from the start.");
+      entries.push({ date: date.value, kind: kind, start: whole ? null : start.value, end: whole ? null : end.value });
+    }
+    try {
+      const profile = await D.api("/providers/me/", { method: "PATCH", body: { time_off: entries } });
+      showTimeOff(profile.time_off || []);
+      fail(box, "");
+      D.toast("🗓 Time off saved.", "success");
+      loadWeek();
+    } catch (e) {
+      fail(box, "Time off not saved: " + e.message);
+    }
+  });
+
   /* ---- live ---- */
 
   function onEvent(event) {
@@ -269,16 +601,25 @@ window.Dispatch.page("provider", function (me, D) {
     } else if (event.event === "NEW_MESSAGE") {
       D.toast(event.message, "info");
       if (chatView && chatView.jobId === event.job_id) chatView.refresh();
+      return;
+    } else if (event.event === "JOB_RELEASED" && event.why === "no_show") {
+      D.toast("🚩 Job #" + event.job_id + " is no longer yours: you were reported as not showing up.", "error");
+      loadJobs();
+    } else if (event.event === "JOB_REMINDER" && event.starts_at) {
+      D.toast("⏰ Reminder: job #" + event.job_id + " starts at " + D.when(event.starts_at) + ".", "info");
+      loadJobs();
     } else {
-      D.toast(event.message, event.event === "JOB_CANCELLED" ? "error" : "info");
+      D.toast(event.message, event.event === "JOB_CANCELLED" ? "error" : event.event === "JOB_RELEASED" ? "warn" : "info");
       loadOffers();
       loadJobs();
     }
+    loadWeek(); // offers hold time tentatively; accepts, releases and cancels change it
   }
 
   loadProfile();
   D.connectNotifications(onEvent, function () {
     loadOffers();
     loadJobs();
+    loadWeek();
   });
 });
