@@ -1,9 +1,10 @@
 """A load simulation of the real engine: virtual customers book, virtual providers answer.
 
-Bookings go through the real API views; offers come from the real dispatch tasks (Celery
-workers on Redis when REDIS_URL is set, the embedded eager mode and sweeper otherwise);
-providers accept, reject or ignore offers after a think time. KPIs are read back from the
-database afterwards, so they measure what the engine recorded, not what the script saw.
+Bookings go through the real API views, for now or for a slot (bench/slots.py); offers come
+from the real dispatch tasks (Celery workers on Redis when REDIS_URL is set, the embedded
+eager mode and sweeper otherwise); providers accept, reject or ignore offers after a think
+time, and hand a few accepted jobs back. KPIs are read back from the database afterwards,
+so they measure what the engine recorded, not what the script saw.
 """
 import heapq
 import math
@@ -21,16 +22,16 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
-from django.db import close_old_connections, connection, connections
-from django.db.models import Count, Min
+from django.db import IntegrityError, OperationalError, close_old_connections, connection, connections, transaction
+from django.db.models import Count, Min, Q
 from rest_framework.test import APIClient
 
+from bench import slots
 from dispatch.models import Event, Job, JobStatus, Offer, OfferStatus, ProviderProfile, Role, ServiceCategory, ServiceItem, User
 
 ROOT = Path(__file__).resolve().parent.parent
 CENTRE = (28.6139, 77.2090)
 KM_PER_DEGREE = 111.32
-TERMINAL = (JobStatus.ASSIGNED, JobStatus.UNFULFILLED, JobStatus.CANCELLED)
 
 
 @dataclass
@@ -49,6 +50,11 @@ class Plan:
     offer_timeout_s: int = 5
     spread_km: float = 6.0
     max_lag_s: float = 2.0  # DISPATCH_MAX_LAG_S: booking sheds load (503) while dispatch is this far behind
+    scheduled_share: float = 0.0  # of the bookings, this share asks for a slot (scheduled_at), the rest for now
+    direct_share: float = 0.5  # of the slot bookings, this share names a provider
+    release_share: float = 0.05  # of the accepted jobs, this share is handed back by its provider
+    days: int = 3  # slots are picked among today and the next days
+    customer_think_ms: tuple[int, int] = (1000, 8000)  # from reading the free starts to booking one
 
 
 class World:
@@ -62,7 +68,10 @@ class World:
     def build(self) -> None:
         self.destroy()
         self.vacuum()
-        self.category = ServiceCategory.objects.create(name=f"Simulation {self.tag}", slug=self.tag)
+        self.category = ServiceCategory.objects.create(
+            name=f"Simulation {self.tag}", slug=self.tag, offer_timeout_s=self.plan.offer_timeout_s,
+            dispatch_policy=slots.slot_policy(self.plan.offer_timeout_s),
+        )
         self.item = ServiceItem.objects.create(category=self.category, name="Visit", price=Decimal("500.00"))
         password = make_password(None)
         providers = User.objects.bulk_create(
@@ -78,7 +87,7 @@ class World:
             profiles.append(
                 ProviderProfile(
                     user=user, base_latitude=lat, base_longitude=lng, last_latitude=lat, last_longitude=lng,
-                    last_location_at=stamp, is_online=True, service_radius_km=15.0,
+                    last_location_at=stamp, is_online=True, service_radius_km=15.0, time_zone=slots.TIME_ZONE,
                     rating_avg=round(self.rng.uniform(3.5, 5.0), 2), rating_count=self.rng.randint(0, 100),
                     acceptance_rate=round(self.rng.uniform(0.5, 1.0), 2),
                 )
@@ -86,6 +95,15 @@ class World:
         profiles = ProviderProfile.objects.bulk_create(profiles)
         links = ProviderProfile.categories.through
         links.objects.bulk_create(links(providerprofile_id=p.pk, servicecategory_id=self.category.pk) for p in profiles)
+        slots.give_working_hours(profiles, days=self.plan.days, rng=self.rng)
+        # Where each provider is (for customers looking at the nearest), and the few everyone asks for.
+        self.provider_points = (
+            np.array([p.user_id for p in profiles]),
+            np.array([p.base_latitude for p in profiles]),
+            np.array([p.base_longitude for p in profiles]),
+        )
+        best = sorted(profiles, key=lambda p: -p.rating_avg)
+        self.popular = [p.user_id for p in best[: max(3, len(profiles) // 100)]]
         self.customers = User.objects.bulk_create(
             User(username=f"{self.tag}-c{i}", role=Role.CUSTOMER, name=f"Sim customer {i}", password=password)
             for i in range(50)
@@ -100,9 +118,20 @@ class World:
         return round(lat, 6), round(lng, 6)
 
     def destroy(self) -> None:
-        Job.objects.filter(category__slug=self.tag).delete()
-        User.objects.filter(username__startswith=f"{self.tag}-").delete()
-        ServiceCategory.objects.filter(slug=self.tag).delete()
+        # Slot searches still open would go on in the embedded sweeper (which has no off switch),
+        # writing offers for jobs being deleted: close them first, and try again if one slipped in.
+        Job.objects.filter(category__slug=self.tag, status=JobStatus.PENDING).update(status=JobStatus.CANCELLED)
+        for attempt in range(3):
+            try:
+                with transaction.atomic():
+                    Job.objects.filter(category__slug=self.tag).delete()
+                    User.objects.filter(username__startswith=f"{self.tag}-").delete()
+                    ServiceCategory.objects.filter(slug=self.tag).delete()
+                return
+            except (IntegrityError, OperationalError):
+                if attempt == 2:
+                    raise
+                time.sleep(1)
 
     def vacuum(self) -> None:
         """Reclaim the rows earlier runs deleted: tens of thousands of dead tuples in the event,
@@ -173,7 +202,8 @@ class Engine:
 
 
 class Providers:
-    """Virtual providers: see each new offer, think, then accept, reject or ignore it."""
+    """Virtual providers: see each new offer, think, then accept, reject or ignore it; a few hand
+    an accepted job back after thinking again (`POST /services/jobs/{id}/release/` with a reason)."""
 
     def __init__(self, world: World, plan: Plan):
         self.world, self.plan = world, plan
@@ -182,6 +212,8 @@ class Providers:
         self.due: list[tuple[float, int, int, int, str]] = []  # (when, offer, job, provider, answer)
         self.stop = FORK.Event()
         self.clients: dict[int, APIClient] = {}
+        # Releases decided but not yet made: the run is not settled while any are due.
+        self.releases_due = FORK.Value("i", 0)
 
     def run(self) -> None:
         try:
@@ -215,53 +247,125 @@ class Providers:
     def _answer_due(self) -> None:
         now = time.monotonic()
         while self.due and self.due[0][0] <= now:
-            _, _, job_id, provider_id, answer = heapq.heappop(self.due)
+            _, offer_id, job_id, provider_id, answer = heapq.heappop(self.due)
             client = self.clients.get(provider_id)
             if client is None:
                 client = self.clients[provider_id] = APIClient()
                 client.force_authenticate(User.objects.get(pk=provider_id))
-            client.post(f"/services/jobs/{job_id}/{answer}/")
+            if answer == "release":
+                client.post(f"/services/jobs/{job_id}/release/", {"reason": slots.RELEASE_REASON}, format="json")
+                with self.releases_due.get_lock():
+                    self.releases_due.value -= 1
+                continue
+            response = client.post(f"/services/jobs/{job_id}/{answer}/")
+            if answer == "accept" and response.status_code == 200 and self.rng.random() < self.plan.release_share:
+                think = self.rng.uniform(*self.plan.think_ms) / 1000
+                heapq.heappush(self.due, (time.monotonic() + think, offer_id, job_id, provider_id, "release"))
+                with self.releases_due.get_lock():
+                    self.releases_due.value += 1
 
 
 BOOKERS = 4
 
 
+class Tally:
+    """Counters the load generators share, across processes (fork) or threads."""
+
+    NAMES = (
+        *(f"asked {kind}" for kind in slots.KINDS), *(f"refused {kind}" for kind in slots.KINDS),
+        "shed", "taken 409", "rebooked", "rebook refused", "no free start",
+    )
+
+    def __init__(self):
+        self.values = FORK.Array("i", len(self.NAMES))
+
+    def add(self, name: str) -> None:
+        with self.values.get_lock():
+            self.values[self.NAMES.index(name)] += 1
+
+    def read(self) -> dict[str, int]:
+        return dict(zip(self.NAMES, self.values[:]))
+
+
 def _book_share(
-    world: World, rate: float, bookings: int, seed: int, go, start_at, k: int, of: int, done=None, release=None,
-    refused=None,
+    world: World, plan: Plan, scheduled_share: float, rate: float, bookings: int, seed: int, go, start_at, k: int,
+    of: int, tally: Tally, done=None, release=None,
 ) -> None:
     """Booking number i is due at start + i / rate; booker k books every of-th one.
 
-    With `done`/`release`, it counts itself done and stays alive until released, so its
-    CPU time can still be read from /proc. `refused` counts bookings turned away with 503
-    (dispatch behind); a virtual customer does not retry.
+    An instant booking is sent when due. A slot booking reads the free starts (the slot
+    routes) when due and books one a customer's think time later (bench/slots.py). A refused customer does not
+    retry, except that a direct slot booking refused with 409 is retried once at the first
+    next free start the answer names. With `done`/`release`, the booker counts itself done
+    and stays alive until released, so its CPU time can still be read from /proc.
     """
     rng = random.Random(seed * 100 + k)
+    chooser = slots.SlotChooser(world=world, days=plan.days, rng=rng)
     client = APIClient()
+    posts: list[tuple[float, int, dict]] = []  # slot bookings read, to be sent: (when, i, body)
     go.wait()
     started = start_at.value  # CLOCK_MONOTONIC is one clock for every process on the machine
     try:
-        for i in range(k, bookings, of):
-            pause = started + i / rate - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            client.force_authenticate(world.customers[i % len(world.customers)])
-            lat, lng = CENTRE[0] + rng.gauss(0, 0.05), CENTRE[1] + rng.gauss(0, 0.05)
-            response = client.post(
-                "/services/jobs/",
-                {"category": world.category.pk, "address": "Sim", "latitude": round(lat, 6), "longitude": round(lng, 6),
-                 "item_ids": [world.item.pk]},
-                format="json",
-            )
-            if response.status_code == 503 and refused is not None:
-                with refused.get_lock():
-                    refused.value += 1
+        numbers = iter(range(k, bookings, of))
+        i = next(numbers, None)
+        while i is not None or posts:
+            due = started + i / rate if i is not None else math.inf
+            if posts and posts[0][0] <= due:
+                when, n, body = heapq.heappop(posts)
+                _sleep_until(when)
+                _post(client, world, n, body, tally)
+                continue
+            _sleep_until(due)
+            lat, lng = round(CENTRE[0] + rng.gauss(0, 0.05), 6), round(CENTRE[1] + rng.gauss(0, 0.05), 6)
+            body = {"category": world.category.pk, "address": "Sim", "latitude": lat, "longitude": lng,
+                    "item_ids": [world.item.pk]}
+            if rng.random() >= scheduled_share:
+                tally.add("asked instant")
+                _post(client, world, i, body, tally)
+            else:
+                direct = rng.random() < plan.direct_share
+                tally.add(f"asked {slots.KINDS[1] if direct else slots.KINDS[2]}")
+                client.force_authenticate(world.customers[i % len(world.customers)])
+                picked = chooser.pick(client, lat=lat, lng=lng, direct=direct)
+                if picked is None:
+                    tally.add("no free start")
+                else:
+                    provider_id, start = picked
+                    body["scheduled_at"] = start
+                    if provider_id is not None:
+                        body["provider"] = provider_id
+                    think = rng.uniform(*plan.customer_think_ms) / 1000
+                    heapq.heappush(posts, (time.monotonic() + think, i, body))
+            i = next(numbers, None)
     finally:
         connection.close()
     if done is not None:
         with done.get_lock():
             done.value += 1
         release.wait()
+
+
+def _sleep_until(when: float) -> None:
+    pause = when - time.monotonic()
+    if pause > 0:
+        time.sleep(pause)
+
+
+def _post(client: APIClient, world: World, i: int, body: dict, tally: Tally) -> None:
+    client.force_authenticate(world.customers[i % len(world.customers)])
+    response = client.post("/services/jobs/", body, format="json")
+    if response.status_code == 201:
+        return
+    kind = slots.KINDS[0] if "scheduled_at" not in body else slots.KINDS[1] if "provider" in body else slots.KINDS[2]
+    tally.add(f"refused {kind}")
+    if response.status_code == 503:
+        tally.add("shed")
+    elif response.status_code == 409 and "provider" in body:
+        tally.add("taken 409")
+        alternatives = response.json().get("next_free_starts") or []
+        if alternatives:
+            again = client.post("/services/jobs/", {**body, "scheduled_at": alternatives[0]}, format="json")
+            tally.add("rebooked" if again.status_code == 201 else "rebook refused")
 
 
 FORK = multiprocessing.get_context("fork")
@@ -380,11 +484,27 @@ def cpu_times() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def _drain(jobs, deadline_s: float, depth_samples: list[int]) -> None:
+def _unsettled(jobs) -> int:
+    """Jobs whose outcome is on its way: a live offer, an instant search, a slot search not looked at yet.
+
+    A slot search that found nobody free is settled for the run: it looks again every few
+    seconds until the lead time before its start, hours away.
+    """
+    searching = Q(scheduled_at__isnull=True) | Q(retry_at__isnull=True) | Q(offers__status=OfferStatus.OFFERED)
+    return jobs.filter(status=JobStatus.PENDING).filter(searching).distinct().count()
+
+
+def _drain(world: World, jobs, deadline_s: float, depth_samples: list[int], overlaps: list[int], releases_due=None) -> None:
+    """Sample until every outcome is in (twice in a row, half a second apart) or the deadline passes."""
     deadline = time.monotonic() + deadline_s
-    while jobs.exclude(status__in=TERMINAL).exists() and time.monotonic() < deadline:
+    quiet = 0
+    while quiet < 2 and time.monotonic() < deadline:
         depth_samples.append(queue_depth())
-        time.sleep(0.5)
+        overlaps.append(slots.overlapping_holds(world.category.pk))
+        settled = not _unsettled(jobs) and not (releases_due is not None and releases_due.value)
+        quiet = quiet + 1 if settled else 0
+        if quiet < 2:
+            time.sleep(0.5)
 
 
 def run(plan: Plan, log=print) -> dict:
@@ -400,10 +520,13 @@ def run(plan: Plan, log=print) -> dict:
     providers = Providers(world, plan)
     try:
         go, start_at, done, release = FORK.Event(), FORK.Value("d", 0.0), FORK.Value("i", 0), FORK.Event()
-        refused = FORK.Value("i", 0)
+        tally = Tally()
         responder = _start(providers.run)
         bookers = [
-            _start(_book_share, world, plan.rate, plan.bookings, plan.seed, go, start_at, k, BOOKERS, done, release, refused)
+            _start(
+                _book_share, world, plan, plan.scheduled_share, plan.rate, plan.bookings, plan.seed, go, start_at, k,
+                BOOKERS, tally, done, release,
+            )
             for k in range(BOOKERS)
         ]
         with Engine(plan) as engine:
@@ -412,13 +535,18 @@ def run(plan: Plan, log=print) -> dict:
             baseline_go.set()
             jobs = Job.objects.filter(category=world.category)
             started = time.monotonic()
-            _book_share(world, BASELINE_RATE, plan.baseline_bookings, plan.seed + 7, baseline_go, baseline_at, 0, 1)
-            _drain(jobs, 120, [])
+            # (Instant only: it is the reference for instant dispatch under load.)
+            _book_share(
+                world, plan, 0.0, BASELINE_RATE, plan.baseline_bookings, plan.seed + 7, baseline_go, baseline_at, 0, 1,
+                Tally(),
+            )
+            _drain(world, jobs, 120, [], [], providers.releases_due)
             baseline = kpis(world, plan, jobs, time.monotonic() - started, [], (0, 0), (0, 1))
             last_baseline_job = jobs.order_by("-pk").values_list("pk", flat=True).first() or 0
             log(f"baseline: {plan.baseline_bookings} bookings at {BASELINE_RATE:g}/s done; starting the load")
 
             depth_samples: list[int] = []
+            overlaps: list[int] = []  # overlapping holds, sampled while the load runs
             meter = CpuMeter({
                 "API and load generator": lambda: [getattr(b, "pid", None) for b in bookers] + [getattr(responder, "pid", None)],
                 "Celery workers": engine.worker_pids,
@@ -432,19 +560,24 @@ def run(plan: Plan, log=print) -> dict:
             go.set()
             while done.value < len(bookers):
                 depth_samples.append(queue_depth())
+                overlaps.append(slots.overlapping_holds(world.category.pk))
                 time.sleep(0.5)
             booked_s = time.monotonic() - started
             cpu_after = cpu_times()
             log(f"asked {plan.bookings} bookings in {booked_s:.1f} s ({plan.bookings / booked_s:.1f}/s), "
-                f"{refused.value} refused; waiting for outcomes")
+                f"{tally.read()['shed']} shed; waiting for outcomes")
             loaded = jobs.filter(pk__gt=last_baseline_job)
-            _drain(loaded, 600, depth_samples)
+            _drain(world, loaded, 600, depth_samples, overlaps, providers.releases_due)
             cpu_split = meter.stop()
             release.set()
             providers.stop.set()
             responder.join(timeout=10)
         result = kpis(world, plan, loaded, booked_s, depth_samples, cpu_before, cpu_after)
-        result["refused"] = refused.value
+        result["refused"] = tally.read()["shed"]
+        result["slots"] = slots.slot_kpis(world, loaded, tally.read(), overlaps)
+        for line in result["slots"]["left_behind"]:
+            log(f"hold left behind: {line}")
+        result["slot_text"] = slots.describe(plan, world)
         result["asked_per_s"] = plan.bookings / booked_s
         result["cpu_split"] = cpu_split
         result["baseline"] = baseline
@@ -455,19 +588,27 @@ def run(plan: Plan, log=print) -> dict:
 
 
 def _ms(values) -> dict:
-    arr = np.array([v.total_seconds() * 1000 for v in values]) if len(values) else np.array([np.nan])
-    return {p: float(np.nanpercentile(arr, p)) for p in (50, 95, 99)}
+    if not values:
+        return dict.fromkeys((50, 95, 99), float("nan"))
+    arr = np.array([v.total_seconds() * 1000 for v in values])
+    return {p: float(np.percentile(arr, p)) for p in (50, 95, 99)}
 
 
 def kpis(world: World, plan: Plan, jobs, booked_s: float, depth_samples: list[int], cpu_before, cpu_after) -> dict:
+    """Dispatch KPIs of instant bookings (slot bookings: bench/slots.py), with totals over all bookings."""
     total = jobs.count()
+    jobs = jobs.filter(scheduled_at__isnull=True)
+    instant = jobs.count()
     by_status = dict(jobs.values_list("status").annotate(n=Count("id")))
     first_offer = [
         j["first"] - j["created_at"] for j in jobs.annotate(first=Min("offers__offered_at")).values("created_at", "first")
         if j["first"] is not None
     ]
-    accepted = Offer.objects.filter(job__in=jobs, status=OfferStatus.ACCEPTED).select_related("job")
-    to_assign = [o.responded_at - o.job.created_at for o in accepted]
+    # Until the first accept: a job released later and accepted again counts once, by its first.
+    first_accept = jobs.filter(offers__status__in=(OfferStatus.ACCEPTED, OfferStatus.RELEASED)).annotate(
+        accepted=Min("offers__responded_at")
+    )
+    to_assign = [j["accepted"] - j["created_at"] for j in first_accept.values("created_at", "accepted")]
     offers = list(Offer.objects.filter(job__in=jobs).values("job_id", "rank", "status", "offered_at", "responded_at", "provider_id"))
     by_job_rank = {(o["job_id"], o["rank"]): o for o in offers}
     reject_to_next = [
@@ -481,13 +622,14 @@ def kpis(world: World, plan: Plan, jobs, booked_s: float, depth_samples: list[in
     return {
         "plan": plan,
         "bookings": total,
+        "instant_bookings": instant,
         "bookings_per_s": total / booked_s,
-        "fulfilment": by_status.get(JobStatus.ASSIGNED, 0) / total if total else 0.0,
+        "fulfilment": by_status.get(JobStatus.ASSIGNED, 0) / instant if instant else 0.0,
         "statuses": by_status,
         "first_offer_ms": _ms(first_offer),
         "time_to_assign_ms": _ms(to_assign),
         "reject_to_next_ms": _ms(reject_to_next),
-        "offers_per_job": len(offers) / total if total else 0.0,
+        "offers_per_job": len(offers) / instant if instant else 0.0,
         "offer_gini": gini(np.array(list(per_provider.values()))),
         "max_offers_one_provider": max(per_provider.values(), default=0),
         "queue_depth_max": max(depth_samples, default=0),
@@ -498,9 +640,11 @@ def kpis(world: World, plan: Plan, jobs, booked_s: float, depth_samples: list[in
     }
 
 
-def render(result: dict, command: str, machine: str) -> str:
+def render(result: dict, command: str, machine: str, instant_only: dict | None = None) -> str:
+    """The report; `instant_only` is the same command's run with --scheduled-share 0, to compare against."""
     p: Plan = result["plan"]
     base = result["baseline"]
+    asked_now = result["slots"]["tally"]["asked instant"]
 
     def latency(key: str, pct: int) -> str:
         loaded, unloaded = result[key][pct], base[key][pct]
@@ -508,7 +652,8 @@ def render(result: dict, command: str, machine: str) -> str:
         return f"{loaded:.0f} ms | {unloaded:.0f} ms | {ratio}"
 
     return "\n".join([
-        f"## Dispatch simulation at {p.rate:g} bookings/s" + ("" if p.max_lag_s else ", load shedding off"),
+        f"## Dispatch simulation at {p.rate:g} bookings/s" + ("" if p.max_lag_s else ", load shedding off")
+        + (f", {p.scheduled_share:.0%} of them for slots" if p.scheduled_share else ""),
         "",
         f"Command: `{command}` · {result['engine']}, {result['database']} · machine: {machine}.",
         "",
@@ -517,14 +662,16 @@ def render(result: dict, command: str, machine: str) -> str:
         f"reject the others after {p.think_ms[0]}–{p.think_ms[1]} ms; offer timeout {p.offer_timeout_s} s; {p.workers} worker(s),",
         f"{p.pool} pool x {p.concurrency}; a refused customer does not retry. The baseline is the same engine in the same run, unloaded: {p.baseline_bookings}",
         f"bookings at {BASELINE_RATE:g}/s before the load. Figures are read back from the database (offer and job",
-        "timestamps). Load generator, workers, PostgreSQL and Redis share the machine.",
+        "timestamps). Load generator, workers, PostgreSQL and Redis share the machine."
+        + (" From fulfilment on, the rows are over the instant bookings; slots have their own tables below."
+           if p.scheduled_share else ""),
         "",
         "| KPI | under load | unloaded baseline | ratio |",
         "| --- | ---: | ---: | ---: |",
         f"| bookings asked | {result['asked_per_s']:.1f}/s | | |",
         f"| bookings taken (sustained) | {result['bookings_per_s']:.1f}/s | | |",
         f"| bookings refused: 503, dispatch behind (lag limit {f'{p.max_lag_s:g} s' if p.max_lag_s else 'off'}) | {result['refused']} "
-        f"({result['refused'] / p.bookings:.0%}) | | |",
+        f"({result['refused'] / max(asked_now, 1):.0%}) | | |",
         f"| machine CPU busy while booking | {result['cpu_busy']:.0%} | | |",
         f"| fulfilment (ASSIGNED) | {result['fulfilment']:.1%} | {base['fulfilment']:.1%} | |",
         f"| booking → first offer p50 | {latency('first_offer_ms', 50)} |",
@@ -538,6 +685,7 @@ def render(result: dict, command: str, machine: str) -> str:
         f"({result['max_offers_one_provider']}) | | |",
         f"| task queue depth max / mean | {result['queue_depth_max']} / {result['queue_depth_mean']:.1f} | | |",
         *_render_cpu(result),
+        *slots.render_slots(result, result["slot_text"], instant_only),
     ])
 
 

@@ -24,6 +24,8 @@ from dispatch.transitions import job_move
 SWEEP_BATCH = 100
 # Ask matching for a few more than needed: some may hold a live offer elsewhere right now.
 CANDIDATE_SLACK = 10
+# How many ranked providers a slot's step checks against their calendars.
+SLOT_CANDIDATES = 500
 # Alternatives a customer is offered when a slot finds nobody.
 ALTERNATIVES = 3
 
@@ -140,7 +142,8 @@ def _offer_to_best(job: Job, policy: DispatchPolicy, *, exclude: set[int], wante
             online_only=not job.is_scheduled,
             # With room for more than one job the index's busy mark is too coarse; the offer checks.
             skip_busy=not job.is_scheduled and policy.capacity == 1,
-            limit=wanted - len(created) + CANDIDATE_SLACK,
+            # A slot's best-scored providers may be off then: rank wide, then keep who is free.
+            limit=SLOT_CANDIDATES if job.is_scheduled else wanted - len(created) + CANDIDATE_SLACK,
             weights=policy.weights,
         )
         if job.is_scheduled:

@@ -67,13 +67,14 @@ def offer_create(
         raise Conflict(f"Job {job.pk} is {job.status}; it cannot be offered.")
     if not _claim_provider(provider.pk):
         raise Conflict(f"Provider {provider.pk} is being offered another job right now.")
-    if job.is_scheduled:
-        hold_place(job=job, provider=provider, start=job.scheduled_at, firm=False)
-    else:
+    if not job.is_scheduled:
         _refuse_if_busy(job=job, provider=provider, distance_km=distance_km)
     now = timezone.now()
     try:
         with transaction.atomic():
+            if job.is_scheduled:
+                # In the offer's savepoint: an offer the database refuses leaves no hold behind.
+                hold_place(job=job, provider=provider, start=job.scheduled_at, firm=False)
             offer = Offer.objects.create(
                 job=job,
                 provider=provider,
@@ -140,6 +141,7 @@ def _lock_answerable(*, job_id: int, provider: User, answer: str) -> tuple[Job, 
         OfferStatus.WITHDRAWN: f"was withdrawn (job is {job.status})",
         OfferStatus.REJECTED: "was already rejected",
         OfferStatus.ACCEPTED: "was already accepted",
+        OfferStatus.RELEASED: "was released: you handed the job back",
     }
     if offer.status != OfferStatus.OFFERED:
         raise Conflict(f"Your offer for job {job.pk} {reasons[offer.status]}.")

@@ -3,12 +3,14 @@
 Tasks run eagerly after commit here; tests/integration proves the same with a real worker.
 Time passes on a frozen clock (`clock.tick`); the deadlines stored on the offers are the timer.
 """
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
 
 from dispatch.errors import Conflict
-from dispatch.models import Event, JobStatus, Offer, OfferStatus
+from dispatch.models import Event, JobStatus, Offer, OfferStatus, TimeOff
 from dispatch.services.dispatching import dispatch_sweep, job_dispatch
 from dispatch.services.lifecycle import job_cancel
 from dispatch.services.offers import offer_accept, offer_reject
@@ -258,3 +260,20 @@ def test_expire_task_run_late_after_accept_changes_nothing(
     assert expire_offer(offer.pk) == 0
     offer.refresh_from_db()
     assert offer.status == OfferStatus.ACCEPTED
+
+
+def test_a_slot_reaches_a_free_provider_ranked_below_many_who_are_off_then(
+    customer, category, django_capture_on_commit_callbacks
+):
+    slot = timezone.now() + timedelta(days=2)
+    off_that_day = [{"date": slot.astimezone(ZoneInfo("Asia/Kolkata")).date(), "kind": "off"}]
+    for i in range(15):  # closer and better rated, but off that day
+        off = make_provider(categories=[category], last_latitude=DELHI[0] + 0.1 * i * KM, last_longitude=DELHI[1],
+                            rating_avg=5.0, rating_count=100)
+        TimeOff.objects.bulk_create(TimeOff(provider=off.provider_profile, **t) for t in off_that_day)
+    free = make_provider(categories=[category], last_latitude=DELHI[0] + 2.5 * KM, last_longitude=DELHI[1],
+                         is_online=False)
+
+    job = _book(customer, category, django_capture_on_commit_callbacks, scheduled_at=slot)
+
+    assert _live(job) == [free.pk]
