@@ -16,11 +16,11 @@ from dispatch.policy import policy_for
 from dispatch.provider_time import AREA_SLOT_PROVIDERS, area_slots, provider_slots
 
 
-def _items(item_ids: list[int], *, category_ids) -> list[ServiceItem]:
+def _items(item_ids: list[int], *, category_ids, whose: str) -> list[ServiceItem]:
     items = list(ServiceItem.objects.filter(pk__in=item_ids, category_id__in=category_ids))
     missing = sorted(set(item_ids) - {i.pk for i in items})
     if missing:
-        raise Invalid(f"Items {missing} do not exist here.", field="item_ids")
+        raise Invalid(f"Items {missing} are not in {whose}.", field="item_ids")
     if len({i.category_id for i in items}) > 1:
         raise Invalid("All items must be of one category.", field="item_ids")
     return items
@@ -50,7 +50,10 @@ def provider_free_slots(*, provider_id: int, day: date, item_ids: list[int]) -> 
     profile = ProviderProfile.objects.filter(user_id=provider_id, user__role="provider", user__is_active=True).first()
     if profile is None:
         raise NotFound(f"Provider {provider_id} not found.")
-    items = _items(item_ids, category_ids=profile.categories.values_list("pk", flat=True))
+    items = _items(
+        item_ids, category_ids=profile.categories.values_list("pk", flat=True),
+        whose=f"a category provider {provider_id} serves",
+    )
     _check_day(day, profile.time_zone)
     category = items[0].category
     duration = sum(i.duration_min for i in items)
@@ -66,7 +69,7 @@ def nearby_free_slots(*, category_id: int, lat: float, lng: float, day: date, it
     category = ServiceCategory.objects.filter(pk=category_id).first()
     if category is None:
         raise NotFound(f"Category {category_id} not found.")
-    items = _items(item_ids, category_ids=[category.pk])
+    items = _items(item_ids, category_ids=[category.pk], whose=f"category {category.name}")
     policy = policy_for(category)
     duration = sum(i.duration_min for i in items)
     ranked = rank_providers(
