@@ -117,6 +117,31 @@ def policy_for(category) -> DispatchPolicy:
     return replace(policy, **columns) if columns else policy
 
 
+def search_ends_at(job, policy: DispatchPolicy):
+    """When dispatch gives a job up: a lead time before a slot, or a while after an instant search began.
+
+    A slot sent back to dispatch within its lead time (its provider released it late) is
+    searched for until its start instead: a late search, with instant offer timeouts.
+    """
+    started = job.search_started_at or job.created_at
+    if job.scheduled_at is None:
+        return started + timedelta(seconds=policy.search_deadline_s)
+    usual = job.scheduled_at - policy.lead_time
+    return job.scheduled_at if started >= usual else usual
+
+
+def late_slot_search(job, policy: DispatchPolicy) -> bool:
+    """Whether a slot is being searched for within its lead time (see `search_ends_at`)."""
+    started = job.search_started_at or job.created_at
+    return job.scheduled_at is not None and started >= job.scheduled_at - policy.lead_time
+
+
+def offer_timeout_s(job) -> int:
+    """How long a provider has to answer an offer of this job."""
+    policy = policy_for(job.category)
+    return policy.timeout_s(scheduled=job.scheduled_at is not None and not late_slot_search(job, policy))
+
+
 def no_show_due_at(job):
     """When an ASSIGNED job not yet started counts as a no-show: its start plus the category's grace period."""
     start = job.starts_at or job.scheduled_at or job.updated_at

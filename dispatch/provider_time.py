@@ -123,6 +123,21 @@ def provider_is_free(
     return calendar.covers(working, start, end) and not clashes, clashes
 
 
+def first_clear_start(
+    *, provider_id: int, earliest: datetime, duration_min: int, policy: DispatchPolicy, exclude_job_id=None
+) -> datetime:
+    """The first start from `earliest` whose hold (buffer included) clears the provider's existing holds."""
+    start = earliest
+    held = Hold.objects.filter(provider_id=provider_id, ends_at__gt=earliest - policy.buffer)
+    if exclude_job_id is not None:
+        held = held.exclude(job_id=exclude_job_id)
+    for hold_start, hold_end in held.order_by("starts_at").values_list("starts_at", "ends_at"):
+        span = job_span(start=start, duration_min=duration_min, policy=policy)
+        if hold_start < span[1] and span[0] < hold_end:
+            start = hold_end + policy.buffer
+    return start
+
+
 def busy_provider_ids(provider_ids: Iterable[int], *, until: datetime, capacity: int, exclude_job_id=None) -> set[int]:
     """Providers who cannot take an instant job now: at capacity with work in hand or time held before `until`.
 

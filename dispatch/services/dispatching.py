@@ -15,7 +15,7 @@ from dispatch import calendar, events
 from dispatch.errors import Conflict
 from dispatch.index import rank_providers
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
-from dispatch.policy import DispatchPolicy, policy_for
+from dispatch.policy import DispatchPolicy, policy_for, search_ends_at
 from dispatch.provider_time import holds_by_provider, job_span, next_free_starts, working_by_provider
 from dispatch.services.holds import hold_release
 from dispatch.services.offers import offer_create, offer_expire_locked
@@ -35,11 +35,7 @@ def batch_size(job: Job) -> int:
 
 
 def _search_ends_at(job: Job, policy: DispatchPolicy):
-    """The search deadline: a lead time before a slot, or a while after an instant search began."""
-    if job.is_scheduled:
-        return job.scheduled_at - policy.lead_time
-    started = job.search_started_at or job.created_at
-    return started + timedelta(seconds=policy.search_deadline_s)
+    return search_ends_at(job, policy)
 
 
 def _out_of_time(job: Job, policy: DispatchPolicy, now) -> bool:

@@ -134,14 +134,24 @@ def job_mark_no_show(*, job_id: int, actor: User) -> Job:
 
 
 def _redispatch_without_provider(*, job: Job, actor: User, reason: str, why: str) -> Job:
-    """Send a locked ASSIGNED job back to PENDING: hold released, provider penalised, dispatch restarted."""
+    """Send a locked ASSIGNED job back to PENDING: hold released, provider penalised, dispatch restarted.
+
+    A slot whose start has passed (a no-show, or a release after the start) is wanted now:
+    it becomes an instant job. One still ahead but within its lead time is searched for
+    until its start (`dispatch.policy.search_ends_at`).
+    """
     provider = job.provider
+    now = timezone.now()
     accepted = Offer.objects.select_for_update().filter(job=job, status=OfferStatus.ACCEPTED).first()
     if accepted is not None:
         offer_move(accepted, OfferStatus.RELEASED)
     hold_release(job=job)
-    job_move(job, JobStatus.PENDING, provider=None, starts_at=job.scheduled_at, search_started_at=timezone.now(),
-             retry_at=None)
+    slot = job.scheduled_at
+    if slot is not None and slot <= now:
+        job_move(job, JobStatus.PENDING, provider=None, scheduled_at=None, starts_at=None, search_started_at=now,
+                 retry_at=None)
+    else:
+        job_move(job, JobStatus.PENDING, provider=None, starts_at=slot, search_started_at=now, retry_at=None)
     ProviderProfile.objects.filter(user=provider).update(
         release_count=F("release_count") + 1,
         acceptance_rate=F("acceptance_rate") * ACCEPTANCE_MEMORY,
@@ -149,6 +159,8 @@ def _redispatch_without_provider(*, job: Job, actor: User, reason: str, why: str
     )
     index_provider_on_commit(provider.pk)
     fields = {"reason": reason, "released_provider_id": provider.pk, "released_provider_name": provider.display_name}
+    if slot is not None and job.scheduled_at is None:
+        fields["original_scheduled_at"] = events.iso(slot)
     events.emit(user=job.customer, name="JOB_PROVIDER_RELEASED", job=job, actor=actor, why=why, **fields)
     events.emit(user=provider, name="JOB_RELEASED", job=job, actor=actor, why=why, reason=reason)
     after_commit("dispatch.offer", job.pk)

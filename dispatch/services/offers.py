@@ -16,8 +16,8 @@ from dispatch import events, metrics
 from dispatch.errors import Conflict, NotFound
 from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
-from dispatch.policy import policy_for
-from dispatch.provider_time import busy_provider_ids
+from dispatch.policy import offer_timeout_s, policy_for
+from dispatch.provider_time import busy_provider_ids, first_clear_start
 from dispatch.schedule import after_commit, publish
 from dispatch.services.holds import hold_place, hold_release
 from dispatch.services.location import eta_minutes
@@ -31,10 +31,6 @@ ACCEPTANCE_MEMORY = 0.9
 
 # Namespace of the advisory locks `_claim_provider` takes (the other key is the provider id).
 OFFERING_LOCK_SPACE = 0x0FFE
-
-
-def offer_timeout_s(job: Job) -> int:
-    return policy_for(job.category).timeout_s(scheduled=job.is_scheduled)
 
 
 def _claim_provider(provider_id: int) -> bool:
@@ -181,7 +177,11 @@ def offer_accept(*, job_id: int, provider: User) -> Job:
             hold_place(job=job, provider=provider, start=start, firm=True)
         else:
             _refuse_if_busy(job=job, provider=provider)
-            start = instant_start(job=job, provider=provider)
+            # With room for more than one job (capacity > 1) a new one queues after the time already held.
+            start = first_clear_start(
+                provider_id=provider.pk, earliest=instant_start(job=job, provider=provider),
+                duration_min=job.duration_min, policy=policy_for(job.category), exclude_job_id=job.pk,
+            )
             hold_place(job=job, provider=provider, start=start, firm=True, check_hours=False)
         job_move(job, JobStatus.ASSIGNED, provider=provider, starts_at=start)
         offer_move(offer, OfferStatus.ACCEPTED)
