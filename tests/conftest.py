@@ -107,6 +107,9 @@ def _tasks_run_in_process():
 def _fresh_matching_index(settings):
     """Each test's providers live in its own transaction: start every test with no index."""
     settings.MATCHING_POLL_S = 0
+    # A frozen clock moved hours ahead would start a background rebuild on another connection,
+    # which cannot see the test's uncommitted rows and would empty the index.
+    settings.MATCHING_REBUILD_S = 10**9
     reset_provider_index()
     yield
     reset_provider_index()
