@@ -39,12 +39,7 @@ SLOT = local("Asia/Kolkata", WEDNESDAY, 10)  # 04:30Z
 
 @pytest.fixture(autouse=True)
 def _monday_morning(clock, settings):
-    """Every test (and every provider's last location) starts at START.
-
-    The clock jumps by hours here; the index's background rebuild (due by the frozen
-    monotonic clock) would read the database from another connection, which cannot see
-    this test's uncommitted rows, so it is kept from starting.
-    """
+    """Every test (and every provider's last location) starts at START (the clock jumps by hours here)."""
     clock.move_to(START)
     return clock
 
