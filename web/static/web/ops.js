@@ -1,4 +1,4 @@
-/* The ops page: dispatch KPIs and live jobs with each offer's score breakdown, from GET /ops/dashboard/. */
+/* The ops page: dispatch KPIs, overdue starts (mark a no-show) and live jobs with each offer's score breakdown, from GET /ops/dashboard/. */
 window.Dispatch.page("ops", function (me, D) {
   "use strict";
   const el = D.el;
@@ -65,10 +65,29 @@ window.Dispatch.page("ops", function (me, D) {
         : el("p", { class: "muted" }, "No offer sent yet."));
   }
 
+  function overdueItem(item) {
+    const button = el("button", { type: "button", class: "danger" }, "🚩 Mark no-show");
+    button.addEventListener("click", async function () {
+      button.disabled = true;
+      try {
+        await D.api("/services/jobs/" + item.job_id + "/no_show/", { method: "POST" });
+        refresh();
+      } catch (e) {
+        D.showPageError("Job #" + item.job_id + ": " + e.message);
+        button.disabled = false;
+      }
+    });
+    return el("li", { class: "ops-job", "data-job": item.job_id },
+      el("p", {}, el("strong", {}, "#" + item.job_id), " provider #" + item.provider_id + " · due by " + D.when(item.due_by) +
+        " · " + item.address, " ", button));
+  }
+
   async function refresh() {
     try {
       const data = await D.api("/ops/dashboard/");
       renderKpis(data.kpis);
+      $("overdue-count").textContent = "(" + data.overdue_starts.length + ")";
+      $("overdue").replaceChildren(...(data.overdue_starts.length ? data.overdue_starts.map(overdueItem) : [el("li", { class: "muted" }, "None.")]));
       $("live-count").textContent = "(" + data.live_jobs_count + ")";
       $("live-jobs").replaceChildren(...(data.live_jobs.length ? data.live_jobs.map(jobItem) : [el("li", { class: "muted" }, "No live jobs.")]));
       $("updated").textContent = "Updated " + new Date(data.generated_at).toLocaleTimeString([], { timeStyle: "medium" });
