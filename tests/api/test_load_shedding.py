@@ -140,3 +140,17 @@ def test_an_unreachable_broker_does_not_stop_bookings(settings, customer, bookin
 
     backlog.forget()
     assert response.status_code == 201
+
+
+@pytest.mark.redis
+def test_a_slot_booking_is_taken_while_instant_ones_are_shed(broker, customer, booking, client_for):
+    _queue_dispatch(broker, waited_s=LIMIT_S + 0.5)
+    slot = (datetime.now(timezone.utc) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+
+    instant = _book(client_for(customer), booking)
+    scheduled = _book(client_for(customer), {**booking, "scheduled_at": slot.isoformat()})
+
+    # Shedding protects instant dispatch; a slot's search has hours, not seconds.
+    assert instant.status_code == 503
+    assert scheduled.status_code == 201, scheduled.content
+    assert list(Job.objects.values_list("scheduled_at", flat=True)) == [slot]
