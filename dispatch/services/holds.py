@@ -6,6 +6,7 @@ PostgreSQL a transaction-scoped advisory lock (the exclusion constraint of migra
 is the backstop), on SQLite the database's single writer. Lock order: job, then provider.
 """
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, connection, transaction
 
@@ -30,16 +31,22 @@ def _refuse_clash(*, job: Job, profile: ProviderProfile, start: datetime, clashe
     alternatives = next_free_starts(
         profiles=[profile], after=start, duration_min=job.duration_min, policy=policy, exclude_job_id=job.pk
     )
-    when = ", ".join(events.iso(s) for s in alternatives) or "none in the next two weeks"
+    zone = ZoneInfo(profile.time_zone)
+
+    def local(moment: datetime) -> str:
+        # In the provider's zone, as their free slots are listed.
+        return moment.astimezone(zone).isoformat()
+
+    when = ", ".join(local(s) for s in alternatives) or "none in the next two weeks"
     if clashes:
-        clash = f"it overlaps time held from {events.iso(clashes[0][0])} to {events.iso(clashes[0][1])}"
+        clash = f"it overlaps time held from {local(clashes[0][0])} to {local(clashes[0][1])}"
     else:
         clash = "it is outside their working hours"
     raise Conflict(
-        f"Provider {profile.user_id} is not free at {events.iso(start)}: {clash}. Next free starts: {when}.",
+        f"Provider {profile.user_id} is not free at {local(start)}: {clash}. Next free starts: {when}.",
         extra={
-            "clash": [{"start": events.iso(a), "end": events.iso(b)} for a, b in clashes],
-            "next_free_starts": [events.iso(s) for s in alternatives],
+            "clash": [{"start": local(a), "end": local(b)} for a, b in clashes],
+            "next_free_starts": [local(s) for s in alternatives],
         },
     )
 
