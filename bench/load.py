@@ -93,7 +93,7 @@ def render(results: list[dict], args, machine_line: str) -> str:
     lines = [
         "## Load: bookings/s on the production process set until p99 booking → assigned passes 2 s",
         "",
-        f"Command: `python -m bench.load"
+        "Command: `python -m bench.load"
         + (f" --web-concurrency {args.web_concurrency}" if args.web_concurrency != WEB_CONCURRENCY else "")
         + f"` · machine: {machine_line}.",
         "",
