@@ -5,6 +5,7 @@ The worker tests run a real Celery worker (with beat) on a Redis database of the
 other suites' workers on the shared Redis never take these tasks.
 """
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -13,7 +14,6 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from dispatch.errors import Conflict
-from dispatch.events import iso
 from dispatch.models import Event, Hold, Job, JobStatus, Offer, OfferStatus
 from dispatch.services import holds as hold_services
 from dispatch.services.holds import hold_place
@@ -49,13 +49,18 @@ def _try_to_book(customer, category, provider, slot):
     return None
 
 
+def delhi(moment) -> str:
+    return moment.astimezone(ZoneInfo("Asia/Kolkata")).isoformat()
+
+
 def _assert_one_booking_and_one_hold(outcomes, provider, slot):
     booked = [o for o in outcomes if o is None]
     refused = [o for o in outcomes if o is not None]
     assert len(booked) == 1 and len(refused) == RACERS - 1, outcomes
     # Every loser is told what clashes and when the provider is free next.
     for conflict in refused:
-        assert conflict.extra.get("clash") == [{"start": iso(slot - BUFFER), "end": iso(slot + DURATION)}]
+        # In the provider's zone (Asia/Kolkata by default), as their free slots are listed.
+        assert conflict.extra.get("clash") == [{"start": delhi(slot - BUFFER), "end": delhi(slot + DURATION)}]
         assert conflict.extra.get("next_free_starts"), conflict.detail
     holds = list(Hold.objects.filter(provider=provider).values_list("starts_at", "ends_at"))
     assert holds == [(slot - BUFFER, slot + DURATION)]
