@@ -52,10 +52,11 @@ up: install
 	.ci/services-up
 	psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'dispatch'" | grep -q 1 \
 	  || psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE dispatch"
+	# Every process writes its metrics there from import on, manage.py commands included.
+	rm -rf $(PROMETHEUS_MULTIPROC_DIR) && mkdir -p $(PROMETHEUS_MULTIPROC_DIR)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py seed_demo
-	rm -rf $(PROMETHEUS_MULTIPROC_DIR) && mkdir -p $(PROMETHEUS_MULTIPROC_DIR)
 	@echo "API http://$(HOST):$(PORT)/  Flower http://$(HOST):$(FLOWER_PORT)/  metrics http://$(HOST):$(PORT)/metrics"
 	$(VENV)/bin/honcho start -f Procfile -p $(PORT)
 
