@@ -127,6 +127,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "api.schema.DispatchAutoSchema",  # documents each route's error answers
     "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "PAGE_SIZE": 20,
+    # JSON is checked for depth and unencodable text before any view sees it (api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "api.parsers.CheckedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 
 SPECTACULAR_SETTINGS = {

@@ -137,6 +137,10 @@ RAW_BODIES = {
     "NaN literal": ('{"latitude": NaN, "longitude": 77}', "detail"),
     "Infinity literal": ('{"latitude": 28, "longitude": Infinity}', "detail"),
     "empty body": ("", "category"),
+    "nested 1,000 deep": ("[" * 1000 + "]" * 1000, "detail"),
+    "nested 20,000 deep": ('{"a": ' * 20_000 + "1" + "}" * 20_000, "detail"),
+    "nested just too deep": ('{"description": ' + "[" * 40 + "]" * 40 + "}", "detail"),
+    "lone surrogate": ('{"description": "\\ud800", "address": "x"}', "detail"),
 }
 
 
@@ -148,6 +152,17 @@ def test_body_that_is_not_a_json_object_is_400(case, customer, client_for):
 
     _assert_400_naming(response, key)
     assert Job.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["[" * 1000 + "]" * 1000, '{"username": "\\ud800", "password": "x"}', '{"username": "a\\udfffb", "password": "x"}'],
+    ids=["nested 1,000 deep", "lone high surrogate", "lone low surrogate"],
+)
+def test_login_refuses_unparseable_bodies_with_400_not_500(raw, client_for):
+    response = client_for(None).generic("POST", "/auth/login/", data=raw, content_type="application/json")
+
+    _assert_400_naming(response, "detail")
 
 
 # --- POST /services/jobs/{id}/review/ ---------------------------------------------------------
