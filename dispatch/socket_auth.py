@@ -10,6 +10,7 @@ spent one, leaves `scope["user"]` anonymous; the consumer decides what that mean
 closes with 4401). Our LOGGING redacts `token=` and `ticket=` values all the same
 (dispatch/log_redact.py).
 """
+import re
 import secrets
 from urllib.parse import parse_qs
 
@@ -25,6 +26,10 @@ from rest_framework.authtoken.models import Token
 TICKET_CACHE = "socket_tickets"
 TICKET_KEY = "socket-ticket:{}"
 MAX_TICKET_CHARS = 128  # ours are 43; anything longer is not worth a cache lookup
+# What a ticket (token_urlsafe) and a DRF token key (40 hex digits) can look like; anything
+# else (a NUL byte, which PostgreSQL refuses in text) is nobody, without a lookup.
+TICKET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_TICKET_CHARS)
+TOKEN_SHAPE = re.compile(r"[0-9a-f]{40}")
 
 
 def socket_ticket_issue(*, user) -> str:
@@ -39,7 +44,7 @@ def socket_ticket_redeem(ticket: str):
 
     Two handshakes racing with one ticket both read it, but only one delete finds the key.
     """
-    if not 0 < len(ticket) <= MAX_TICKET_CHARS:
+    if not TICKET_SHAPE.fullmatch(ticket):
         return None
     cache, key = caches[TICKET_CACHE], TICKET_KEY.format(ticket)
     user_id = cache.get(key)
@@ -67,7 +72,7 @@ def token_from_scope(scope) -> str | None:
 
 @database_sync_to_async
 def user_for_token(key: str | None):
-    token = Token.objects.select_related("user").filter(key=key).first() if key else None
+    token = Token.objects.select_related("user").filter(key=key).first() if key and TOKEN_SHAPE.fullmatch(key) else None
     if token is None or not token.user.is_active:
         return AnonymousUser()
     return token.user

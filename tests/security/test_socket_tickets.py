@@ -86,6 +86,16 @@ async def test_a_made_up_ticket_is_refused(ticket, sockets):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("query", ["token=%00", "token=abc%00def", "ticket=%00", "token=" + "%00" * 40],
+                         ids=["NUL token", "token with a NUL", "NUL ticket", "40 NULs"])
+async def test_a_token_or_ticket_with_a_nul_is_refused_not_a_server_error(query, sockets):
+    # PostgreSQL refuses NUL in text: looked up, this was an HTTP 500 on the handshake.
+    socket = await sockets(query=query)
+
+    assert await close_code(socket) == CLOSE_UNAUTHENTICATED
+
+
+@pytest.mark.asyncio
 async def test_a_bad_ticket_is_not_rescued_by_a_token(sockets, customer):
     socket = await sockets(await token_of(customer), query="ticket=made-up")
 
