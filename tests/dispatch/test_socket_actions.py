@@ -92,6 +92,8 @@ async def test_chat_on_a_closed_job_is_a_conflict_frame(sockets, completed_job, 
         ({"type": "chat", "job_id": "{job}", "content": "x" * 2001}, "invalid", "content"),
         ({"type": "chat", "job_id": "{job}", "content": ["hi"]}, "invalid", "content"),
         ({"type": "chat", "job_id": "{job}"}, "invalid", "content"),
+        ({"type": "chat", "job_id": "{job}", "content": "a\x00b"}, "invalid", "content"),
+        ({"type": "chat", "job_id": "{job}", "content": "hi \ud800"}, "invalid", "content"),
         ({"type": "shout", "job_id": "{job}"}, "unknown_type", None),
         ({"job_id": "{job}", "content": "hi"}, "unknown_type", None),
         (["chat"], "unknown_type", None),
@@ -99,7 +101,7 @@ async def test_chat_on_a_closed_job_is_a_conflict_frame(sockets, completed_job, 
     ],
     ids=[
         "job_id text", "job_id bool", "job_id too big", "no job_id", "blank content", "content too long",
-        "content a list", "no content", "unknown type", "no type", "a list", "a string",
+        "content a list", "no content", "content with a NUL", "content with a lone surrogate", "unknown type", "no type", "a list", "a string",
     ],
 )
 async def test_a_bad_chat_frame_gets_an_error_frame_and_the_socket_stays_open(
