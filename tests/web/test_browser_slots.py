@@ -8,21 +8,19 @@ there, so every start is past the two-hour lead time whatever the hour of the ru
 Screenshots go to a scratch folder, or to SCREENSHOTS_DIR when it is set.
 """
 import json
-import os
 import re
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.web.browser import CHROMIUM_ARGS, ROOT, chromium_executable, embedded_env, manage, start_server
+from tests.web.browser import embedded_env, manage, start_server
+from tests.web.conftest import WAIT_MS
 
 pytestmark = pytest.mark.browser
 
 PASSWORD = "pass-word-123"  # tests.factories.UserFactory's
-WAIT_MS = 10_000
 DESKTOP = {"width": 1280, "height": 900}
 JOB_AT = (28.6315, 77.2167)  # Connaught Place
 USERS_ZONE = "Asia/Kolkata"  # the browsers', and the providers' default zone
@@ -77,29 +75,6 @@ def server(tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    expect.set_options(timeout=WAIT_MS)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def shots(tmp_path):
-    folder = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
-    folder = folder if folder.is_absolute() else ROOT / folder
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def shoot(page, name, toasts=False):
-        if not toasts:
-            page.evaluate("document.getElementById('toasts').replaceChildren()")
-        page.screenshot(path=folder / f"{name}.png", full_page=True, animations="disabled")
-
-    return shoot
 
 
 @pytest.fixture

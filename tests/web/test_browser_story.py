@@ -8,21 +8,20 @@ change reaches the pages over the notification socket.
 Screenshots go to a scratch folder; `SCREENSHOTS_DIR=docs/screenshots` refreshes the README's.
 """
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.web.browser import CHROMIUM_ARGS, ROOT, chromium_executable, embedded_env, manage, start_server
+from tests.web.browser import embedded_env, manage, start_server
+from tests.web.conftest import WAIT_MS
 
 pytestmark = pytest.mark.browser
 
 OFFER_TIMEOUT_S = 20
 PASSWORD = "pass-word-123"  # tests.factories.UserFactory's
 DEMO_PASSWORD = "demo-pass-123"
-WAIT_MS = 10_000
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 JOB_AT = (28.6315, 77.2167)  # Connaught Place
@@ -58,29 +57,6 @@ def server(tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    expect.set_options(timeout=WAIT_MS)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def shots(tmp_path):
-    folder = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
-    folder = folder if folder.is_absolute() else ROOT / folder
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def shoot(page, name, toasts=False):
-        if not toasts:
-            page.evaluate("document.getElementById('toasts').replaceChildren()")
-        page.screenshot(path=folder / f"{name}.png", full_page=True, animations="disabled")
-
-    return shoot
 
 
 @pytest.fixture
