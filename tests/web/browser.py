@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# How long a page gets to show what a test expects.
+WAIT_MS = 10_000
 # Debian's /usr/bin/chromium is a shell wrapper; the binary behind it is what Playwright should start.
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "chromium", "chromium-browser")
 # As the machine's own probe starts it: no sandbox (root), and no calls home on a closed network.

@@ -5,9 +5,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.web.browser import CHROMIUM_ARGS, ROOT, chromium_executable
+from tests.web.browser import CHROMIUM_ARGS, ROOT, WAIT_MS, chromium_executable
 
-WAIT_MS = 10_000
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.browser import embedded_env, manage, start_server
-from tests.web.conftest import WAIT_MS
+from tests.web.browser import WAIT_MS, embedded_env, manage, start_server
 
 pytestmark = pytest.mark.browser
 
