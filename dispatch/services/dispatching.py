@@ -34,12 +34,8 @@ def batch_size(job: Job) -> int:
     return max(1, policy_for(job.category).batch_size)
 
 
-def _search_ends_at(job: Job, policy: DispatchPolicy):
-    return search_ends_at(job, policy)
-
-
 def _out_of_time(job: Job, policy: DispatchPolicy, now) -> bool:
-    return now >= _search_ends_at(job, policy)
+    return now >= search_ends_at(job, policy)
 
 
 def job_dispatch(*, job_id: int) -> list[Offer]:
@@ -83,7 +79,7 @@ def _dispatch_step(job: Job) -> list[Offer]:
         # Nobody free right now: look again later (the sweeper) until the deadline.
         retry_s = policy.scheduled_retry_s if job.is_scheduled else policy.retry_s
         # ...but no later than the deadline, so the customer hears at the deadline, not a retry after it.
-        job.retry_at = min(now + timedelta(seconds=retry_s), _search_ends_at(job, policy))
+        job.retry_at = min(now + timedelta(seconds=retry_s), search_ends_at(job, policy))
         job.save(update_fields=["retry_at", "updated_at"])
     return created
 

@@ -64,7 +64,8 @@ def offer_create(
     if not _claim_provider(provider.pk):
         raise Conflict(f"Provider {provider.pk} is being offered another job right now.")
     if not job.is_scheduled:
-        _refuse_if_busy(job=job, provider=provider, distance_km=distance_km)
+        start = instant_start(job=job, provider=provider, distance_km=distance_km)
+        _refuse_if_busy(job=job, provider=provider, start=start)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -105,9 +106,9 @@ def instant_start(*, job: Job, provider: User, distance_km: float | None = None)
     return timezone.now() + timedelta(minutes=minutes)
 
 
-def _refuse_if_busy(*, job: Job, provider: User, distance_km: float | None = None) -> None:
-    """409 if the provider is at capacity for an instant job from now until it would be done."""
-    until = instant_start(job=job, provider=provider, distance_km=distance_km) + timedelta(minutes=job.duration_min)
+def _refuse_if_busy(*, job: Job, provider: User, start) -> None:
+    """409 if the provider is at capacity for an instant job from now until it would be done (from `start`)."""
+    until = start + timedelta(minutes=job.duration_min)
     capacity = policy_for(job.category).capacity
     if busy_provider_ids([provider.pk], until=until, capacity=capacity, exclude_job_id=job.pk):
         raise Conflict(f"Provider {provider.pk} is busy with another job until after {events.iso(until)}.")
@@ -176,10 +177,11 @@ def offer_accept(*, job_id: int, provider: User) -> Job:
             start = job.scheduled_at
             hold_place(job=job, provider=provider, start=start, firm=True)
         else:
-            _refuse_if_busy(job=job, provider=provider)
+            eta_start = instant_start(job=job, provider=provider)
+            _refuse_if_busy(job=job, provider=provider, start=eta_start)
             # With room for more than one job (capacity > 1) a new one queues after the time already held.
             start = first_clear_start(
-                provider_id=provider.pk, earliest=instant_start(job=job, provider=provider),
+                provider_id=provider.pk, earliest=eta_start,
                 duration_min=job.duration_min, policy=policy_for(job.category), exclude_job_id=job.pk,
             )
             hold_place(job=job, provider=provider, start=start, firm=True, check_hours=False)
