@@ -41,7 +41,9 @@ up: export SECURE_SSL_REDIRECT ?= false
 up: export SECURE_HSTS_SECONDS ?= 0
 up: export MATCHING_LOCATION_MAX_AGE_S ?= 0
 up: export PAYMENT_ALLOW_TEST_GATEWAY ?= true
-up: export CONN_MAX_AGE ?= 60
+# A pool of at most this many PostgreSQL connections per process (README, "Database connections").
+up: export DATABASE_POOL_MAX_SIZE ?= 8
+up: export DATABASE_POOL_TIMEOUT_S ?= 10
 up: export PROMETHEUS_MULTIPROC_DIR := $(RUN_DIR)/metrics
 up: export RUN_DIR := $(RUN_DIR)
 up: export VENV_PYTHON := $(CURDIR)/$(PY)

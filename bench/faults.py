@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 from bench.harness import (
@@ -34,12 +35,17 @@ SWEEP_S = 1
 # An instant job still unassigned this long after booking ends UNFULFILLED: bounds every drill.
 SEARCH_DEADLINE_S = 15
 SLACK_S = 10
+# The private PostgreSQL's max_connections: well under the 300 of bench.load, and above what the
+# process set may hold (its processes x DATABASE_POOL_MAX_SIZE, 8 each, plus this process's few):
+# a process that held a connection per request would run it out, and the drills would see 500s.
+MAX_CONNECTIONS = 60
 DRILLS = {
     "control": "no fault (baseline)",
     "worker_kill": "SIGKILL the offers worker while offers are live; the supervisor starts a new one",
     "redis_restart": "stop Redis, 1 s down, start it again (empty: it keeps nothing on disk)",
     "postgres_restart": "`pg_ctl restart -m fast`",
     "asgi_kill": "SIGKILL ASGI server A while clients are connected to it; they reconnect to B",
+    "connections": "6 bursts of 50 concurrent GETs over both servers, far past each process's connection pool",
 }
 QUICK_DRILLS = ["control", "worker_kill"]
 
@@ -77,6 +83,18 @@ class Drills:
         started = time.monotonic()
         self.pg.restart()
         return f"restart took {time.monotonic() - started:.1f} s"
+
+    def connections(self) -> str:
+        from bench.connections import PeakConnections, burst
+
+        token = next(iter(self.crowd.customers.values())).token
+        with PeakConnections(self.pg.port) as seen:
+            answers = burst(self.stack.web_ports, token, bursts=6, size=50)
+        statuses = Counter(a.status for a in answers)
+        # Every GET was a valid request: anything but 200 is an error of this drill.
+        self.crowd.errors += [f"burst GET: {status} × {n}" for status, n in statuses.items() if status != 200]
+        shown = ", ".join(f"{n} × {status}" for status, n in sorted(statuses.items(), key=str))
+        return f"{shown}; peak {seen.peak} connections (max_connections {self.pg.max_connections})"
 
     def asgi_kill(self) -> str:
         port = self.stack.procs["web-a"].port
@@ -251,7 +269,8 @@ def main() -> None:
     args.phase_s = args.phase_s or (1.5 if args.quick else 4.0)
     started = time.monotonic()
     with Rig(tag="faults", customers=args.customers, providers=args.providers, web_servers=2, web_concurrency=1,
-             offer_timeout_s=OFFER_TIMEOUT_S, sweep_s=SWEEP_S, search_deadline_s=SEARCH_DEADLINE_S) as rig:
+             offer_timeout_s=OFFER_TIMEOUT_S, sweep_s=SWEEP_S, search_deadline_s=SEARCH_DEADLINE_S,
+             max_connections=MAX_CONNECTIONS) as rig:
         results = asyncio.run(run_drills(rig.pg, rig.redis, rig.stack, rig.world, names, args.rate, args.phase_s))
     from bench.report import machine, write_section
 

@@ -123,7 +123,8 @@ class PrivatePostgres:
     The server refuses to run as root, so as root its commands run as the `postgres` user.
     """
 
-    def __init__(self):
+    def __init__(self, max_connections: int = 300):
+        self.max_connections = max_connections
         self.dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))
         self.data = self.dir / "data"
         self.port = free_port()
@@ -140,8 +141,8 @@ class PrivatePostgres:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
                   "--no-sync")
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=300 "
-                   "-c shared_buffers=128MB")
+        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                   f"-c max_connections={self.max_connections} -c shared_buffers=128MB")
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.dir / "server.log"),
                   "-w", "start")
         import psycopg
@@ -350,12 +351,12 @@ class Rig:
     process's Django on them (migrated), the seeded world, and the supervised process set."""
 
     def __init__(self, *, tag: str, customers: int, providers: int, web_servers: int, web_concurrency: int,
-                 offer_timeout_s: int, sweep_s: int, search_deadline_s: int):
+                 offer_timeout_s: int, sweep_s: int, search_deadline_s: int, max_connections: int = 300):
         self.tag, self.customers, self.providers = tag, customers, providers
         self.web_servers, self.web_concurrency = web_servers, web_concurrency
         self.timings = {"offer_timeout_s": offer_timeout_s, "sweep_s": sweep_s, "search_deadline_s": search_deadline_s}
         self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{tag}-"))
-        self.pg, self.redis = PrivatePostgres(), PrivateRedis(self.workdir)
+        self.pg, self.redis = PrivatePostgres(max_connections), PrivateRedis(self.workdir)
         self.stack: ProcessSet | None = None
 
     def __enter__(self) -> "Rig":

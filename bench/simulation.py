@@ -168,7 +168,6 @@ class Engine:
             "DEBUG": "false",
             "SECRET_KEY": os.environ.get("SECRET_KEY", "simulation-only-key"),
             "PAYMENT_ALLOW_TEST_GATEWAY": "true",
-            "CONN_MAX_AGE": "60",
         }
         for i in range(self.plan.workers):
             args = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "offers,housekeeping",

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "api.http_metrics.HttpMetricsMiddleware",
+    "api.errors.DatabaseBusyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -85,10 +86,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    # Production keeps connections between requests and tasks (CONN_MAX_AGE=60 in make up and
-    # docker-compose): opening one forks a PostgreSQL backend, which costs more CPU than the
-    # dispatch step it serves. Checked before reuse.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+    # Production borrows connections from a pool per process (Django's, on psycopg_pool): a
+    # request or task takes one and gives it back when it ends, so a process never holds more
+    # than DATABASE_POOL_MAX_SIZE; one that finds them all taken waits DATABASE_POOL_TIMEOUT_S,
+    # then answers 503 (api.errors.DatabaseBusyMiddleware). PostgreSQL needs max_connections of
+    # at least processes x max size (README, "Database connections"). CONN_MAX_AGE instead keeps
+    # a connection per thread, and under ASGI every request has a thread of its own: bursts ran
+    # PostgreSQL out of connections (500s). 0 turns the pool off (development and the test
+    # suite): a connection per request or task, kept CONN_MAX_AGE seconds.
+    DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=0 if DEBUG else 8)
+    if DATABASE_POOL_MAX_SIZE > 0:
+        if env.int("CONN_MAX_AGE", default=0):
+            raise ImproperlyConfigured("CONN_MAX_AGE must be 0 with the connection pool (DATABASE_POOL_MAX_SIZE > 0).")
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(env.int("DATABASE_POOL_MIN_SIZE", default=1), DATABASE_POOL_MAX_SIZE),
+            "max_size": DATABASE_POOL_MAX_SIZE,
+            "timeout": env.float("DATABASE_POOL_TIMEOUT_S", default=10.0),
+        }
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+    # Checked before reuse (the pool checks a connection as it lends it).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 REDIS_URL = env.str("REDIS_URL", default="")

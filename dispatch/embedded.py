@@ -42,9 +42,11 @@ def _run() -> None:
     stop = threading.Event()
     while not stop.wait(TICK_S):
         try:
-            close_old_connections()
             dispatch_sweep()
             jobs_remind()
             events_repush()
         except Exception:  # a bad tick must not kill the clock; the next one retries
             log.exception("embedded sweep failed")
+        finally:
+            # Between ticks the thread holds no connection (with the pool on, one the requests can use).
+            close_old_connections()

@@ -1,4 +1,5 @@
 """Settings come from the environment; production refuses the development secret key."""
+import json
 import os
 import subprocess
 import sys
@@ -32,3 +33,34 @@ def test_production_refuses_the_test_payment_gateway_unless_told_it_is_a_demo():
 
     assert refused.returncode != 0
     assert "test-mode gateway" in refused.stderr
+
+
+def _database(**env) -> subprocess.CompletedProcess:
+    """The default database's CONN_MAX_AGE and pool options as settings.py builds them (no connection made)."""
+    names = ("DEBUG", "CONN_MAX_AGE", "DATABASE_POOL_MAX_SIZE", "DATABASE_POOL_MIN_SIZE", "DATABASE_POOL_TIMEOUT_S")
+    clean = {k: v for k, v in os.environ.items() if k not in names}
+    script = ("import json; from config import settings as s; d = s.DATABASES['default']; "
+              "print(json.dumps([d['CONN_MAX_AGE'], d.get('OPTIONS', {}).get('pool')]))")
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False,
+                          env={**clean, "DATABASE_URL": "postgres://dispatch@db.example:5432/dispatch",
+                               "SECRET_KEY": "x" * 50, "PAYMENT_ALLOW_TEST_GATEWAY": "true", **env})
+
+
+def test_production_on_postgresql_borrows_connections_from_a_bounded_pool():
+    result = _database(DEBUG="false")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [0, {"min_size": 1, "max_size": 8, "timeout": 10.0}]
+
+
+def test_development_and_the_test_suite_connect_per_request_without_a_pool():
+    result = _database(DEBUG="true")
+
+    assert json.loads(result.stdout) == [0, None]
+
+
+def test_the_pool_refuses_conn_max_age_which_would_keep_a_connection_per_thread():
+    result = _database(DEBUG="false", CONN_MAX_AGE="60")
+
+    assert result.returncode != 0
+    assert "CONN_MAX_AGE must be 0 with the connection pool" in result.stderr

@@ -35,3 +35,16 @@ def test_compose_refuses_to_start_without_a_secret_key():
     done = _config(SECRET_KEY=None, FLOWER_BASIC_AUTH="ops:secret")
 
     assert done.returncode != 0 and "SECRET_KEY" in done.stderr
+
+
+def test_compose_bounds_database_connections_below_postgres_default_max_connections():
+    done = _config(SECRET_KEY="compose-check", FLOWER_BASIC_AUTH="ops:secret")
+    services = yaml.safe_load(done.stdout)["services"]
+
+    web = services["web"]["environment"]
+    assert "CONN_MAX_AGE" not in web  # a connection per ASGI thread: see README, "Database connections"
+    pool = int(web["DATABASE_POOL_MAX_SIZE"])
+    # Every process that queries: two uvicorn workers, the offers worker, the housekeeping worker.
+    assert "--workers ${WEB_CONCURRENCY:-2}" in (ROOT / "docker-compose.yml").read_text()
+    assert (2 + 1 + 1) * pool <= 100 - 10  # PostgreSQL's default, less room for migrate, psql, monitoring
+    assert int(services["worker"]["command"].split("--concurrency ")[1].split()[0]) <= pool
