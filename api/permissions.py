@@ -14,3 +14,10 @@ class IsProvider(BasePermission):
 
     def has_permission(self, request, view):
         return bool(request.user and request.user.is_authenticated and request.user.is_provider)
+
+
+class IsOps(BasePermission):
+    message = "Only ops can do this."
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated and request.user.is_ops)

@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from api.views.accounts import LoginView, RegisterView
+from api.views.accounts import LoginView, LogoutView, PasswordChangeView, RegisterView
 from api.views.catalog import CategoryViewSet
 from api.views.invoices import JobInvoiceView
 from api.views.jobs import JobViewSet
@@ -15,6 +15,7 @@ from api.views.providers import (
 )
 from api.views.slots import AreaSlotsView, ProviderSlotsView
 from api.views.socket_ticket import SocketTicketView
+from api.views.tokens import OpsTokenDetailView, OpsTokenListView, TokenDetailView, TokenListView
 from api.views.wallet import WalletTopUpView, WalletView
 
 router = DefaultRouter(trailing_slash=True)
@@ -27,6 +28,12 @@ router.register("auth/providers", ProviderViewSet, basename="provider")
 urlpatterns = [
     path("auth/register/", RegisterView.as_view(), name="register"),
     path("auth/login/", LoginView.as_view(), name="login"),
+    path("auth/logout/", LogoutView.as_view(), name="logout"),
+    path("auth/password/", PasswordChangeView.as_view(), name="password-change"),
+    path("auth/tokens/", TokenListView.as_view(), name="token-list"),
+    path("auth/tokens/<str:pk>/", TokenDetailView.as_view(), name="token-detail"),
+    path("ops/tokens/", OpsTokenListView.as_view(), name="ops-token-list"),
+    path("ops/tokens/<str:pk>/", OpsTokenDetailView.as_view(), name="ops-token-detail"),
     path("auth/socket-ticket/", SocketTicketView.as_view(), name="socket-ticket"),
     path("providers/me/", ProviderMeView.as_view(), name="provider-me"),
     path("providers/me/location/", ProviderLocationView.as_view(), name="provider-location"),

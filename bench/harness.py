@@ -398,9 +398,9 @@ def seed(*, customers: int, providers: int, tag: str) -> dict:
     from django.contrib.auth.hashers import make_password
     from django.db import connection
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
 
     from dispatch.models import ProviderProfile, Role, ServiceCategory, ServiceItem, User
+    from dispatch.services.accounts import token_issue
 
     rng = random.Random(7)
     category = ServiceCategory.objects.create(name=f"Bench {tag}", slug=tag)
@@ -409,7 +409,7 @@ def seed(*, customers: int, providers: int, tag: str) -> dict:
     world = {"category": category.pk, "item": item.pk, "customers": [], "providers": []}
     for i in range(customers):
         user = User.objects.create(username=f"{tag}-c{i}", role=Role.CUSTOMER, name=f"Customer {i}", password=password)
-        world["customers"].append({"id": user.pk, "token": Token.objects.create(user=user).key})
+        world["customers"].append({"id": user.pk, "token": token_issue(user=user)[1]})
     now = timezone.now()
     for i in range(providers):
         user = User.objects.create(username=f"{tag}-p{i}", role=Role.PROVIDER, name=f"Provider {i}", password=password)
@@ -420,7 +420,7 @@ def seed(*, customers: int, providers: int, tag: str) -> dict:
         )
         profile.categories.add(category)
         profile.items.add(item)
-        world["providers"].append({"id": user.pk, "token": Token.objects.create(user=user).key})
+        world["providers"].append({"id": user.pk, "token": token_issue(user=user)[1]})
     connection.close()
     return world
 

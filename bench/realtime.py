@@ -115,16 +115,16 @@ class Stack:
 def seed(providers: int = 2) -> dict:
     """A category, a customer and `providers` online providers a few hundred metres from the job."""
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
 
     from dispatch.models import ProviderProfile, Role, ServiceCategory, ServiceItem, User
+    from dispatch.services.accounts import token_issue
 
     # A fresh set per run: completed jobs keep ledger rows, so old runs' data is left in place.
     tag = f"{TAG}{time.time_ns()}"
     category = ServiceCategory.objects.create(name=f"Realtime bench {tag}", slug=tag)
     item = ServiceItem.objects.create(category=category, name="Visit", price="500.00")
     customer = User.objects.create_user(username=f"{tag}-c", role=Role.CUSTOMER, name="Bench Customer")
-    tokens = {"customer": Token.objects.create(user=customer).key, "providers": []}
+    tokens = {"customer": token_issue(user=customer)[1], "providers": []}
     for i in range(providers):
         user = User.objects.create_user(username=f"{tag}-p{i}", role=Role.PROVIDER, name=f"Bench Provider {i}")
         lat = CENTRE[0] + 0.002 * (i + 1)
@@ -134,7 +134,7 @@ def seed(providers: int = 2) -> dict:
         )
         profile.categories.add(category)
         profile.items.add(item)
-        tokens["providers"].append(Token.objects.create(user=user).key)
+        tokens["providers"].append(token_issue(user=user)[1])
     return {"category": category.pk, "item": item.pk, **tokens}
 
 

@@ -136,7 +136,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "api.authentication.ExpiringTokenAuthentication",  # per-login tokens that end (docs/security.md)
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -294,6 +294,12 @@ CACHES = {
     ),
 }
 SOCKET_TICKET_TTL_S = env.int("SOCKET_TICKET_TTL_S", default=30)
+# A token unused for this long expires; each use slides its expiry (dispatch/services/accounts.py).
+# Beyond this many live tokens per user, a login revokes the least recently used.
+AUTH_TOKEN_TTL_DAYS = env.int("AUTH_TOKEN_TTL_DAYS", default=30)
+AUTH_TOKENS_PER_USER = env.int("AUTH_TOKENS_PER_USER", default=20)
+if AUTH_TOKEN_TTL_DAYS < 1 or AUTH_TOKENS_PER_USER < 1:
+    raise ImproperlyConfigured("AUTH_TOKEN_TTL_DAYS and AUTH_TOKENS_PER_USER must be at least 1.")
 
 # --- Abuse limits (api/throttles.py, dispatch/consumers.py). REST rates are "<count>/<s|min|hour|day>"
 # per scope (None switches one off), counted in the "rate_limits" cache, so with Redis a limit

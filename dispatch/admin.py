@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
 from dispatch.models import Event, Job, Offer, ProviderProfile, Review, ServiceCategory, ServiceItem, User
+from dispatch.services.accounts import user_deactivate
 
 
 @admin.register(User)
@@ -10,6 +11,11 @@ class DispatchUserAdmin(UserAdmin):
     list_display = ("username", "name", "role", "phone", "is_staff")
     list_filter = ("role", "is_staff")
     fieldsets = (*UserAdmin.fieldsets, ("Dispatch", {"fields": ("role", "name", "phone")}))
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            user_deactivate(user=obj)  # ends their tokens and closes their sockets
 
 
 class ServiceItemInline(admin.TabularInline):

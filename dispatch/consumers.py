@@ -10,7 +10,9 @@ Close codes (sent after accepting, so browsers can read them; a refused handshak
 only show 1006):
     4400  `last_event_id` is not a non-negative integer; fix the URL, do not retry as is.
     4401  no ticket or token, or a bad, expired or spent one; get a new ticket (log in
-          again if that is refused), do not retry as is.
+          again if that is refused), do not retry as is. Also sent to an open socket within a
+          second of its credentials ending: its token logged out, revoked or rotated by a
+          password change, or its user deactivated (`events.sockets_close`).
     1012  this server lost Redis, so pushes may have been missed: reconnect (retry until
           the handshake succeeds) with `last_event_id` and the replay fills the gap.
     4429  the client sent more than SOCKET_MAX_FRAMES_PER_S frames within one second (a
@@ -39,7 +41,8 @@ from django.urls import path
 
 from dispatch import events, metrics
 from dispatch.errors import DomainError, Invalid
-from dispatch.models import Event
+from dispatch.models import Event, User
+from dispatch.services.accounts import token_is_live
 from dispatch.services.chat import message_send
 from dispatch.services.location import provider_location_update
 from dispatch.socket_auth import AllowedHostsOrNoOriginValidator, TokenAuthMiddleware
@@ -68,6 +71,18 @@ def _events_after(user_id: int, after_id: int, limit: int) -> list[dict]:
     return [events.event_message(event) for event in rows]
 
 
+# A socket missed its credentials' end only if the close message was lost (the channel layer
+# was down then); a push re-checks them when this long has passed since the last check.
+AUTH_RECHECK_S = 60
+
+
+@database_sync_to_async
+def _credentials_live(user_id: int, token_id: int | None) -> bool:
+    if token_id is not None:
+        return token_is_live(token_id=token_id, user_id=user_id)
+    return User.objects.filter(pk=user_id, is_active=True).exists()
+
+
 # Open sockets per user id in this server process (its consumers all run on one event loop).
 open_sockets: Counter[int] = Counter()
 
@@ -94,6 +109,8 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         self.frame_window = (time.monotonic(), 0)  # (start of the current second, frames in it)
         events.serve_pushes_on(asyncio.get_running_loop())
         self.user_id = user.pk
+        self.token_id = self.scope.get("auth_token_id")  # None: opened by a ticket asked for with a session
+        self.ended = False
         self.group = events.user_group(user.pk)
         open_sockets[user.pk] += 1  # paired with `disconnect`, which undoes it for sockets with a group
         self.sent_ids: OrderedDict[int, None] = OrderedDict()
@@ -103,6 +120,11 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         metrics.connected_sockets.inc()
+        # Credentials ended between the handshake's check and joining the group missed their close message.
+        self.auth_checked_at = time.monotonic()
+        if not await _credentials_live(self.user_id, self.token_id):
+            await self._end_for_auth()
+            return
         if last_event_id is not None:
             await self._replay(after_id=last_event_id)
 
@@ -126,6 +148,8 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
                 return
 
     async def _send_event(self, data: dict) -> None:
+        if self.ended:
+            return
         event_id = data["event_id"]
         if event_id in self.sent_ids:
             return
@@ -135,11 +159,31 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(data)
 
     async def event_push(self, message):
+        if time.monotonic() - self.auth_checked_at >= AUTH_RECHECK_S:
+            self.auth_checked_at = time.monotonic()
+            if not await _credentials_live(self.user_id, self.token_id):
+                await self._end_for_auth()
         await self._send_event(message["event"])
 
     async def live_push(self, message):
         """A push-only update (PROVIDER_LOCATION): no event_id, never replayed, sent as is."""
-        await self.send_json(message["event"])
+        if not self.ended:
+            await self.send_json(message["event"])
+
+    async def auth_ended(self, message):
+        """Credentials of this user ended (`events.sockets_close`): close if they were this socket's."""
+        token_ids, keep = message.get("token_ids"), message.get("keep_token_id")
+        if token_ids is None:
+            mine = keep is None or self.token_id != keep
+        else:
+            mine = self.token_id is not None and self.token_id in token_ids
+        if mine:
+            await self._end_for_auth()
+
+    async def _end_for_auth(self) -> None:
+        if not self.ended:
+            self.ended, self.frame_window = True, None  # nothing more goes out, no frame is handled
+            await self.close(code=CLOSE_UNAUTHENTICATED, reason="credentials ended")
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """A client frame (docs/realtime.md). Whatever is wrong with it is answered, never a close."""

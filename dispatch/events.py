@@ -208,6 +208,31 @@ def push(event: Event) -> bool:
         return False
 
 
+# The consumer's handler for "these credentials ended" is `auth_ended`.
+AUTH_ENDED_TYPE = "auth.ended"
+
+
+def sockets_close(*, user_id: int, token_ids: list[int] | None = None, keep_token_id: int | None = None) -> None:
+    """Close (4401) the user's open sockets, on every server process, that were opened with one of `token_ids`.
+
+    With no `token_ids`: every socket of the user, except those of `keep_token_id`. Called
+    after the commit that ended the credentials; never raises (a socket the message misses
+    finds out at its next credential check, see `NotificationConsumer.event_push`).
+    """
+    message = {"type": AUTH_ENDED_TYPE, "token_ids": token_ids, "keep_token_id": keep_token_id}
+    try:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        try:
+            _publish(layer, user_group(user_id), message)
+        except Exception:
+            log.warning("closing the sockets of user %s failed once; retrying", user_id)
+            _publish(layer, user_group(user_id), message)
+    except Exception:
+        log.exception("could not tell the sockets of user %s that their credentials ended", user_id)
+
+
 def events_repush(*, older_than_s: float | None = None, limit: int = REPUSH_BATCH) -> int:
     """Push again events written more than `older_than_s` ago and never marked pushed; returns how many went out.
 

@@ -4,11 +4,13 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Q, QuerySet, Sum
+from django.utils import timezone
 
 from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.index import rank_providers
 from dispatch.policy import no_show_due_at
 from dispatch.models import (
+    AuthToken,
     Invoice,
     Job,
     JobStatus,
@@ -243,3 +245,11 @@ _PUBLIC_ORDER = {
     "rating": lambda p: (-p.rating_key, p.distance_km, p.user_id),
     "score": lambda p: (-p.score, p.user_id),
 }
+
+
+def tokens_live(*, user_id: int | None = None) -> QuerySet[AuthToken]:
+    """Tokens that still let someone in (not revoked, not expired), most recently used first; one user's or all."""
+    tokens = AuthToken.objects.filter(revoked_at__isnull=True, expires_at__gt=timezone.now()).select_related("user")
+    if user_id is not None:
+        tokens = tokens.filter(user_id=user_id)
+    return tokens.order_by("-last_used_at", "-pk")

@@ -9,6 +9,10 @@ clients: `?token=<key>` (browsers cannot set headers on a WebSocket) and an
 spent one, leaves `scope["user"]` anonymous; the consumer decides what that means (it
 closes with 4401). Our LOGGING redacts `token=` and `ticket=` values all the same
 (dispatch/log_redact.py).
+
+`scope["auth_token_id"]` names the token the socket belongs to: the one it presented, or the
+one that asked for its ticket (None for a ticket asked for with a session), so ending that
+token closes the socket (dispatch/services/accounts.py).
 """
 import re
 import secrets
@@ -21,36 +25,44 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import caches
-from rest_framework.authtoken.models import Token
+
+from dispatch.services.accounts import token_authenticate, token_is_live
 
 TICKET_CACHE = "socket_tickets"
 TICKET_KEY = "socket-ticket:{}"
 MAX_TICKET_CHARS = 128  # ours are 43; anything longer is not worth a cache lookup
-# What a ticket (token_urlsafe) and a DRF token key (40 hex digits) can look like; anything
-# else (a NUL byte, which PostgreSQL refuses in text) is nobody, without a lookup.
+# What a ticket (token_urlsafe) can look like; anything else (a NUL byte, which PostgreSQL
+# refuses in text) is nobody, without a lookup. Token keys are checked by `token_authenticate`.
 TICKET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_TICKET_CHARS)
-TOKEN_SHAPE = re.compile(r"[0-9a-f]{40}")
 
 
-def socket_ticket_issue(*, user) -> str:
-    """A fresh one-time ticket for `user`'s next WebSocket handshake, valid for SOCKET_TICKET_TTL_S."""
+def socket_ticket_issue(*, user, token_id: int | None = None) -> str:
+    """A fresh one-time ticket for `user`'s next WebSocket handshake, valid for SOCKET_TICKET_TTL_S.
+
+    `token_id` is the token that asked for it: the socket will belong to that token.
+    """
     ticket = secrets.token_urlsafe(32)
-    caches[TICKET_CACHE].set(TICKET_KEY.format(ticket), user.pk, timeout=settings.SOCKET_TICKET_TTL_S)
+    caches[TICKET_CACHE].set(TICKET_KEY.format(ticket), [user.pk, token_id], timeout=settings.SOCKET_TICKET_TTL_S)
     return ticket
 
 
 def socket_ticket_redeem(ticket: str):
-    """The active user the ticket was issued to, or None; a ticket redeems at most once.
+    """`(user, token_id)` of the ticket, or None: spent, unknown, its user inactive or its token ended.
 
-    Two handshakes racing with one ticket both read it, but only one delete finds the key.
+    A ticket redeems at most once: two handshakes racing with one ticket both read it, but
+    only one delete finds the key.
     """
     if not TICKET_SHAPE.fullmatch(ticket):
         return None
     cache, key = caches[TICKET_CACHE], TICKET_KEY.format(ticket)
-    user_id = cache.get(key)
-    if user_id is None or not cache.delete(key):
+    issued = cache.get(key)
+    if issued is None or not cache.delete(key):
         return None
-    return get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    user_id, token_id = issued if isinstance(issued, list | tuple) else (issued, None)
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None or (token_id is not None and not token_is_live(token_id=token_id, user_id=user_id)):
+        return None
+    return user, token_id
 
 
 def _query(scope) -> dict[str, list[str]]:
@@ -70,21 +82,24 @@ def token_from_scope(scope) -> str | None:
     return None
 
 
+NOBODY = (AnonymousUser(), None)
+
+
 @database_sync_to_async
 def user_for_token(key: str | None):
-    token = Token.objects.select_related("user").filter(key=key).first() if key and TOKEN_SHAPE.fullmatch(key) else None
-    if token is None or not token.user.is_active:
-        return AnonymousUser()
-    return token.user
+    """`(user, token_id)` of a live token, or an anonymous user."""
+    token = token_authenticate(key=key)
+    return (token.user, token.pk) if token is not None else NOBODY
 
 
 @database_sync_to_async
 def user_for_ticket(ticket: str):
-    return socket_ticket_redeem(ticket) or AnonymousUser()
+    """`(user, token_id)` of an unspent ticket, or an anonymous user."""
+    return socket_ticket_redeem(ticket) or NOBODY
 
 
 async def user_for_scope(scope):
-    """A `?ticket=` decides alone (a bad one is not rescued by a token); otherwise the token."""
+    """`(user, token_id)`: a `?ticket=` decides alone (a bad one is not rescued by a token); otherwise the token."""
     tickets = _query(scope).get("ticket")
     if tickets is not None:
         return await user_for_ticket(tickets[0])
@@ -92,10 +107,11 @@ async def user_for_scope(scope):
 
 
 class TokenAuthMiddleware(BaseMiddleware):
-    """Sets `scope["user"]` from a one-time ticket or a DRF token (anonymous when missing, unknown or spent)."""
+    """Sets `scope["user"]` (anonymous when missing, unknown, ended or spent) and `scope["auth_token_id"]`."""
 
     async def __call__(self, scope, receive, send):
-        scope = dict(scope, user=await user_for_scope(scope))
+        user, token_id = await user_for_scope(scope)
+        scope = dict(scope, user=user, auth_token_id=token_id)
         return await super().__call__(scope, receive, send)
 
 

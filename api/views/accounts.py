@@ -1,4 +1,8 @@
-"""POST /auth/register/ and /auth/login/: both answer a token and the user."""
+"""Sign-up, login, logout and password change: `/auth/register/`, `/auth/login/`, `/auth/logout/`, `/auth/password/`.
+
+Register, login and password change answer a new token and the user; each login gets its own
+token (dispatch/services/accounts.py says how tokens end).
+"""
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -6,14 +10,30 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.serializers.accounts import AuthResponseSerializer, LoginSerializer, RegisterSerializer, UserSerializer
+from api.serializers.accounts import (
+    AuthResponseSerializer,
+    LoginSerializer,
+    PasswordChangeSerializer,
+    RegisterSerializer,
+    UserSerializer,
+)
 from api.throttles import LOGIN_THROTTLES
 from dispatch.errors import Invalid
-from dispatch.services.accounts import auth_token_for, user_register
+from dispatch.models import AuthToken
+from dispatch.services.accounts import password_change, token_issue, token_revoke, user_register
 
 
-def _auth_response(user, status_code):
-    return Response({"token": auth_token_for(user=user), "user": UserSerializer(user).data}, status=status_code)
+def _client_label(request) -> str:
+    return request.META.get("HTTP_USER_AGENT", "")
+
+
+def _auth_response(user, key, status_code):
+    return Response({"token": key, "user": UserSerializer(user).data}, status=status_code)
+
+
+def _new_token_response(request, user, status_code):
+    _, key = token_issue(user=user, label=_client_label(request))
+    return _auth_response(user, key, status_code)
 
 
 class RegisterView(APIView):
@@ -25,7 +45,7 @@ class RegisterView(APIView):
         data = RegisterSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = user_register(**data.validated_data)
-        return _auth_response(user, status.HTTP_201_CREATED)
+        return _new_token_response(request, user, status.HTTP_201_CREATED)
 
 
 class LoginView(APIView):
@@ -40,4 +60,30 @@ class LoginView(APIView):
         user = authenticate(request, **data.validated_data)
         if user is None:
             raise Invalid("Wrong username or password.")
-        return _auth_response(user, status.HTTP_200_OK)
+        return _new_token_response(request, user, status.HTTP_200_OK)
+
+
+class LogoutView(APIView):
+    @extend_schema(
+        request=None, responses={204: None},
+        description="Ends the token this request was made with; the sockets it opened close with 4401.",
+    )
+    def post(self, request):
+        if isinstance(request.auth, AuthToken):
+            token_revoke(token_id=request.auth.pk, owner=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PasswordChangeView(APIView):
+    @extend_schema(
+        request=PasswordChangeSerializer, responses={200: AuthResponseSerializer},
+        description=(
+            "Sets a new password and ends every token of the user (their sockets close with 4401); "
+            "answers a new token, which the client uses from now on."
+        ),
+    )
+    def post(self, request):
+        data = PasswordChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        _, key = password_change(user=request.user, label=_client_label(request), **data.validated_data)
+        return _auth_response(request.user, key, status.HTTP_200_OK)

@@ -11,10 +11,10 @@ from django.db.models import Count
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.permissions import IsOps
 from api.serializers.jobs import JobSerializer
 from dispatch import selectors
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile
@@ -26,13 +26,6 @@ ANSWERED_OFFERS = [OfferStatus.ACCEPTED, OfferStatus.REJECTED, OfferStatus.EXPIR
 MAX_LIVE_JOBS = 50
 # The median time to assign is taken over at most this many of the latest assignments.
 MAX_ASSIGN_SAMPLES = 2000
-
-
-class IsOps(BasePermission):
-    message = "Only ops can do this."
-
-    def has_permission(self, request, view):
-        return bool(request.user and request.user.is_authenticated and request.user.is_ops)
 
 
 # Response shapes, here for the schema: this view is their only user.

@@ -5,6 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from dispatch.models import AuthToken
 from dispatch.socket_auth import socket_ticket_issue
 
 
@@ -23,5 +24,6 @@ class SocketTicketView(APIView):
         ),
     )
     def post(self, request):
-        ticket = socket_ticket_issue(user=request.user)
+        token_id = request.auth.pk if isinstance(request.auth, AuthToken) else None  # the socket will be this token's
+        ticket = socket_ticket_issue(user=request.user, token_id=token_id)
         return Response({"ticket": ticket, "expires_in": settings.SOCKET_TICKET_TTL_S}, status=status.HTTP_201_CREATED)

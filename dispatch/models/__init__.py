@@ -9,9 +9,11 @@ from dispatch.models.money import Invoice, LedgerEntry, Transfer, TransferKind, 
 from dispatch.models.offers import Offer, OfferStatus
 from dispatch.models.providers import AvailabilityWindow, ProviderProfile, TimeOff, TimeOffKind
 from dispatch.models.reviews import Review
+from dispatch.models.tokens import AuthToken
 from dispatch.models.users import Role, User
 
 __all__ = [
+    "AuthToken",
     "AvailabilityWindow",
     "Event",
     "Hold",

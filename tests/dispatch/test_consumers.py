@@ -7,11 +7,11 @@ import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from rest_framework.authtoken.models import Token
 
 from dispatch import consumers, events
 from dispatch.consumers import CLOSE_BAD_REQUEST, CLOSE_UNAUTHENTICATED, websocket_application
 from dispatch.models import Event
+from dispatch.services.accounts import token_issue
 from dispatch.services.lifecycle import job_cancel
 from dispatch.services.offers import offer_accept, offer_reject
 from tests.conftest import book
@@ -28,7 +28,8 @@ def in_memory_layer(settings):
 
 @database_sync_to_async
 def token_of(user) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
+    """A new token (a login) of `user`."""
+    return token_issue(user=user)[1]
 
 
 @pytest_asyncio.fixture

@@ -10,10 +10,10 @@ import json
 import pytest
 from django.db import connection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
-from rest_framework.authtoken.models import Token
 
 from dispatch.consumers import CLOSE_RECONNECT
 from dispatch.models import Event, Job, JobStatus
+from dispatch.services.accounts import token_issue
 from tests.integration.cluster import AsgiServer, PrivateRedis, PrivateRedisWorker
 from tests.integration.test_realtime_server import book, next_event, notifications, nothing_more, rest
 
@@ -30,8 +30,8 @@ def world(category, customer, provider):
     """The ids and tokens the REST and socket helpers take, less the server's port."""
     return {
         "category": category.pk, "item": category.items.first().pk, "customer_id": customer.pk,
-        "provider_id": provider.pk, "customer": Token.objects.create(user=customer).key,
-        "provider": Token.objects.create(user=provider).key,
+        "provider_id": provider.pk, "customer": token_issue(user=customer)[1],
+        "provider": token_issue(user=provider)[1],
     }
 
 

@@ -29,7 +29,7 @@ WAIT_S = 10
 # Run in the server's own environment, so it works on its SQLite file as on the test database.
 SETUP = """
 import json
-from rest_framework.authtoken.models import Token
+from dispatch.services.accounts import token_issue
 from tests.factories import CategoryFactory, CustomerFactory, ItemFactory, make_provider
 category = CategoryFactory(name="Plumbing", slug="plumbing")
 item = ItemFactory(category=category, name="Tap leakage fix")
@@ -37,7 +37,7 @@ customer = CustomerFactory(name="Akshay Kumar")
 provider = make_provider(categories=[category], user__name="Raj Kumar")
 print(json.dumps({
     "category": category.pk, "item": item.pk, "provider_id": provider.pk,
-    "customer": Token.objects.create(user=customer).key, "provider": Token.objects.create(user=provider).key,
+    "customer": token_issue(user=customer)[1], "provider": token_issue(user=provider)[1],
 }))
 """
 
