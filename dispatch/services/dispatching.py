@@ -18,7 +18,7 @@ from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile,
 from dispatch.policy import DispatchPolicy, policy_for, search_ends_at
 from dispatch.provider_time import holds_by_provider, job_span, next_free_starts, working_by_provider
 from dispatch.services.holds import hold_release
-from dispatch.services.offers import offer_create, offer_expire_locked
+from dispatch.services.offers import lock_providers_offers, offer_create, offer_expire_locked
 from dispatch.transitions import job_move
 
 SWEEP_BATCH = 100
@@ -39,7 +39,7 @@ def _out_of_time(job: Job, policy: DispatchPolicy, now) -> bool:
 
 
 def job_dispatch(*, job_id: int) -> list[Offer]:
-    """One dispatch step for a job: expire overdue offers, send new ones, or end it UNFULFILLED. Locks the job."""
+    """One dispatch step for a job: expire overdue offers, send new ones, or end it UNFULFILLED. Locks job, then providers."""
     with transaction.atomic():
         job = (
             Job.objects.select_for_update(of=("self",)).select_related("category", "customer").filter(pk=job_id).first()
@@ -56,8 +56,10 @@ def _dispatch_step(job: Job) -> list[Offer]:
     policy = policy_for(job.category)
     now = timezone.now()
     offers = list(Offer.objects.select_for_update(of=("self",)).filter(job=job).select_related("provider"))
+    # The providers whose offers expire, ascending, before any is offered this job (docs/lifecycle.md, "Locks").
+    lock_providers_offers(o.provider_id for o in offers if o.status == OfferStatus.OFFERED and o.expires_at <= now)
     for offer in offers:
-        offer_expire_locked(job=job, offer=offer)
+        offer_expire_locked(job=job, offer=offer, now=now)
     live = [o for o in offers if o.status == OfferStatus.OFFERED]
     if not offers and job.requested_provider_id and not _out_of_time(job, policy, now):
         direct = _offer_to_requested(job)

@@ -1,9 +1,11 @@
 """Offering a job to a provider, the provider's answer (accept or reject), expiry and withdrawal.
 
-Lock order everywhere: the job row first, then its offers, then a provider's profile.
-Row locks name their own table (`of=("self",)`): a plain FOR UPDATE with select_related
-would also lock the joined category, customer or provider rows, serialising every dispatch
-of a category and deadlocking against the key-share locks of foreign-key checks.
+Lock order everywhere (docs/lifecycle.md, "Locks"): the job row first, then its offers,
+then the offer locks of the providers whose live offers change (ascending id, waiting),
+then providers newly offered (try-locks, never waiting), then a provider's time (holds.py)
+and profile. Row locks name their own table (`of=("self",)`): a plain FOR UPDATE with
+select_related would also lock the joined category, customer or provider rows, serialising
+every dispatch of a category and deadlocking against the key-share locks of foreign-key checks.
 """
 import logging
 from datetime import timedelta
@@ -29,18 +31,19 @@ log = logging.getLogger("dispatch.lifecycle")
 ACCEPTANCE_MEMORY = 0.9
 
 
-# Namespace of the advisory locks `_claim_provider` takes (the other key is the provider id).
+# Namespace of a provider's offer lock (the other key is the provider id); their time's is
+# holds.HOLD_LOCK_SPACE (0x0F01).
 OFFERING_LOCK_SPACE = 0x0FFE
 
 
 def _claim_provider(provider_id: int) -> bool:
-    """Whether this transaction may offer to the provider now; False if another is doing so.
+    """Whether this transaction may offer to the provider now; False if another holds their offer lock.
 
-    Two dispatch transactions inserting live offers for the same providers in opposite
-    orders (batch mode) would each wait on the other's uncommitted row in the one-live-
-    offer index: a deadlock. A transaction-scoped try-lock per provider means an insert
-    never waits on another transaction's; the loser moves on to its next candidate.
-    SQLite runs one writer at a time, so it needs none.
+    An offer is inserted only under its provider's offer lock, and every change to a live
+    offer is made under it too (`lock_providers_offers`), so the insert never meets an
+    uncommitted row in the one-live-offer index and never waits: two steps each expiring
+    one provider's offer and offering the other's deadlocked there. A try-lock: the loser
+    moves on to its next candidate instead of waiting. SQLite runs one writer at a time.
     """
     if connection.vendor != "postgresql":
         return True
@@ -49,11 +52,24 @@ def _claim_provider(provider_id: int) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+def lock_providers_offers(provider_ids) -> None:
+    """Take the offer lock of each provider, ascending, waiting; call before changing their live offers.
+
+    Held to the end of the transaction. Caller holds the job's row lock (job before provider)
+    and has offered nobody yet in this transaction (waits come before try-locks).
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for provider_id in sorted(set(provider_ids)):
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [OFFERING_LOCK_SPACE, provider_id])
+
+
 def offer_create(
     *, job: Job, provider: User, rank: int = 1, score: float | None = None, score_breakdown: dict | None = None,
     distance_km: float | None = None,
 ) -> Offer:
-    """Offer a PENDING job to one provider until the category's timeout. Caller holds the job's row lock.
+    """Offer a PENDING job to one provider until the category's timeout. Caller holds the job's lock; try-locks the provider.
 
     Raises Conflict if the provider already holds a live offer (the database allows one),
     if they are busy for an instant job, or if a slot's time is not free (a slot offer
@@ -164,7 +180,7 @@ def _count_answer(provider_id: int, accepted: bool) -> None:
 
 
 def offer_accept(*, job_id: int, provider: User) -> Job:
-    """Accept the provider's offer for a job: exactly one accept ever wins. Locks job then offer.
+    """Accept the provider's offer for a job: exactly one accept ever wins. Locks job, offer, then providers.
 
     A repeated accept by the winner answers the same assigned job (a double-tap is harmless).
     """
@@ -173,6 +189,9 @@ def offer_accept(*, job_id: int, provider: User) -> Job:
         job, offer = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.ACCEPTED)
         if offer.status == OfferStatus.ACCEPTED:
             return job
+        # Theirs and every other live offer of the job change: all the offer locks at once, ascending.
+        others = Offer.objects.filter(job=job, status=OfferStatus.OFFERED).values_list("provider_id", flat=True)
+        lock_providers_offers([provider.pk, *others])
         if job.is_scheduled:
             start = job.scheduled_at
             hold_place(job=job, provider=provider, start=start, firm=True)
@@ -196,7 +215,7 @@ def offer_accept(*, job_id: int, provider: User) -> Job:
 
 
 def offer_reject(*, job_id: int, provider: User) -> Job:
-    """Reject the provider's offer for a job; the next offer goes out at once. Locks job then offer.
+    """Reject the provider's offer for a job; the next offer goes out at once. Locks job, offer, then provider.
 
     A repeated reject is harmless.
     """
@@ -205,6 +224,7 @@ def offer_reject(*, job_id: int, provider: User) -> Job:
         job, offer = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.REJECTED)
         if offer.status == OfferStatus.REJECTED:
             return job
+        lock_providers_offers([provider.pk])
         offer_move(offer, OfferStatus.REJECTED)
         hold_release(job=job, provider_id=provider.pk)
         events.emit(user=job.customer, name="JOB_REJECTED", job=job, offer=offer, actor=provider)
@@ -214,10 +234,14 @@ def offer_reject(*, job_id: int, provider: User) -> Job:
     return job
 
 
-def offer_expire_locked(*, job: Job, offer: Offer) -> bool:
-    """Expire `offer` if it is live and past its deadline. Caller holds the job's and the offer's locks."""
-    if offer.status != OfferStatus.OFFERED or offer.expires_at > timezone.now():
+def offer_expire_locked(*, job: Job, offer: Offer, now=None) -> bool:
+    """Expire `offer` if it is live and past its deadline. Caller holds the job's and the offer's locks; locks the provider.
+
+    A caller expiring several offers takes their providers' locks first (`lock_providers_offers`).
+    """
+    if offer.status != OfferStatus.OFFERED or offer.expires_at > (now or timezone.now()):
         return False
+    lock_providers_offers([offer.provider_id])
     offer_move(offer, OfferStatus.EXPIRED)
     hold_release(job=job, provider_id=offer.provider_id)
     wake_waiting_direct_on_commit(offer.provider_id)
@@ -228,7 +252,7 @@ def offer_expire_locked(*, job: Job, offer: Offer) -> bool:
 
 
 def offer_expire(*, offer_id: int) -> bool:
-    """Expire an offer past its deadline; False if it is not (any more) live and overdue. Locks job then offer.
+    """Expire an offer past its deadline; False if it is not (any more) live and overdue. Locks job, offer, provider.
 
     Safe to run twice, late, or after the provider answered: only a live, overdue offer changes.
     """
@@ -242,8 +266,9 @@ def offer_expire(*, offer_id: int) -> bool:
 
 
 def offer_withdraw_live(*, job: Job, reason: str) -> int:
-    """Withdraw every live offer of a job and tell each provider. Caller holds the job's row lock."""
+    """Withdraw every live offer of a job and tell each provider. Caller holds the job's row lock; locks the providers."""
     live = list(Offer.objects.select_for_update().filter(job=job, status=OfferStatus.OFFERED))
+    lock_providers_offers(o.provider_id for o in live)
     for offer in live:
         offer_move(offer, OfferStatus.WITHDRAWN)
         hold_release(job=job, provider_id=offer.provider_id)
@@ -253,7 +278,7 @@ def offer_withdraw_live(*, job: Job, reason: str) -> int:
 
 
 def offer_withdraw_for_provider(*, provider: User, reason: str) -> list[int]:
-    """Withdraw a provider's live offers (they went offline) and re-dispatch each job. Locks each job, then offer."""
+    """Withdraw a provider's live offers (they went offline) and re-dispatch each job. Locks each job, offer, provider."""
     job_ids = list(
         Offer.objects.filter(provider=provider, status=OfferStatus.OFFERED).values_list("job_id", flat=True)
     )
@@ -264,6 +289,7 @@ def offer_withdraw_for_provider(*, provider: User, reason: str) -> list[int]:
             offer = Offer.objects.select_for_update().filter(job=job, provider=provider, status=OfferStatus.OFFERED).first()
             if offer is None:
                 continue
+            lock_providers_offers([provider.pk])
             offer_move(offer, OfferStatus.WITHDRAWN)
             hold_release(job=job, provider_id=provider.pk)
             events.emit(user=provider, name="OFFER_WITHDRAWN", job=job, offer=offer, offer_id=offer.pk, reason=reason)
