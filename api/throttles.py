@@ -1,49 +1,44 @@
 """Abuse limits on the routes worth flooding: login (per address and per username), booking, chat, location.
 
-Each throttle is a DRF `SimpleRateThrottle` with a scope whose rate ("<count>/<s|min|hour|day>")
-is read from `settings.THROTTLE_RATES` on every request (so tests can change it), counted in the
-`rate_limits` cache (Redis when REDIS_URL is set, so a limit holds across server processes).
-A request over a limit is answered 429 `{"code": "rate_limited", "detail"}` with Retry-After,
-through the one domain-error mapping in `api.errors`. A rate of None switches a scope off.
-While the cache is unreachable (Redis restarting) requests are let through, not failed.
+Each throttle counts one scope whose rate ("<count>/<s|min|hour|day>") is read from
+`settings.THROTTLE_RATES` on every request (so tests can change it); a rate of None switches
+the scope off. The counting is `dispatch.rate_limits.hit`: checked and counted in one atomic
+step (a Lua script on Redis when REDIS_URL is set, so a limit holds across server processes),
+so a burst of simultaneous requests gets exactly the limit through. A request over a limit is
+answered 429 `{"code": "rate_limited", "detail"}` with Retry-After, through the one
+domain-error mapping in `api.errors`. While Redis is unreachable requests are let through.
 
 The client's address is REMOTE_ADDR (REST_FRAMEWORK NUM_PROXIES = 0: X-Forwarded-For is not
 trusted, or anyone could pick a fresh address per request); behind a proxy, run uvicorn with
 `--proxy-headers --forwarded-allow-ips=<proxy>` so REMOTE_ADDR is the real client.
 """
 import hashlib
-import logging
 import math
 
 from django.conf import settings
-from django.core.cache import caches
-from redis.exceptions import RedisError
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
 
+from dispatch import rate_limits
 from dispatch.errors import RateLimited
 
-THROTTLE_CACHE = "rate_limits"
-
-log = logging.getLogger(__name__)
+PERIOD_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class ScopedThrottle(SimpleRateThrottle):
+def parse_rate(rate: str) -> tuple[int, int]:
+    """"10/min" as (10, 60): the count, and the period by its first letter (s, m, h, d), as DRF reads it."""
+    count, period = rate.split("/")
+    return int(count), PERIOD_S[period[0]]
+
+
+class ScopedThrottle(BaseThrottle):
     """Counts the requests of one kind (`actions` of the view, `methods`) per `ident`; over the rate it raises 429."""
 
+    scope: str
     # View actions (viewsets) this throttle counts; None: every request to the view it is on.
     actions: frozenset[str] | None = None
     methods = frozenset({"POST"})
     # What the 429 says; "{wait}" becomes the seconds to wait.
     message = "Too many requests; try again in {wait} s."
-
-    def get_rate(self):
-        # Read per request rather than from DRF's import-time DEFAULT_THROTTLE_RATES, so a
-        # settings override (tests, env) takes effect without reloading the class.
-        return settings.THROTTLE_RATES[self.scope]
-
-    @property
-    def cache(self):
-        return caches[THROTTLE_CACHE]
 
     def applies(self, view, method: str) -> bool:
         """Whether a `method` request to `view` is counted (also read by the OpenAPI schema for its 429s)."""
@@ -53,22 +48,20 @@ class ScopedThrottle(SimpleRateThrottle):
     def ident(self, request) -> str | None:
         raise NotImplementedError
 
-    def get_cache_key(self, request, view):
-        if not self.applies(view, request.method):
-            return None
-        ident = self.ident(request)
-        return None if ident is None else self.cache_format % {"scope": self.scope, "ident": ident}
-
     def allow_request(self, request, view):
-        try:
-            allowed = super().allow_request(request, view)
-        except (RedisError, OSError):
-            # A limit must not take the API down with Redis: while the cache is unreachable, let requests through.
-            log.warning("throttle %s: rate_limits cache unreachable; request let through", self.scope)
+        # Read per request rather than from DRF's import-time DEFAULT_THROTTLE_RATES, so a
+        # settings override (tests, env) takes effect without reloading the class.
+        rate = settings.THROTTLE_RATES[self.scope]
+        if rate is None or not self.applies(view, request.method):
             return True
+        ident = self.ident(request)
+        if ident is None:
+            return True
+        limit, window_s = parse_rate(rate)
+        allowed, retry_after_s = rate_limits.hit(self.scope, ident, limit=limit, window_s=window_s)
         if allowed:
             return True
-        wait = max(1, math.ceil(self.wait() or self.duration))
+        wait = max(1, math.ceil(retry_after_s))
         raise RateLimited(self.message.format(wait=wait), retry_after_s=wait)
 
 
@@ -84,7 +77,7 @@ class PerUser(ScopedThrottle):
 
 class PerAddress(ScopedThrottle):
     def ident(self, request):
-        return self.get_ident(request)
+        return str(self.get_ident(request))
 
 
 class LoginAddressThrottle(PerAddress):
@@ -102,7 +95,8 @@ class LoginUsernameThrottle(ScopedThrottle):
         username = request.data.get("username") if hasattr(request.data, "get") else None
         if not isinstance(username, str) or not username.strip():
             return None  # nothing to guess against; the view answers 400
-        return hashlib.sha256(username.strip().lower().encode()).hexdigest()
+        # surrogatepass: a lone surrogate (refused by api.parsers, but not by every parser) hashes, never raises.
+        return hashlib.sha256(username.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def per_user_and_address(kind: str, what: str, actions: set[str] | None = None) -> list[type[ScopedThrottle]]:

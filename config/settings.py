@@ -275,16 +275,8 @@ LOCATION_MIN_INTERVAL_S = env.float("LOCATION_MIN_INTERVAL_S", default=2.0)
 DISPATCH_ETA_SPEED_KMH = env.float("DISPATCH_ETA_SPEED_KMH", default=25.0)
 if LOCATION_MIN_INTERVAL_S < 0 or DISPATCH_ETA_SPEED_KMH <= 0:
     raise ImproperlyConfigured("LOCATION_MIN_INTERVAL_S must be >= 0 and DISPATCH_ETA_SPEED_KMH > 0.")
-# "rate_limits" remembers each provider's last accepted ping: in Redis when there is one,
-# so the limit holds across server processes; in this process's memory when embedded.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "rate_limits": (
-        # Fails open: while Redis is unreachable limits lapse rather than requests failing.
-        {"BACKEND": "dispatch.fail_open_cache.FailOpenRedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "dispatch"}
-        if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "rate-limits"}
-    ),
     # One-time socket tickets (dispatch/socket_auth.py): issued by one server process,
     # redeemed by whichever one the WebSocket reaches, so in Redis when there is one.
     "socket_tickets": (
@@ -302,10 +294,11 @@ if AUTH_TOKEN_TTL_DAYS < 1 or AUTH_TOKENS_PER_USER < 1:
     raise ImproperlyConfigured("AUTH_TOKEN_TTL_DAYS and AUTH_TOKENS_PER_USER must be at least 1.")
 
 # --- Abuse limits (api/throttles.py, dispatch/consumers.py). REST rates are "<count>/<s|min|hour|day>"
-# per scope (None switches one off), counted in the "rate_limits" cache, so with Redis a limit
-# holds across server processes; over it a request answers 429 with Retry-After. The client's
-# address is REMOTE_ADDR, never a client-sent X-Forwarded-For (NUM_PROXIES 0): behind a proxy,
-# run uvicorn with --proxy-headers. A load test from one address raises the *_IP rates.
+# per scope (None switches one off), counted atomically by dispatch/rate_limits.py (in Redis when
+# there is one, so a limit holds across server processes); over it a request answers 429 with
+# Retry-After. The client's address is REMOTE_ADDR, never a client-sent X-Forwarded-For
+# (NUM_PROXIES 0): behind a proxy, run uvicorn with --proxy-headers. A load test from one
+# address raises the *_IP rates.
 THROTTLE_RATES = {
     "login_ip": env.str("THROTTLE_LOGIN_IP", default="30/min"),
     "login_username": env.str("THROTTLE_LOGIN_USERNAME", default="10/min"),

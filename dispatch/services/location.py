@@ -16,11 +16,10 @@ import time
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.core.cache import caches
 from django.db import transaction
 from django.utils import timezone
 
-from dispatch import events
+from dispatch import events, rate_limits
 from dispatch.errors import Forbidden, Invalid, RateLimited
 from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, ProviderProfile, User
@@ -33,9 +32,9 @@ TRACKED = (JobStatus.ASSIGNED, JobStatus.IN_PROGRESS)
 # The consumer's handler for a push-only message is `live_push`; unlike `event.push` it
 # carries no event_id, so it bypasses the replay bookkeeping.
 LIVE_PUSH_TYPE = "live.push"
-# The cache that remembers each provider's last accepted ping (Redis when there is one,
-# so the limit holds across server processes).
-RATE_LIMIT_CACHE = "rate_limits"
+# The rate-limit scope of the one-ping-per-interval rule (dispatch/rate_limits.py: Redis when
+# there is one, so the limit holds across server processes).
+PING_SCOPE = "location_ping"
 # Wall-clock seconds for the rate limit (shared by processes); tests swap it for a fake clock.
 clock = time.time
 
@@ -63,43 +62,45 @@ def eta_minutes(
     return max(1, math.ceil(distance_km / settings.DISPATCH_ETA_SPEED_KMH * 60))
 
 
-def _ping_key(provider: User) -> str:
+def _ping_ident(provider: User) -> str:
     # date_joined as well as the id: SQLite hands out a rolled-back id again (as tests do),
     # and a new account must not inherit another's limit.
-    return f"location-ping:{provider.pk}:{provider.date_joined.timestamp()}"
+    return f"{provider.pk}:{provider.date_joined.timestamp()}"
+
+
+def _claim_ping(provider: User) -> None:
+    """Take this interval's one ping for `provider`, atomically; raise PingTooSoon if it is taken."""
+    interval = settings.LOCATION_MIN_INTERVAL_S
+    if interval <= 0:
+        return
+    allowed, wait = rate_limits.hit(PING_SCOPE, _ping_ident(provider), limit=1, window_s=interval, now=clock())
+    if not allowed:
+        raise PingTooSoon(
+            f"Too many location pings: at most one every {interval:g} s; try again in {wait:.1f} s.",
+            retry_after_s=wait,
+        )
 
 
 def provider_location_update(*, provider: User, latitude: float, longitude: float) -> ProviderProfile:
     """Record a GPS ping and show it to the customer of each of the provider's ASSIGNED or IN_PROGRESS jobs.
 
-    Locks the profile row; the rate limit is checked under it, so two pings racing from
-    two processes cannot both pass. At most one ping per LOCATION_MIN_INTERVAL_S is
-    accepted; one sooner raises PingTooSoon and writes nothing. An accepted ping moves
-    the provider in the matching index (on commit) and, after the commit, pushes
-    PROVIDER_LOCATION (push-only: see the module docstring) with the ETA to each such
-    job's address. Nobody else is told.
+    At most one ping per LOCATION_MIN_INTERVAL_S is accepted, claimed atomically in
+    dispatch.rate_limits before anything is written, so two pings racing from two
+    processes cannot both pass; one sooner raises PingTooSoon and writes nothing. Locks
+    the profile row. An accepted ping moves the provider in the matching index (on
+    commit) and, after the commit, pushes PROVIDER_LOCATION (push-only: see the module
+    docstring) with the ETA to each such job's address. Nobody else is told.
     """
     if not provider.is_provider:
         raise Forbidden("Only providers send location pings.")
     latitude = coordinate_clean(latitude, name="latitude", bound=90)
     longitude = coordinate_clean(longitude, name="longitude", bound=180)
-    interval = settings.LOCATION_MIN_INTERVAL_S
-    limits = caches[RATE_LIMIT_CACHE]
+    _claim_ping(provider)
     with transaction.atomic():
         profile = ProviderProfile.objects.select_for_update().get(user=provider)
-        now = clock()
-        last = limits.get(_ping_key(provider)) if interval > 0 else None
-        if last is not None and now - last < interval:
-            wait = interval - (now - last)
-            raise PingTooSoon(
-                f"Too many location pings: at most one every {interval:g} s; try again in {wait:.1f} s.",
-                retry_after_s=wait,
-            )
         profile.last_latitude, profile.last_longitude = latitude, longitude
         profile.last_location_at = timezone.now()
         profile.save(update_fields=["last_latitude", "last_longitude", "last_location_at", "updated_at"])
-        if interval > 0:
-            limits.set(_ping_key(provider), now, timeout=math.ceil(interval))
         index_provider_on_commit(provider.pk)
         tracked = list(Job.objects.filter(provider=provider, status__in=TRACKED).order_by("id"))
         updates = [(job.customer_id, provider_location_payload(job=job, profile=profile)) for job in tracked]
