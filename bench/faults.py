@@ -35,6 +35,8 @@ SWEEP_S = 1
 # An instant job still unassigned this long after booking ends UNFULFILLED: bounds every drill.
 SEARCH_DEADLINE_S = 15
 SLACK_S = 10
+# PostgreSQL 15 flushes an idle backend's statistics (pg_stat_database.deadlocks) within 10 s.
+STATS_FLUSH_S = 11
 # The private PostgreSQL's max_connections: well under the 300 of bench.load, and above what the
 # process set may hold (its processes x DATABASE_POOL_MAX_SIZE, 8 each, plus this process's few):
 # a process that held a connection per request would run it out, and the drills would see 500s.
@@ -116,6 +118,19 @@ def first_offers(job_ids: list[int]) -> dict[int, float]:
         connection.close()
 
 
+def deadlocks() -> int:
+    """How many deadlocks PostgreSQL has broken in the private database (as its backends have flushed them)."""
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+            return cursor.fetchone()[0]
+    finally:
+        connection.close()
+
+
 def outcomes(job_ids: list[int]) -> dict[str, int]:
     from django.db import connection
     from django.db.models import Count
@@ -134,6 +149,7 @@ async def drill(name: str, drills: Drills, crowd: Crowd, rate: float, phase_s: f
     closes_before = sum(len(a.closes) for a in actors)
     restarts_before = len(drills.stack.restarts)
     retries_before, errors_before = crowd.retries, len(crowd.errors)
+    deadlocks_before = await asyncio.to_thread(deadlocks)
     started = time.time()
     bookings = await crowd.book_at_rate(rate, phase_s)
     during = asyncio.create_task(crowd.book_at_rate(rate, phase_s))
@@ -143,14 +159,19 @@ async def drill(name: str, drills: Drills, crowd: Crowd, rate: float, phase_s: f
     bookings += await crowd.book_at_rate(rate, phase_s)
     job_ids = [b.job_id for b in bookings if b.job_id is not None]
     lost = await asyncio.to_thread(wait_settled, job_ids, SEARCH_DEADLINE_S + OFFER_TIMEOUT_S + SWEEP_S + SLACK_S)
+    settled_at = time.time()
     doubles = await asyncio.to_thread(double_assignments, job_ids)
     events = await caught_up(actors, cursor, await asyncio.to_thread(last_event_id))
     offered = await asyncio.to_thread(first_offers, job_ids)
+    # A backend flushes its statistics within STATS_FLUSH_S of going idle: count this drill's, not the next's.
+    await asyncio.sleep(max(0.0, STATS_FLUSH_S - (time.time() - settled_at)))
+    deadlocked = await asyncio.to_thread(deadlocks) - deadlocks_before
     # Served again: the first booking made after the fault began that got its first offer.
     after_fault = [offered[b.job_id] for b in bookings if b.started >= fault_at and b.job_id in offered]
     result = {
         "drill": name, "what": DRILLS[name], "did": did, "bookings": len(bookings), "booked": len(job_ids),
         "lost": len(lost), "lost_ids": lost, "double": len(doubles), "double_detail": doubles[:10],
+        "deadlocks": deadlocked,
         "missed": len(events["missed"]), "missed_detail": events["detail"], "events": events["expected"],
         "duplicated": events["duplicated"], "disordered": events["disordered"],
         "served_again_s": (min(after_fault) - fault_at) if after_fault else None, "fault_at": fault_at,
@@ -201,14 +222,16 @@ def render(results: list[dict], args, machine_line: str, wall_s: float) -> str:
         "",
         "- **lost**: booked but not ASSIGNED / UNFULFILLED / CANCELLED within search deadline + offer timeout + "
         f"sweep + {SLACK_S} s. **double**: a job with more than one ACCEPTED offer (or a provider other than the "
-        "accepted one), or a provider whose live offers overlapped in time. **missed**: an Event row of a "
+        "accepted one), or a provider whose live offers overlapped in time. **deadlocks**: how many PostgreSQL "
+        f"broke (`pg_stat_database.deadlocks` of the private database, drill start to {STATS_FLUSH_S} s after it "
+        "settled; each fails a transaction, a task the sweeper then has to make good). **missed**: an Event row of a "
         "customer or provider that never reached that user's socket (each stream vs. the Event table; also "
         "checked: no event twice, none out of order). **served again**: from the fault to the first offer of a "
         "job booked after it. **retried**: REST calls refused (connection error or 5xx) and repeated.",
         "",
-        "| drill | fault | bookings | lost | double | events (missed) | served again | retried | errors | "
+        "| drill | fault | bookings | lost | double | deadlocks | events (missed) | served again | retried | errors | "
         "socket closes | restarted | outcomes |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in results:
         served = f"{r['served_again_s']:.2f} s" if r["served_again_s"] is not None else "—"
@@ -216,10 +239,13 @@ def render(results: list[dict], args, machine_line: str, wall_s: float) -> str:
         dup = "" if not (r["duplicated"] or r["disordered"]) else f", dup {r['duplicated']}, disorder {r['disordered']}"
         lines.append(
             f"| {r['drill'].replace('_', ' ')} | {r['what']}; {r['did']} | {r['booked']}/{r['bookings']} | {r['lost']} | "
-            f"{r['double']} | {r['events']} ({r['missed']}{dup}) | {served} | {r['retries']} | {len(r['errors'])} | "
+            f"{r['double']} | {r.get('deadlocks', '—')} | {r['events']} ({r['missed']}{dup}) | {served} | "
+            f"{r['retries']} | {len(r['errors'])} | "
             f"{r['socket_closes']} | {', '.join(sorted(set(r['restarts']))) or '—'} | {mix} |")
-    ok = all(r["lost"] == 0 and r["double"] == 0 and r["missed"] == 0 and not r["errors"] for r in results)
-    lines += ["", f"Targets: 0 lost, 0 double-assigned, 0 missed events in every drill — {'met' if ok else 'NOT met'}."]
+    ok = all(r["lost"] == 0 and r["double"] == 0 and r["missed"] == 0 and not r["errors"] and not r.get("deadlocks")
+             for r in results)
+    lines += ["", f"Targets: 0 lost, 0 double-assigned, 0 deadlocks, 0 missed events in every drill — "
+                  f"{'met' if ok else 'NOT met'}."]
     if control and control["served_again_s"] is not None:
         lines.append(f"The control's 'served again' ({control['served_again_s']:.2f} s) is the floor: the first "
                      f"booking after the mark plus its dispatch, with nothing broken.")

@@ -3,7 +3,9 @@
 Every write runs under the job's row lock (taken by the caller) and then a per-provider
 lock, so two holds of one provider are checked and written one after the other: on
 PostgreSQL a transaction-scoped advisory lock (the exclusion constraint of migration 0007
-is the backstop), on SQLite the database's single writer. Lock order: job, then provider.
+is the backstop), on SQLite the database's single writer. Lock order: job, then the
+provider's offer lock if an offer changes (offers.py), then the provider's time
+(docs/lifecycle.md, "Locks").
 """
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -16,7 +18,8 @@ from dispatch.models import Hold, Job, ProviderProfile, User
 from dispatch.policy import policy_for
 from dispatch.provider_time import job_span, next_free_starts, provider_is_free
 
-# Namespace of the advisory locks `_lock_provider_time` takes (the other key is the provider id).
+# Namespace of a provider's time lock, `_lock_provider_time` (the other key is the provider id); their
+# offer lock's is offers.OFFERING_LOCK_SPACE (0x0FFE).
 HOLD_LOCK_SPACE = 0x0F01
 
 

@@ -32,7 +32,7 @@ def test_a_worker_killed_mid_dispatch_loses_no_job_assigns_none_twice_and_misses
     assert [d["drill"] for d in drills] == ["control", "worker_kill"]
     for drill in drills:
         assert drill["booked"] == drill["bookings"] > 0
-        assert (drill["lost"], drill["double"], drill["duplicated"]) == (0, 0, 0), drill
+        assert (drill["lost"], drill["double"], drill["duplicated"], drill["deadlocks"]) == (0, 0, 0, 0), drill
         assert drill["errors"] == [] and drill["served_again_s"] is not None
     control, kill = drills
     assert control["missed"] == 0, control

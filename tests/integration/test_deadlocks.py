@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 PROVIDERS = 14
 JOBS = 16
+SLOT_JOBS = 4
 ROUNDS = 10
 THREADS = 10
 SEED = 16
@@ -107,6 +108,9 @@ def test_racing_dispatch_steps_and_expiries_never_deadlock(settings):
     providers = [make_provider(categories=[category]) for _ in range(PROVIDERS)]
     customer = CustomerFactory()
     jobs = [book(customer, category) for _ in range(JOBS)]
+    # Slots too: their offers hold the provider's time, under the provider's time lock.
+    tomorrow = (timezone.now() + timedelta(days=1)).replace(second=0, microsecond=0)
+    jobs += [book(customer, category, scheduled_at=tomorrow + timedelta(hours=i % 2)) for i in range(SLOT_JOBS)]
     rng = random.Random(SEED)
     before = deadlocks_so_far()
 
@@ -119,6 +123,7 @@ def test_racing_dispatch_steps_and_expiries_never_deadlock(settings):
 
     deadlocks = deadlocks_so_far() - before
     assert steps >= 300
+    assert Offer.objects.filter(job__scheduled_at__isnull=False).count() > SLOT_JOBS, "the slots were hardly offered"
     assert deadlocks == 0, f"{deadlocks} deadlocks in {steps} racing calls; errors: {errors[:3]}"
     assert not errors, errors[:3]
     # The invariants the locks protect.
