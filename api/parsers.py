@@ -5,13 +5,12 @@ would answer 500) and text with lone UTF-16 surrogates (which cannot be encoded,
 throttle key, a log line or PostgreSQL would fail on them) are a 400 here, once, for
 every route.
 """
-import re
-
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from dispatch.clean import LONE_SURROGATE
+
 MAX_DEPTH = 32
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _check(data) -> None:

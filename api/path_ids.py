@@ -1,4 +1,5 @@
 """Ids taken from URL paths: anything that is not a plausible id names nothing (404), never a 500."""
+from dispatch.clean import integer_parse
 
 MAX_ID = 2**63 - 1
 
@@ -6,7 +7,7 @@ MAX_ID = 2**63 - 1
 def path_id(value) -> int:
     """The id as an int, or 0 (which matches no row) for text, negatives and out-of-range numbers."""
     try:
-        number = int(value)
-    except (TypeError, ValueError):
+        number = integer_parse(value)
+    except ValueError:
         return 0
     return number if 0 < number <= MAX_ID else 0

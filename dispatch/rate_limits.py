@@ -55,7 +55,8 @@ local oldest = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITH
 if oldest[2] == nil then
   return {0, tostring(window)}
 end
-return {0, tostring(tonumber(oldest[2]) + window - now)}
+-- Another process's clock may run a little ahead: the wait is never more than the window.
+return {0, tostring(math.min(window, tonumber(oldest[2]) + window - now))}
 """
 
 
@@ -66,10 +67,10 @@ class Hit(NamedTuple):
 
 def hit(scope: str, ident: str, *, limit: int, window_s: float, now: float | None = None) -> Hit:
     """Count one request of `ident` under `scope` if fewer than `limit` were counted in the last `window_s` s."""
-    now = time.time() if now is None else now
     key = f"{KEY_PREFIX}:{scope}:{ident}"
     if not settings.REDIS_URL:
         return _memory.hit(key, limit=limit, window_s=window_s, now=now)
+    now = time.time() if now is None else now
     try:
         allowed, retry_after = _script(settings.REDIS_URL)(keys=[key], args=[repr(now), window_s, limit, _member()])
     except (RedisError, OSError) as exc:
@@ -91,8 +92,10 @@ class _MemoryLogs:
         self._logs: dict[str, tuple[float, deque]] = {}
         self._hits = 0
 
-    def hit(self, key: str, *, limit: int, window_s: float, now: float) -> Hit:
+    def hit(self, key: str, *, limit: int, window_s: float, now: float | None) -> Hit:
         with self._lock:
+            # The clock is read under the lock, so each log stays in time order.
+            now = time.time() if now is None else now
             self._hits += 1
             if self._hits % SWEEP_EVERY == 0:
                 self._sweep(now)

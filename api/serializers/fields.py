@@ -1,18 +1,70 @@
-"""Shared input fields: coordinates that reject NaN/infinity and out-of-range values."""
-import math
+"""The API's input fields: numbers, ids and times as `dispatch.clean` allows them, lists bounded before any query.
+
+DRF's own FloatField, IntegerField and DecimalField accept `true` as 1 and Arabic-Indic digits
+as numbers; its DateTimeField accepts a bare date as midnight; its PrimaryKeyRelatedField with
+many=True runs one query per id before any length check. Input serializers use these instead.
+"""
+import re
+from decimal import Decimal
 
 from rest_framework import serializers
 
+from dispatch.clean import ASCII_NUMBER, MAX_NUMBER_TEXT, integer_parse, number_parse
 
-class CoordinateField(serializers.FloatField):
+MAX_ID = 2**63 - 1
+# ISO 8601 date and time (a bare date is not a moment).
+DATE_AND_TIME_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}", re.ASCII)
+
+
+def _fail(exc: ValueError):
+    return serializers.ValidationError(str(exc))
+
+
+class StrictFloatField(serializers.FloatField):
+    def to_internal_value(self, data):
+        try:
+            return number_parse(data)
+        except ValueError as exc:
+            raise _fail(exc) from None
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data):
+        try:
+            return integer_parse(data)
+        except ValueError as exc:
+            raise _fail(exc) from None
+
+
+class StrictDecimalField(serializers.DecimalField):
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            raise serializers.ValidationError("A number is required, not true or false.")
+        if isinstance(data, str) and (len(data) > MAX_NUMBER_TEXT or not ASCII_NUMBER.fullmatch(data.strip())):
+            raise serializers.ValidationError("A number is required (digits 0-9, optionally a sign and a point).")
+        if isinstance(data, float):
+            data = Decimal(repr(data))
+        return super().to_internal_value(data)
+
+
+class StrictDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 date and time; a bare date, or a moment past year 9999 in UTC, is refused."""
+
+    def __init__(self, **kwargs):
+        super().__init__(input_formats=["iso-8601"], **kwargs)
+
+    def to_internal_value(self, value):
+        if not isinstance(value, str) or not DATE_AND_TIME_SHAPE.match(value):
+            raise serializers.ValidationError("A date and time is required, as YYYY-MM-DDThh:mm[:ss][±hh:mm|Z].")
+        try:
+            return super().to_internal_value(value)
+        except OverflowError:
+            raise serializers.ValidationError("The date is out of range.") from None
+
+
+class CoordinateField(StrictFloatField):
     def __init__(self, *, bound: float, **kwargs):
         super().__init__(min_value=-bound, max_value=bound, **kwargs)
-
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if not math.isfinite(value):
-            raise serializers.ValidationError("A finite number is required.")
-        return value
 
 
 def latitude_field(**kwargs) -> CoordinateField:
@@ -21,3 +73,39 @@ def latitude_field(**kwargs) -> CoordinateField:
 
 def longitude_field(**kwargs) -> CoordinateField:
     return CoordinateField(bound=180, **kwargs)
+
+
+def id_field(**kwargs) -> StrictIntegerField:
+    return StrictIntegerField(min_value=1, max_value=MAX_ID, **kwargs)
+
+
+class StrictPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
+    """One row by id; the id must be a whole number in range before it reaches the database."""
+
+    def to_internal_value(self, data):
+        try:
+            pk = integer_parse(data)
+        except ValueError:
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        if not 0 < pk <= MAX_ID:
+            self.fail("does_not_exist", pk_value=pk)
+        return super().to_internal_value(pk)
+
+
+class RowsByIdField(serializers.ListField):
+    """A list of ids answered as their rows, in the order given without repeats: its length is
+    checked first and the rows come in one query, so a 40,000-id list costs nothing to refuse."""
+
+    def __init__(self, *, queryset, max_length: int, **kwargs):
+        self.queryset = queryset
+        super().__init__(child=id_field(), max_length=max_length, **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, list) and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        ids = list(dict.fromkeys(super().to_internal_value(data)))
+        rows = self.queryset.in_bulk(ids)
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise serializers.ValidationError(f"Unknown ids: {', '.join(map(str, missing[:10]))}.")
+        return [rows[i] for i in ids]

@@ -7,7 +7,13 @@ providers' identities; ops see everything, score breakdowns included.
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from api.serializers.fields import latitude_field, longitude_field
+from api.serializers.fields import (
+    RowsByIdField,
+    StrictDateTimeField,
+    StrictPrimaryKeyRelatedField,
+    latitude_field,
+    longitude_field,
+)
 from api.serializers.providers import CategoryRefSerializer
 from dispatch.models import Job, JobStatus, PaymentMethod, Role, ServiceCategory, ServiceItem, User
 
@@ -16,8 +22,8 @@ CONTACT_VISIBLE = (JobStatus.ASSIGNED, JobStatus.IN_PROGRESS, JobStatus.COMPLETE
 
 
 class BookingSerializer(serializers.Serializer):
-    category = serializers.PrimaryKeyRelatedField(queryset=ServiceCategory.objects.all())
-    provider = serializers.PrimaryKeyRelatedField(
+    category = StrictPrimaryKeyRelatedField(queryset=ServiceCategory.objects.all())
+    provider = StrictPrimaryKeyRelatedField(
         queryset=User.objects.filter(role=Role.PROVIDER, is_active=True),
         required=False,
         allow_null=True,
@@ -27,16 +33,14 @@ class BookingSerializer(serializers.Serializer):
     address = serializers.CharField(max_length=255)
     latitude = latitude_field()
     longitude = longitude_field()
-    item_ids = serializers.PrimaryKeyRelatedField(many=True, queryset=ServiceItem.objects.all())
+    item_ids = RowsByIdField(queryset=ServiceItem.objects.all(), max_length=MAX_ITEMS_PER_JOB)
     payment_method = serializers.ChoiceField(choices=PaymentMethod.choices, default=PaymentMethod.CASH)
-    scheduled_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Absent or null: now.")
+    scheduled_at = StrictDateTimeField(required=False, allow_null=True, help_text="Absent or null: now.")
 
     def validate_item_ids(self, items):
         if not items:
             raise serializers.ValidationError("Pick at least one item.")
-        if len(items) > MAX_ITEMS_PER_JOB:
-            raise serializers.ValidationError(f"At most {MAX_ITEMS_PER_JOB} items.")
-        return list({i.pk: i for i in items}.values())
+        return items
 
 
 class JobItemSerializer(serializers.Serializer):

@@ -9,10 +9,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.serializers.catalog import ServiceItemSerializer
-from api.serializers.fields import latitude_field, longitude_field
+from api.serializers.fields import RowsByIdField, StrictFloatField, StrictIntegerField, latitude_field, longitude_field
 from dispatch.models import ProviderProfile, Review, ServiceCategory, ServiceItem, TimeOffKind
 
 MAX_PORTFOLIO_ENTRIES = 20
+MAX_CATEGORIES = 50
+MAX_ITEMS = 500
 MAX_AVAILABILITY_WINDOWS = 50
 
 
@@ -34,7 +36,7 @@ class MinuteTimeField(serializers.TimeField):
 
 
 class AvailabilityWindowSerializer(serializers.Serializer):
-    weekday = serializers.IntegerField(min_value=0, max_value=6, help_text="0 = Monday")
+    weekday = StrictIntegerField(min_value=0, max_value=6, help_text="0 = Monday")
     start = MinuteTimeField(help_text="HH:MM, provider's local time")
     end = MinuteTimeField(
         help_text="HH:MM, local; at or before start runs past midnight (22:00-02:00), 00:00 is midnight",
@@ -177,11 +179,11 @@ class ProviderMeSerializer(ProviderCardSerializer):
 
 
 class ProviderMeUpdateSerializer(serializers.Serializer):
-    categories = serializers.PrimaryKeyRelatedField(many=True, queryset=ServiceCategory.objects.all(), required=False)
-    item_ids = serializers.PrimaryKeyRelatedField(many=True, queryset=ServiceItem.objects.all(), required=False)
+    categories = RowsByIdField(queryset=ServiceCategory.objects.all(), max_length=MAX_CATEGORIES, required=False)
+    item_ids = RowsByIdField(queryset=ServiceItem.objects.all(), max_length=MAX_ITEMS, required=False)
     latitude = latitude_field(required=False)
     longitude = longitude_field(required=False)
-    service_radius_km = serializers.FloatField(min_value=0.1, max_value=200, required=False)
+    service_radius_km = StrictFloatField(min_value=0.1, max_value=200, required=False)
     availability = AvailabilityWindowSerializer(many=True, required=False)
     time_zone = serializers.CharField(max_length=64, required=False, validators=[validate_time_zone])
     time_off = TimeOffSerializer(many=True, required=False)
@@ -219,11 +221,11 @@ class AvailabilityToggleSerializer(serializers.Serializer):
 
 
 class ProviderSearchQuerySerializer(serializers.Serializer):
-    category = serializers.IntegerField(required=False, min_value=1)
+    category = StrictIntegerField(required=False, min_value=1)
     lat = latitude_field(required=False)
     lng = longitude_field(required=False)
-    radius_km = serializers.FloatField(required=False, min_value=0, max_value=500)
-    min_rating = serializers.FloatField(required=False, min_value=0, max_value=5)
+    radius_km = StrictFloatField(required=False, min_value=0, max_value=500)
+    min_rating = StrictFloatField(required=False, min_value=0, max_value=5)
     available = serializers.BooleanField(required=False, allow_null=True, default=None)
     ordering = serializers.ChoiceField(choices=["distance", "rating", "score"], required=False, default="distance")
 

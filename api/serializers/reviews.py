@@ -1,12 +1,13 @@
 """A customer's review of a completed job."""
 from rest_framework import serializers
 
+from api.serializers.fields import StrictIntegerField
 from dispatch.models import Review
 
 
 class ReviewSerializer(serializers.ModelSerializer):
     job_id = serializers.IntegerField(read_only=True)
-    rating = serializers.IntegerField(min_value=1, max_value=5)
+    rating = StrictIntegerField(min_value=1, max_value=5)
     comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
     class Meta:

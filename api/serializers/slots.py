@@ -1,14 +1,15 @@
 """Query parameters of the free-slot routes, and the slots they answer."""
 from rest_framework import serializers
 
-from api.serializers.fields import latitude_field, longitude_field
+from api.serializers.fields import StrictIntegerField, latitude_field, longitude_field
+from dispatch.clean import integer_parse
 
 MAX_ITEMS = 20
 
 
 def _item_ids(value: str) -> list[int]:
     try:
-        ids = [int(part) for part in value.split(",") if part.strip()]
+        ids = [integer_parse(part) for part in value.split(",") if part.strip()]
     except ValueError:
         raise serializers.ValidationError("item_ids is a comma-separated list of item ids.") from None
     if not ids or len(ids) > MAX_ITEMS or any(i <= 0 for i in ids):
@@ -25,7 +26,7 @@ class ProviderSlotsQuerySerializer(serializers.Serializer):
 
 
 class AreaSlotsQuerySerializer(ProviderSlotsQuerySerializer):
-    category = serializers.IntegerField(min_value=1)
+    category = StrictIntegerField(min_value=1, max_value=2**63 - 1)
     lat = latitude_field()
     lng = longitude_field()
 

@@ -3,6 +3,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
+from api.serializers.fields import StrictDecimalField
 from dispatch.models import LedgerEntry
 
 
@@ -38,7 +39,7 @@ class WalletPageSerializer(WalletSerializer):
 
 
 class TopUpSerializer(serializers.Serializer):
-    amount = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=Decimal("0.01"))
+    amount = StrictDecimalField(max_digits=10, decimal_places=2, min_value=Decimal("0.01"))
     payment_token = serializers.CharField(
         max_length=255, required=False, default="tok_test",
         help_text="The payment method from the gateway's client SDK (test mode: tok_decline is declined).",

@@ -1,16 +1,14 @@
 """Chat between a job's customer and its assigned provider, over REST and the socket alike."""
-import re
-
 from django.db import transaction
 
 from dispatch import events
+from dispatch.clean import text_check
 from dispatch.errors import Conflict, Invalid, NotFound
 from dispatch.models import Job, JobStatus, Message, User
 
 CHAT_OPEN = (JobStatus.ASSIGNED, JobStatus.IN_PROGRESS)
 # The column's max_length; the REST serializer and the socket both hold content to it.
 MAX_MESSAGE_LENGTH = Message._meta.get_field("content").max_length
-UNENCODABLE = re.compile("[\ud800-\udfff]")  # lone surrogates: no UTF-8 for them
 
 
 def job_participants(job: Job) -> set[int]:
@@ -24,11 +22,10 @@ def message_content_clean(content) -> str:
     content = content.strip()
     if not content:
         raise Invalid("content may not be blank.", field="content")
-    if "\x00" in content:
-        # PostgreSQL cannot store NUL in text; over REST DRF refuses it the same way.
-        raise Invalid("content may not contain NUL characters.", field="content")
-    if UNENCODABLE.search(content):
-        raise Invalid("content contains a lone UTF-16 surrogate, which is not a character.", field="content")
+    try:
+        text_check(content)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="content") from None
     if len(content) > MAX_MESSAGE_LENGTH:
         raise Invalid(f"content may be at most {MAX_MESSAGE_LENGTH} characters.", field="content")
     return content

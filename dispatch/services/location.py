@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from dispatch import events, rate_limits
+from dispatch.clean import number_parse
 from dispatch.errors import Forbidden, Invalid, RateLimited
 from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, ProviderProfile, User
@@ -45,10 +46,11 @@ class PingTooSoon(RateLimited):
 
 def coordinate_clean(value, *, name: str, bound: float) -> float:
     """A finite number within ±bound, as a float (the socket's frames arrive unvalidated)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Invalid(f"{name} must be a number.", field=name)
-    value = float(value)
-    if not math.isfinite(value) or not -bound <= value <= bound:
+    try:
+        value = number_parse(value, text=False)
+    except ValueError as exc:
+        raise Invalid(f"{name}: {exc}", field=name) from None
+    if not -bound <= value <= bound:
         raise Invalid(f"{name} must be between -{bound:g} and {bound:g}.", field=name)
     return value
 

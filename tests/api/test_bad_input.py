@@ -3,14 +3,19 @@
 A 500 would surface here as an exception: the test client re-raises server errors.
 Domain errors (raised by services, not serializers) answer `{"code", "detail", "<field>"}`.
 """
+from datetime import date, timedelta
+
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from dispatch.models import Job, Message, Review, User
-from tests.factories import make_provider
+from tests.factories import ItemFactory, make_provider
 
 pytestmark = pytest.mark.django_db
 
 LONG = "x" * 2001
+ARABIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 HUGE = 2**70
 
 
@@ -68,6 +73,16 @@ BOOKING_CASES = {
     "latitude object": (_with("latitude", {"x": 1}), "latitude"),
     "latitude null": (_with("latitude", None), "latitude"),
     "latitude huge int": (_with("latitude", HUGE), "latitude"),
+    "latitude true": (_with("latitude", True), "latitude"),
+    "longitude false": (_with("longitude", False), "longitude"),
+    "latitude in Arabic-Indic digits": (_with("latitude", "١٢"), "latitude"),
+    "latitude in fullwidth digits": (_with("latitude", "１２"), "latitude"),
+    "latitude too long a number": (_with("latitude", "1" * 5000), "latitude"),
+    "category in Arabic-Indic digits": (_with("category", lambda ctx: str(ctx["category"].pk).translate(ARABIC)), "category"),
+    "category true": (_with("category", True), "category"),
+    "item id in Arabic-Indic digits": (_with("item_ids", lambda ctx: [str(ctx["category"].items.first().pk).translate(ARABIC)]), "item_ids"),
+    "item id true": (_with("item_ids", [True]), "item_ids"),
+    "51 items": (_with("item_ids", lambda ctx: [ctx["category"].items.first().pk] * 51), "item_ids"),
     "unknown category": (_with("category", 999999), "category"),
     "category text": (_with("category", "plumbing"), "category"),
     "category null": (_with("category", None), "category"),
@@ -89,6 +104,10 @@ BOOKING_CASES = {
     "scheduled year 1": (_with("scheduled_at", "0001-01-01T00:00:00Z"), "scheduled_at"),
     "scheduled malformed": (_with("scheduled_at", "tomorrow-ish"), "scheduled_at"),
     "scheduled a number": (_with("scheduled_at", 1700000000), "scheduled_at"),
+    "scheduled a date only": (_with("scheduled_at", lambda ctx: (date.today() + timedelta(days=2)).isoformat()), "scheduled_at"),
+    "scheduled year 9999": (_with("scheduled_at", "9999-12-31T10:00:00Z"), "scheduled_at"),
+    "scheduled past year 9999 in UTC": (_with("scheduled_at", "9999-12-31T23:59:59-05:00"), "scheduled_at"),
+    "scheduled in Arabic-Indic digits": (_with("scheduled_at", "٢٠٢٧-01-05T10:00:00Z"), "scheduled_at"),
     "description too long": (_with("description", LONG), "description"),
     "description null": (_with("description", None), "description"),
     "address too long": (_with("address", "x" * 256), "address"),
@@ -98,16 +117,17 @@ BOOKING_CASES = {
 
 # Rules only the booking service knows: answered as a domain error naming the field.
 DOMAIN_BOOKING_CASES = {"item of another category", "provider serves another category", "scheduled in the past",
-                        "scheduled year 1"}
+                        "scheduled year 1", "scheduled year 9999"}
 
 
 @pytest.mark.parametrize("case", list(BOOKING_CASES))
 def test_bad_booking_is_400_naming_the_field(
-    case, booking, customer, other_customer, other_category, electrician, client_for
+    case, booking, category, customer, other_customer, other_category, electrician, client_for
 ):
     # given a good booking spoilt in one way
     spoil, field = BOOKING_CASES[case]
-    context = {"other_category": other_category, "other_customer": other_customer, "electrician": electrician}
+    context = {"other_category": other_category, "other_customer": other_customer, "electrician": electrician,
+               "category": category}
 
     # when the customer posts it
     response = client_for(customer).post("/services/jobs/", spoil(booking, context), format="json")
@@ -178,13 +198,14 @@ def test_login_refuses_unparseable_bodies_with_400_not_500(raw, client_for):
         ({"rating": "five"}, "rating"),
         ({"rating": 3.5}, "rating"),
         ({"rating": True}, "rating"),
+        ({"rating": "٤"}, "rating"),
         ({"rating": None}, "rating"),
         ({}, "rating"),
         ({"comment": "Great"}, "rating"),
         ({"rating": 4, "comment": LONG}, "comment"),
         ({"rating": 4, "comment": None}, "comment"),
     ],
-    ids=["0", "6", "negative", "huge", "text", "fraction", "boolean", "null", "empty body", "comment only",
+    ids=["0", "6", "negative", "huge", "text", "fraction", "boolean", "Arabic-Indic digit", "null", "empty body", "comment only",
          "comment too long", "comment null"],
 )
 def test_bad_review_is_400(body, field, completed_job, customer, client_for):
@@ -246,6 +267,12 @@ def test_bad_message_is_400(body, assigned_job, customer, client_for):
         ({"categories": [HUGE]}, "categories"),
         ({"item_ids": [HUGE]}, "item_ids"),
         ({"bio": LONG}, "bio"),
+        ({"latitude": True, "longitude": 77.2}, "latitude"),
+        ({"service_radius_km": True}, "service_radius_km"),
+        ({"service_radius_km": "٥"}, "service_radius_km"),
+        ({"availability": [{"weekday": True, "start": "09:00", "end": "17:00"}]}, "availability"),
+        ({"item_ids": list(range(1, 40_001))}, "item_ids"),
+        ({"categories": [True]}, "categories"),
     ],
     ids=[
         "latitude without longitude", "longitude without latitude", "latitude out of range", "latitude NaN",
@@ -255,7 +282,8 @@ def test_bad_message_is_400(body, assigned_job, customer, client_for):
         "51 windows", "time off bad date", "extra hours without times", "time off start without end",
         "time off unknown kind", "portfolio bad url", "portfolio javascript url", "portfolio entry without title",
         "21 portfolio entries", "portfolio not a list", "unknown category", "huge category id", "huge item id",
-        "bio too long",
+        "bio too long", "latitude true", "radius true", "radius in Arabic-Indic digits", "weekday true",
+        "40,000 item ids", "category id true",
     ],
 )
 def test_bad_profile_update_is_400(body, field, provider, client_for):
@@ -312,9 +340,11 @@ def test_items_outside_served_categories_are_a_domain_error(provider, other_cate
         ({"latitude": 28}, "longitude"),
         ({"longitude": 77}, "latitude"),
         ({}, "latitude"),
+        ({"latitude": True, "longitude": 77}, "latitude"),
+        ({"latitude": "٢٨", "longitude": 77}, "latitude"),
     ],
     ids=["latitude 95", "latitude -91", "longitude 181", "latitude Infinity", "missing longitude",
-         "missing latitude", "empty"],
+         "missing latitude", "empty", "latitude true", "latitude in Arabic-Indic digits"],
 )
 def test_bad_location_ping_is_400(body, field, provider, client_for):
     response = client_for(provider).post("/providers/me/location/", body, format="json")
@@ -414,10 +444,14 @@ def test_incomplete_login_is_400(body, field, client_for):
         ("category=x", "category"),
         ("category=0", "category"),
         ("available=perhaps", "available"),
+        ("lat=٢٨&lng=77", "lat"),
+        ("category=١", "category"),
+        ("lat=28&lng=77&radius_km=٥", "radius_km"),
     ],
     ids=["lat without lng", "lng without lat", "lat text", "lat 91", "lat NaN", "negative radius",
          "infinite radius", "radius without point", "bad ordering", "rating 6", "rating NaN", "category text",
-         "category 0", "available text"],
+         "category 0", "available text", "lat in Arabic-Indic digits", "category in Arabic-Indic digits",
+         "radius in Arabic-Indic digits"],
 )
 def test_bad_search_is_400(query, field, customer, client_for):
     _assert_400_naming(client_for(customer).get(f"/auth/providers/?{query}"), field)
@@ -481,3 +515,53 @@ def test_odd_ids_in_paths_are_404(request, user, method, url, odd_id, client_for
     response = getattr(client, method)(url.format(id=odd_id), body, format="json")
 
     assert response.status_code == 404, response.content
+
+
+# --- limits before queries ----------------------------------------------------------------------
+
+# Authentication (token, user) and the throttles' reads: what any refused request costs.
+REFUSAL_QUERIES = 4
+
+
+@pytest.mark.parametrize("ids", [lambda item: [item] * 40_000, lambda item: list(range(1, 40_001))],
+                         ids=["one id 40,000 times", "40,000 different ids"])
+def test_a_40000_id_booking_is_refused_before_any_item_query(ids, booking, category, customer, client_for,
+                                                              django_assert_max_num_queries):
+    body = {**booking, "item_ids": ids(category.items.first().pk)}
+
+    with django_assert_max_num_queries(REFUSAL_QUERIES):
+        response = client_for(customer).post("/services/jobs/", body, format="json")
+
+    _assert_400_naming(response, "item_ids")
+    assert Job.objects.count() == 0
+
+
+def test_a_40000_id_profile_update_is_refused_before_any_item_query(provider, category, client_for,
+                                                                     django_assert_max_num_queries):
+    body = {"item_ids": [category.items.first().pk] * 40_000}
+
+    with django_assert_max_num_queries(REFUSAL_QUERIES):
+        response = client_for(provider).patch("/providers/me/", body, format="json")
+
+    _assert_400_naming(response, "item_ids")
+
+
+def test_many_item_ids_are_read_in_one_query(booking, category, customer, client_for):
+    """Ten distinct items cost one SELECT, not ten (DRF's many=True related field reads one per id)."""
+    items = [ItemFactory(category=category) for _ in range(10)]
+    body = {**booking, "item_ids": [item.pk for item in items]}
+    client = client_for(customer)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post("/services/jobs/", body, format="json")
+
+    assert response.status_code == 201, response.content
+    one_item_reads = [q["sql"] for q in queries.captured_queries
+                      if 'FROM "dispatch_serviceitem"' in q["sql"] and "LIMIT 21" in q["sql"]]
+    assert one_item_reads == []
+    assert [i["id"] for i in response.json()["items"]] == [item.pk for item in items]
+
+
+@pytest.mark.parametrize("amount", [True, "\u0661\u0660\u0660", "1" * 200],
+                         ids=["true", "Arabic-Indic digits", "200 digits"])
+def test_bad_topup_amount_is_400(amount, customer, client_for):
+    _assert_400_naming(client_for(customer).post("/wallet/topup/", {"amount": amount}, format="json"), "amount")
