@@ -20,7 +20,7 @@ class RegisterSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
     role = serializers.ChoiceField(choices=[(r.value, r.label) for r in SELF_SERVICE_ROLES])
     name = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
-    phone = serializers.RegexField(PHONE_REGEX, max_length=32, required=False, allow_blank=True, default="")
+    phone = serializers.RegexField(PHONE_REGEX, max_length=32, required=False, allow_blank=True)
 
 
 class LoginSerializer(serializers.Serializer):
