@@ -8,6 +8,8 @@ import os
 from celery import Celery
 from kombu import Exchange, Queue
 
+from dispatch.queue_presence import QueuePresence
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("dispatch")
@@ -49,4 +51,6 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
 )
+# Every worker stamps the queues it consumes, so booking can tell a missing worker from a slow one.
+app.steps["consumer"].add(QueuePresence)
 app.autodiscover_tasks(["tasks"], related_name=None)

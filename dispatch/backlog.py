@@ -12,6 +12,10 @@ most every `BACKLOG_READ_EVERY_S` per process, so a burst of bookings costs one 
 Without a broker (embedded mode) tasks run in the process that books: no queue, no lag.
 If Redis cannot be read, booking goes on: shedding protects the engine, it must not
 become an outage of its own.
+
+A lag with no worker consuming the offers queue is not overload but an outage of that worker
+(dispatch/queue_presence.py): the same read says how many consume it, and booking takes the
+job and tells the customer it is queued instead of refusing it.
 """
 import json
 import logging
@@ -21,6 +25,7 @@ import time
 from django.conf import settings
 
 from config.celery import OFFERS_QUEUE
+from dispatch import queue_presence
 from dispatch.schedule import ENQUEUED_AT
 
 log = logging.getLogger(__name__)
@@ -28,27 +33,40 @@ log = logging.getLogger(__name__)
 BACKLOG_READ_EVERY_S = 1.0
 
 _lock = threading.Lock()
-_read: dict[str, float] = {"at": float("-inf"), "lag_s": 0.0}
+_read: dict[str, float] = {"at": float("-inf"), "lag_s": 0.0, "consumers": 1}
 _clients: dict[str, object] = {}
 
 
 def dispatch_lag_s() -> float:
     """Seconds the oldest waiting dispatch message has waited, as of at most a second ago."""
+    return _state()["lag_s"]
+
+
+def offers_consumed() -> bool:
+    """Whether a worker consumes the offers queue, as of at most a second ago (True when unknown)."""
+    return _state()["consumers"] > 0
+
+
+def _state() -> dict[str, float]:
     if not settings.REDIS_URL:
-        return 0.0
+        return {"lag_s": 0.0, "consumers": 1}  # embedded: tasks run in the booking's process
     now = time.monotonic()
     with _lock:
         if now - _read["at"] < BACKLOG_READ_EVERY_S:
-            return _read["lag_s"]
-        _read["at"] = now  # one reader per interval; the others use the last figure meanwhile
+            return dict(_read)
+        _read["at"] = now  # one reader per interval; the others use the last figures meanwhile
     try:
-        lag_s = oldest_wait_s()
-    except Exception:  # noqa: BLE001 - any broker trouble: do not shed on a guess
+        pipe = _client().pipeline(transaction=False)
+        pipe.lindex(OFFERS_QUEUE, -1)
+        queue_presence.count_command(pipe, OFFERS_QUEUE)
+        oldest, consumers = pipe.execute()
+        lag_s = _wait_s(oldest)
+    except Exception:  # any broker trouble: do not shed on a guess
         log.warning("could not read the dispatch backlog; not shedding", exc_info=True)
-        lag_s = 0.0
+        lag_s, consumers = 0.0, 1
     with _lock:
-        _read["lag_s"] = lag_s
-    return lag_s
+        _read.update(lag_s=lag_s, consumers=consumers)
+        return dict(_read)
 
 
 def forget() -> None:
@@ -57,11 +75,26 @@ def forget() -> None:
         _read["at"] = float("-inf")
 
 
-def oldest_wait_s(client=None) -> float:
-    """The lag read now, uncached, through `client` if given (the metrics scrape's); raises if
-    Redis cannot be read."""
-    # Kombu's Redis transport pushes on the left and pops on the right: the oldest is last.
-    raw = (client or _client()).lindex(OFFERS_QUEUE, -1)
+def queues_now(client=None) -> list[dict]:
+    """Each Celery queue as it is now, uncached, through `client` if given: messages waiting, live
+    consumers and how long the oldest has waited. Raises if Redis cannot be read."""
+    from config.celery import HOUSEKEEPING_QUEUE
+
+    names = (OFFERS_QUEUE, HOUSEKEEPING_QUEUE)
+    pipe = (client or _client()).pipeline(transaction=False)
+    for name in names:
+        # Kombu's Redis transport pushes on the left and pops on the right: the oldest is last.
+        pipe.llen(name)
+        pipe.lindex(name, -1)
+        queue_presence.count_command(pipe, name)
+    read = pipe.execute()
+    return [
+        {"queue": name, "waiting": waiting, "consumers": consumers, "lag_seconds": round(_wait_s(oldest), 3)}
+        for name, (waiting, oldest, consumers) in zip(names, zip(*[iter(read)] * 3), strict=True)
+    ]
+
+
+def _wait_s(raw) -> float:
     if raw is None:
         return 0.0
     enqueued_at = json.loads(raw).get("headers", {}).get(ENQUEUED_AT)

@@ -33,6 +33,9 @@ REPUSH_BATCH = 500
 
 MESSAGES = {
     "JOB_CREATED": "📋 Your request #{job_id} has been created.",
+    # Booked while no worker consumed the offers queue (dispatch/queue_presence.py).
+    "JOB_CREATED:queued": "📋 Your request #{job_id} has been created. It is queued: we will start looking for a "
+    "provider in a moment.",
     "JOB_ACCEPTED": "✅ {provider_name} has accepted your request!",
     "JOB_REJECTED": "❌ Provider rejected your request. Looking for another...",
     "JOB_OFFER_EXPIRED": "⌛ Provider did not respond in time. Looking for another...",

@@ -4,6 +4,10 @@ Workers prove they are alive through a heartbeat: Celery beat schedules `ops.hea
 on the housekeeping queue and the worker that runs it stamps a Redis key with a TTL, so a
 missing key means no beat or no worker has run for that long. Embedded mode has no
 separate worker: its sweeper thread is the one that must be running.
+
+A queue nobody consumes (the offers worker down) is a warning, not a failure: the web tier
+still takes bookings and holds them (dispatch/backlog.py), so a load balancer must keep
+sending it traffic. `/readyz` names it, as do `/metrics` and the ops dashboard.
 """
 import time
 
@@ -55,6 +59,23 @@ def check_worker() -> str | None:
     if stamp is None:
         return f"no worker heartbeat in the last {settings.HEALTH_WORKER_STALE_S} s"
     return None
+
+
+def queue_warnings() -> dict[str, str]:
+    """Queues by name -> why they need a look (no consumer); empty when all are consumed or unknown."""
+    if not settings.REDIS_URL:
+        return {}
+    from dispatch.backlog import queues_now
+
+    try:
+        queues = queues_now(_redis())
+    except Exception:  # check_redis names the failure
+        return {}
+    return {
+        q["queue"]: f"no worker consumes the {q['queue']} queue ({q['waiting']} waiting, oldest {q['lag_seconds']:.0f} s)"
+        for q in queues
+        if q["consumers"] == 0
+    }
 
 
 def readiness() -> dict[str, str]:

@@ -27,6 +27,9 @@ offer_transitions = Counter(
 )
 offers_sent = Counter("dispatch_offers_sent_total", "Offers sent to providers")
 bookings_shed = Counter("dispatch_bookings_shed_total", "Bookings refused with 503 because dispatch was behind")
+bookings_queued = Counter(
+    "dispatch_bookings_queued_total", "Bookings taken while no worker consumed the offers queue (held for its return)"
+)
 time_to_assign = Histogram(
     "dispatch_time_to_assign_seconds", "Booking to an accepted offer", buckets=SECONDS_TO_ASSIGN
 )
@@ -95,21 +98,27 @@ class StateCollector:
             value=len(overdue_starts(now=timezone.now())),
         )
         depth = GaugeMetricFamily("dispatch_queue_depth", "Messages waiting in a Celery queue", labels=["queue"])
+        consumers = GaugeMetricFamily(
+            "dispatch_queue_consumers", "Workers consuming a Celery queue (0: nobody will run its tasks)", labels=["queue"]
+        )
         if not settings.REDIS_URL:
             yield depth
+            yield consumers
             return
         import redis
 
-        from config.celery import HOUSEKEEPING_QUEUE, OFFERS_QUEUE
-        from dispatch.backlog import oldest_wait_s
+        from config.celery import OFFERS_QUEUE
+        from dispatch.backlog import queues_now
 
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1)
-        for queue in (OFFERS_QUEUE, HOUSEKEEPING_QUEUE):
-            depth.add_metric([queue], client.llen(queue))
+        queues = queues_now(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1))
+        for queue in queues:
+            depth.add_metric([queue["queue"]], queue["waiting"])
+            consumers.add_metric([queue["queue"]], queue["consumers"])
         yield depth
+        yield consumers
         yield GaugeMetricFamily(
             "dispatch_queue_lag_seconds", "How long the oldest dispatch message has waited (booking sheds past "
-            "DISPATCH_MAX_LAG_S)", value=oldest_wait_s(client),
+            "DISPATCH_MAX_LAG_S)", value=next(q["lag_seconds"] for q in queues if q["queue"] == OFFERS_QUEUE),
         )
 
 

@@ -6,7 +6,7 @@ from django.http import HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from dispatch import metrics
-from dispatch.health import readiness
+from dispatch.health import queue_warnings, readiness
 
 
 def healthz(request):
@@ -17,7 +17,9 @@ def readyz(request):
     failures = readiness()
     if failures:
         return JsonResponse({"status": "unavailable", "failed": failures}, status=503)
-    return JsonResponse({"status": "ok"})
+    # Still ready without an offers worker: bookings are taken and held until one is back.
+    warnings = queue_warnings()
+    return JsonResponse({"status": "ok", **({"warnings": warnings} if warnings else {})})
 
 
 def metrics_view(request):

@@ -7,11 +7,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from dispatch import events, metrics
-from dispatch.backlog import dispatch_lag_s
+from dispatch.backlog import dispatch_lag_s, offers_consumed
 from dispatch.errors import Conflict, Forbidden, Invalid, Overloaded, Unprocessable
 from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
-from dispatch.schedule import after_commit
 from dispatch.policy import DispatchPolicy, policy_for
+from dispatch.schedule import after_commit
 from dispatch.services.holds import hold_place
 from dispatch.services.offers import offer_create
 from dispatch.services.wallet import CENT, commission_for, wallet_check_booking
@@ -41,6 +41,8 @@ def job_book(
     free starts). A slot is booked at least the lead time ahead (400).
     A WALLET booking the customer's balance cannot cover is refused (400); see docs/money.md.
     While dispatch is too far behind, instant bookings are refused (503); see dispatch/backlog.py.
+    If that is because no worker consumes the offers queue, they are taken instead and the
+    customer is told the job is queued (JOB_CREATED with `why: queued`).
     """
     if not customer.is_customer:
         raise Forbidden("Only customers can book jobs.")
@@ -55,9 +57,8 @@ def job_book(
         _check_slot_time(scheduled_at=scheduled_at, policy=policy, now=now)
     if provider is not None:
         _check_provider_serves(provider=provider, category=category, items=items)
-    if scheduled_at is None:
-        # Shedding protects instant dispatch; a slot's search has hours, not seconds.
-        _check_dispatch_keeps_up()
+    # Shedding protects instant dispatch; a slot's search has hours, not seconds.
+    queued = _check_dispatch_keeps_up() if scheduled_at is None else False
 
     total = sum((i.price for i in items), Decimal("0")).quantize(CENT)
     with transaction.atomic():
@@ -78,7 +79,7 @@ def job_book(
             commission_amount=commission_for(total),
         )
         JobItem.objects.bulk_create(JobItem(job=job, item=i, price=i.price) for i in items)
-        events.emit(user=customer, name="JOB_CREATED", job=job, actor=customer)
+        events.emit(user=customer, name="JOB_CREATED", job=job, actor=customer, **({"why": "queued"} if queued else {}))
         if provider is not None:
             if scheduled_at is not None:
                 # Nobody else takes this slot while the chosen provider decides.
@@ -127,15 +128,24 @@ def _check_slot_time(*, scheduled_at: datetime, policy: DispatchPolicy, now: dat
         raise Invalid(f"A slot can be booked at most {settings.DISPATCH_SLOT_DAYS_AHEAD} days ahead.", field="scheduled_at")
 
 
-def _check_dispatch_keeps_up() -> None:
-    """Refuse a booking while dispatch is too far behind to serve it well (dispatch/backlog.py)."""
+def _check_dispatch_keeps_up() -> bool:
+    """Refuse a booking while dispatch is too far behind to serve it well (dispatch/backlog.py).
+
+    Returns True when the lag comes from an outage rather than overload (no worker consumes
+    the offers queue): the booking is taken into the queue, to be served when a worker is back
+    (or by the sweeper meanwhile), and the customer is told it is queued.
+    """
     limit_s = settings.DISPATCH_MAX_LAG_S
-    if limit_s and dispatch_lag_s() > limit_s:
-        metrics.bookings_shed.inc()
-        raise Overloaded(
-            "We are matching more bookings than usual right now; please try again in a few seconds.",
-            retry_after_s=settings.DISPATCH_BACKLOG_RETRY_AFTER_S,
-        )
+    if not limit_s or dispatch_lag_s() <= limit_s:
+        return False
+    if not offers_consumed():
+        metrics.bookings_queued.inc()
+        return True
+    metrics.bookings_shed.inc()
+    raise Overloaded(
+        "We are matching more bookings than usual right now; please try again in a few seconds.",
+        retry_after_s=settings.DISPATCH_BACKLOG_RETRY_AFTER_S,
+    )
 
 
 def _check_provider_serves(*, provider: User, category: ServiceCategory, items: list[ServiceItem]) -> None:

@@ -1,5 +1,10 @@
 """Booking sheds load: while dispatch is too far behind, a new booking gets 503 with Retry-After.
 
+...unless no worker consumes the offers queue: that lag is an outage, not overload, and the
+booking is taken and the customer told it is queued (dispatch/queue_presence.py). Here a
+worker's presence is its stamp in Redis, as a real worker's consumer step writes it
+(tests/integration/test_offers_outage.py runs real workers).
+
 "Behind" is how long the oldest dispatch message has waited on the broker. The messages
 are real Celery tasks published the way services publish them, on a Redis database of
 this test's own where no worker takes them. Each is published under a clock set back by
@@ -15,8 +20,9 @@ from celery import current_app
 from freezegun import freeze_time
 
 from config.celery import OFFERS_QUEUE
-from dispatch import backlog
-from dispatch.models import Job
+from dispatch import backlog, queue_presence
+from dispatch.health import worker_heartbeat
+from dispatch.models import Event, Job
 from dispatch.schedule import publish
 from tests.ops.test_health_and_metrics import _sample, _scrape
 
@@ -24,6 +30,7 @@ pytestmark = pytest.mark.django_db
 
 BACKLOG_DB = 12
 LIMIT_S = 2.0
+SLOW_WORKER = "offers@slow"
 
 
 @pytest.fixture
@@ -39,6 +46,8 @@ def broker(settings):
     settings.REDIS_URL, settings.DISPATCH_MAX_LAG_S = url, LIMIT_S
     client = redis.Redis.from_url(url)
     client.flushdb()
+    # A worker consumes the offers queue throughout (stamped far ahead): a lag means it is slow.
+    queue_presence.stamp(client, queues=[OFFERS_QUEUE], hostname=SLOW_WORKER, now=time.time() + 3600)
     backlog.forget()
     yield url
     client.flushdb()
@@ -154,3 +163,74 @@ def test_a_slot_booking_is_taken_while_instant_ones_are_shed(broker, customer, b
     assert instant.status_code == 503
     assert scheduled.status_code == 201, scheduled.content
     assert list(Job.objects.values_list("scheduled_at", flat=True)) == [slot]
+
+
+@pytest.fixture
+def offers_worker_down(broker):
+    """Nobody consumes the offers queue: the slow worker's stamp is gone."""
+    client = redis.Redis.from_url(broker)
+    queue_presence.withdraw(client, queues=[OFFERS_QUEUE], hostname=SLOW_WORKER)
+    return client
+
+
+@pytest.mark.redis
+def test_while_no_worker_consumes_the_offers_queue_a_booking_is_taken_and_the_customer_told_it_is_queued(
+    offers_worker_down, broker, customer, booking, client_for
+):
+    _queue_dispatch(broker, waited_s=LIMIT_S + 5)
+    before = _scrape()
+
+    response = _book(client_for(customer), booking)
+
+    assert response.status_code == 201, response.content
+    created = Event.objects.get(job_id=response.json()["id"], name="JOB_CREATED")
+    assert created.payload["why"] == "queued" and "queued" in created.payload["message"]
+    assert _sample(_scrape(), "dispatch_bookings_queued_total") - _sample(before, "dispatch_bookings_queued_total") == 1
+
+
+@pytest.mark.redis
+def test_a_worker_that_stopped_stamping_counts_as_gone(broker, settings, customer, booking, client_for):
+    """A worker killed outright never withdraws: its last stamp lapses after DISPATCH_CONSUMER_STALE_S."""
+    client = redis.Redis.from_url(broker)
+    queue_presence.stamp(client, queues=[OFFERS_QUEUE], hostname=SLOW_WORKER,
+                         now=time.time() - settings.DISPATCH_CONSUMER_STALE_S - 0.5)
+    _queue_dispatch(broker, waited_s=LIMIT_S + 0.5)
+
+    response = _book(client_for(customer), booking)
+
+    assert response.status_code == 201
+    assert Event.objects.get(job_id=response.json()["id"], name="JOB_CREATED").payload["why"] == "queued"
+
+
+@pytest.mark.redis
+def test_a_booking_taken_while_dispatch_keeps_up_is_not_called_queued(offers_worker_down, customer, booking, client_for):
+    """No consumer but nothing waiting long (a worker restarting): nothing to tell the customer yet."""
+    response = _book(client_for(customer), booking)
+
+    assert response.status_code == 201
+    assert "why" not in Event.objects.get(job_id=response.json()["id"], name="JOB_CREATED").payload
+
+
+@pytest.mark.redis
+def test_without_an_offers_worker_readyz_stays_up_and_says_so(offers_worker_down, broker, client):
+    worker_heartbeat()  # the housekeeping worker is alive
+    _queue_dispatch(broker, waited_s=30, count=3)
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["warnings"]["offers"] == "no worker consumes the offers queue (3 waiting, oldest 30 s)"
+
+
+@pytest.mark.redis
+def test_ops_see_the_consumers_in_the_metrics_and_on_the_dashboard(offers_worker_down, broker, ops, client_for):
+    _queue_dispatch(broker, waited_s=10)
+
+    assert _sample(_scrape(), "dispatch_queue_consumers", queue="offers") == 0
+    queues = {q["queue"]: q for q in client_for(ops).get("/ops/dashboard/").json()["queues"]}
+    assert queues["offers"]["consumers"] == 0 and queues["offers"]["waiting"] == 1
+    assert queues["offers"]["lag_seconds"] >= 10
+
+    queue_presence.stamp(offers_worker_down, queues=[OFFERS_QUEUE], hostname="offers@back")
+    assert _sample(_scrape(), "dispatch_queue_consumers", queue="offers") == 1
+    assert {q["queue"]: q for q in client_for(ops).get("/ops/dashboard/").json()["queues"]}["offers"]["consumers"] == 1

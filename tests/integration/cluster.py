@@ -3,7 +3,6 @@
 The Redis here is the test's own `redis-server` on a free port, so a test may stop and
 restart it without touching the machine's shared one (other suites use that).
 """
-import os
 import subprocess
 import sys
 import time
@@ -36,9 +35,8 @@ class PrivateRedisWorker(Worker):
     def answers_ping(self) -> bool:
         # An app of its own: `control.ping(connection=...)` on the test app gets no reply.
         with Celery(broker=self.redis_url, set_as_current=False) as broker:
-            nodename = f"test{self.starts}@{os.uname().nodename}"
             try:
-                return bool(broker.control.ping(timeout=0.5, destination=[nodename]))
+                return bool(broker.control.ping(timeout=0.5, destination=[self.hostname]))
             except (OSError, redis.RedisError, OperationalError):  # Redis itself just restarted
                 return False
 

@@ -19,10 +19,14 @@ SEARCH_DEADLINE_S = 8
 
 
 class Worker:
-    """A `celery worker -B` subprocess pointed at the test database; can be SIGKILLed and restarted."""
+    """A `celery worker -B` subprocess pointed at the test database; can be SIGKILLed and restarted.
 
-    def __init__(self, tmp_path: Path):
-        self.tmp_path = tmp_path
+    By default it consumes both queues and runs beat; `queues` and `beat` make it one of a
+    production-like pair (an offers worker, a housekeeping worker with beat).
+    """
+
+    def __init__(self, tmp_path: Path, *, queues: str = "offers,housekeeping", beat: bool = True, name: str = "test"):
+        self.tmp_path, self.queues, self.beat, self.name = tmp_path, queues, beat, name
         self.process: subprocess.Popen | None = None
         self.starts = 0
 
@@ -44,11 +48,11 @@ class Worker:
     def start(self) -> "Worker":
         self.kill()  # a previous run's group (a worker that exited may leave its beat behind)
         self.starts += 1
-        log = open(self.tmp_path / f"worker-{self.starts}.log", "w")
+        log = open(self.log_path, "w")
+        beat = ["-B", "--schedule", str(self.tmp_path / f"beat-{self.name}-{self.starts}")] if self.beat else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "-Q", "offers,housekeeping",
-             "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO",
-             "--schedule", str(self.tmp_path / f"beat-{self.starts}"), "--hostname", f"test{self.starts}@%h"],
+            [sys.executable, "-m", "celery", "-A", "config", "worker", *beat, "-Q", self.queues,
+             "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO", "--hostname", self.hostname],
             cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
             # Its own process group: `-B` runs beat in a child process, which must die with it.
             start_new_session=True,
@@ -58,11 +62,19 @@ class Worker:
             if self.answers_ping():
                 return self
             if self.process.poll() is not None:
-                raise RuntimeError((self.tmp_path / f"worker-{self.starts}.log").read_text())
+                raise RuntimeError(self.log_path.read_text())
         raise RuntimeError("worker did not answer a ping within 30 s")
 
+    @property
+    def log_path(self) -> Path:
+        return self.tmp_path / f"worker-{self.name}-{self.starts}.log"
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.name}{self.starts}@{os.uname().nodename}"
+
     def answers_ping(self) -> bool:
-        return bool(celery_app.control.ping(timeout=0.5, destination=[f"test{self.starts}@{os.uname().nodename}"]))
+        return bool(celery_app.control.ping(timeout=0.5, destination=[self.hostname]))
 
     def kill(self) -> None:
         """SIGKILL the worker and its embedded beat: no shutdown, no acks; whatever it held must be

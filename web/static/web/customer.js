@@ -624,7 +624,11 @@ window.Dispatch.page("customer", function (me, D) {
       if (chatView && chatView.jobId === event.job_id) chatView.refresh();
       return;
     }
-    if (event.event === "JOB_CREATED") return; // our own booking, already shown
+    if (event.event === "JOB_CREATED") {
+      // Our own booking, already shown; but say so when it waits for a dispatch worker.
+      if (event.why === "queued") D.toast(event.message, "info");
+      return;
+    }
     let message = event.message;
     if (event.event === "JOB_REMINDER" && event.starts_at) {
       message = "⏰ Reminder: job #" + event.job_id + " starts at " + D.when(event.starts_at) + ".";

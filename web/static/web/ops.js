@@ -30,6 +30,17 @@ window.Dispatch.page("ops", function (me, D) {
     $("kpis").replaceChildren(...tiles.map(([label, value]) => el("div", { class: "kpi" }, el("dt", {}, label), el("dd", {}, value))));
   }
 
+  // A queue with no consumer is an outage of that worker: bookings are still taken, and wait.
+  function renderQueues(queues) {
+    const down = queues.filter((q) => q.consumers === 0);
+    $("queue-alerts").hidden = !down.length;
+    $("queue-alerts").textContent = down.map((q) => "⚠️ No worker consumes the " + q.queue + " queue: " + q.waiting +
+      " waiting, oldest " + seconds(q.lag_seconds) + (q.queue === "offers" ? ". Bookings are taken and queued until a worker is back." : ".")).join(" ");
+    $("queues").textContent = queues.length
+      ? "Queues: " + queues.map((q) => q.queue + " " + q.waiting + " waiting (" + q.consumers + " worker" + (q.consumers === 1 ? "" : "s") + ")").join(" · ")
+      : "";
+  }
+
   function breakdown(offer) {
     const parts = offer.score_breakdown || {};
     if (!Object.keys(parts).length) return el("span", { class: "muted" }, "direct booking / no breakdown");
@@ -86,6 +97,7 @@ window.Dispatch.page("ops", function (me, D) {
     try {
       const data = await D.api("/ops/dashboard/");
       renderKpis(data.kpis);
+      renderQueues(data.queues);
       $("overdue-count").textContent = "(" + data.overdue_starts.length + ")";
       $("overdue").replaceChildren(...(data.overdue_starts.length ? data.overdue_starts.map(overdueItem) : [el("li", { class: "muted" }, "None.")]));
       $("live-count").textContent = "(" + data.live_jobs_count + ")";
