@@ -11,6 +11,8 @@ from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
+from api.path_ids import MAX_ID
+
 
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(required=False, help_text="Machine-readable kind, e.g. conflict, rate_limited.")
@@ -36,6 +38,11 @@ class DispatchAutoSchema(AutoSchema):
         operation = super().get_operation(*args, **kwargs)
         if operation is None:
             return None
+        for parameter in operation.get("parameters", []):
+            # Routes take any text as `{id}` and answer 404 for what is not an id (api/path_ids.py);
+            # what names a thing is a positive integer, so say that (clients and fuzzers then send ids).
+            if parameter["in"] == "path" and parameter["name"] == "id":
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
         responses = operation["responses"]
         for code in self._error_codes(operation):
             if str(code) not in responses:
