@@ -34,6 +34,8 @@ OFFER_TIMEOUT_S = 3
 SWEEP_S = 1
 # An instant job still unassigned this long after booking ends UNFULFILLED: bounds every drill.
 SEARCH_DEADLINE_S = 15
+# How long the offers-outage drill keeps the offers worker down: well past the 2 s lag limit.
+OUTAGE_S = 8
 SLACK_S = 10
 # PostgreSQL 15 flushes an idle backend's statistics (pg_stat_database.deadlocks) within 10 s.
 STATS_FLUSH_S = 11
@@ -48,8 +50,11 @@ DRILLS = {
     "postgres_restart": "`pg_ctl restart -m fast`",
     "asgi_kill": "SIGKILL ASGI server A while clients are connected to it; they reconnect to B",
     "connections": "6 bursts of 50 concurrent GETs over both servers, far past each process's connection pool",
+    "offers_outage": f"SIGKILL the offers worker and keep it down {OUTAGE_S} s (bookings go on); then start it",
 }
 QUICK_DRILLS = ["control", "worker_kill"]
+# Drills whose fault lasts: bookings go on for all of it.
+DURING_S = {"offers_outage": OUTAGE_S}
 
 
 class Drills:
@@ -98,6 +103,12 @@ class Drills:
         shown = ", ".join(f"{n} × {status}" for status, n in sorted(statuses.items(), key=str))
         return f"{shown}; peak {seen.peak} connections (max_connections {self.pg.max_connections})"
 
+    def offers_outage(self) -> str:
+        self.stack.hold_down("worker")
+        time.sleep(OUTAGE_S)
+        self.stack.bring_back("worker")
+        return f"down {OUTAGE_S} s"
+
     def asgi_kill(self) -> str:
         port = self.stack.procs["web-a"].port
         on_a = sum(1 for a in [*self.crowd.customers.values(), *self.crowd.providers.values()] if a.port == port)
@@ -143,6 +154,18 @@ def outcomes(job_ids: list[int]) -> dict[str, int]:
         connection.close()
 
 
+def told_queued(job_ids: list[int]) -> int:
+    """Bookings taken while no worker consumed the offers queue (their JOB_CREATED says queued)."""
+    from django.db import connection
+
+    from dispatch.models import Event
+
+    try:
+        return Event.objects.filter(job_id__in=job_ids, name="JOB_CREATED", payload__why="queued").count()
+    finally:
+        connection.close()
+
+
 async def drill(name: str, drills: Drills, crowd: Crowd, rate: float, phase_s: float) -> dict:
     actors = [*crowd.customers.values(), *crowd.providers.values()]
     cursor = await asyncio.to_thread(last_event_id)
@@ -152,7 +175,7 @@ async def drill(name: str, drills: Drills, crowd: Crowd, rate: float, phase_s: f
     deadlocks_before = await asyncio.to_thread(deadlocks)
     started = time.time()
     bookings = await crowd.book_at_rate(rate, phase_s)
-    during = asyncio.create_task(crowd.book_at_rate(rate, phase_s))
+    during = asyncio.create_task(crowd.book_at_rate(rate, DURING_S.get(name, phase_s)))
     fault_at = time.time()
     did = await asyncio.to_thread(getattr(drills, name))
     bookings += await during
@@ -168,6 +191,9 @@ async def drill(name: str, drills: Drills, crowd: Crowd, rate: float, phase_s: f
     deadlocked = await asyncio.to_thread(deadlocks) - deadlocks_before
     # Served again: the first booking made after the fault began that got its first offer.
     after_fault = [offered[b.job_id] for b in bookings if b.started >= fault_at and b.job_id in offered]
+    queued = await asyncio.to_thread(told_queued, job_ids)
+    if queued:
+        did += f"; {queued} bookings taken as queued"
     result = {
         "drill": name, "what": DRILLS[name], "did": did, "bookings": len(bookings), "booked": len(job_ids),
         "lost": len(lost), "lost_ids": lost, "double": len(doubles), "double_detail": doubles[:10],
@@ -220,7 +246,7 @@ def render(results: list[dict], args, machine_line: str, wall_s: float) -> str:
         f"Offer timeout {OFFER_TIMEOUT_S} s, sweep every {SWEEP_S} s, search deadline {SEARCH_DEADLINE_S} s. "
         f"Each drill books {args.phase_s:g} s before, during and after its fault.",
         "",
-        "- **lost**: booked but not ASSIGNED / UNFULFILLED / CANCELLED within search deadline + offer timeout + "
+        "- **lost**: booked but not assigned (ASSIGNED or later: providers start and complete what they win) / UNFULFILLED / CANCELLED within search deadline + offer timeout + "
         f"sweep + {SLACK_S} s. **double**: a job with more than one ACCEPTED offer (or a provider other than the "
         "accepted one), or a provider whose live offers overlapped in time. **deadlocks**: how many PostgreSQL "
         f"broke (`pg_stat_database.deadlocks` of the private database, drill start to {STATS_FLUSH_S} s after it "

@@ -34,7 +34,8 @@ PROCFILE = ROOT / "Procfile"
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 START_S = 60
 CENTRE = (28.6139, 77.2090)
-TERMINAL = ("ASSIGNED", "UNFULFILLED", "CANCELLED")
+# Done with dispatch: assigned (or already started or completed by the crowd), given up, cancelled.
+TERMINAL = ("ASSIGNED", "IN_PROGRESS", "COMPLETED", "UNFULFILLED", "CANCELLED")
 # A request that fails (connection refused, 5xx) is retried for at most this long.
 RETRY_S = 60
 
@@ -282,6 +283,7 @@ class ProcessSet:
         for name in ("worker", "housekeeping", "beat"):
             self.procs[name] = Proc(name, name, expand(lines[name], env), env, workdir / f"{name}.log")
         self.restarts: list[tuple[float, str]] = []
+        self._held: set[str] = set()  # stopped on purpose: the supervisor leaves them down
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._supervise, daemon=True)
@@ -320,7 +322,7 @@ class ProcessSet:
         while not self._stop.wait(0.25):
             with self._lock:
                 for name, proc in self.procs.items():
-                    if not proc.alive():
+                    if name not in self._held and not proc.alive():
                         self.restarts.append((time.time(), name))
                         proc.start()
 
@@ -330,6 +332,20 @@ class ProcessSet:
             proc = self.procs[name]
             proc.signal_group(signal.SIGKILL)
             proc.process.wait(timeout=10)
+
+    def hold_down(self, name: str) -> None:
+        """SIGKILL a process and keep it down (an outage) until `bring_back`."""
+        with self._lock:
+            self._held.add(name)
+            proc = self.procs[name]
+            proc.signal_group(signal.SIGKILL)
+            proc.process.wait(timeout=10)
+
+    def bring_back(self, name: str) -> None:
+        with self._lock:
+            self._held.discard(name)
+            self.restarts.append((time.time(), name))
+            self.procs[name].start()
 
     def pids(self, kind: str) -> list[int]:
         return [pid for p in self.procs.values() if p.kind == kind and p.alive() for pid in descendants(p.process.pid)]
@@ -494,15 +510,17 @@ class Crowd:
 
     Every socket follows docs/realtime.md: whenever it closes or will not open, connect again
     (to the next server) with the last event id it holds. Providers accept, reject or ignore
-    each JOB_OFFER after a think time; REST calls that fail (refused, 5xx) are retried on the
+    each JOB_OFFER after a think time, and finish a job they won (start, then complete, after
+    `work_s`): a provider busy on a job gets no instant offers, so a crowd that never finished
+    would run out of providers. REST calls that fail (refused, 5xx) are retried on the
     other server until they succeed or RETRY_S passes: retries are counted, never errors.
     Errors are a 4xx other than an answer arriving too late (409), or a call given up.
     """
 
     def __init__(self, world: dict, ports: list[int], *, accept: float, reject: float, think_s: tuple[float, float],
-                 seed: int = 1, http_threads: int = 32):
+                 seed: int = 1, http_threads: int = 32, work_s: tuple[float, float] = (0.5, 1.5)):
         self.world, self.ports = world, ports
-        self.accept, self.reject, self.think_s = accept, reject, think_s
+        self.accept, self.reject, self.think_s, self.work_s = accept, reject, think_s, work_s
         self.rng = random.Random(seed)
         self.rest = Rest(http_threads)
         self.customers = {c["id"]: Actor(c["id"], c["token"]) for c in world["customers"]}
@@ -586,6 +604,13 @@ class Crowd:
             self.late_answers += 1  # expired or taken meanwhile: the product's answer, not an error
         elif status is None or status >= 300:
             self.errors.append(f"{answer} job {job_id}: {status} {body}")
+        elif answer == "accept":
+            for step in ("start_job", "complete_job"):
+                await asyncio.sleep(self.rng.uniform(*self.work_s) / 2)
+                status, body = await self._retrying("POST", f"/services/jobs/{job_id}/{step}/", actor.token)
+                if status is None or status >= 300:
+                    self.errors.append(f"{step} job {job_id}: {status} {body}")
+                    return
 
     async def _retrying(self, method: str, path: str, token: str, body=None, headers=None):
         """(status, body) of the first answer below 500; (None, reason) if none came within RETRY_S."""
@@ -637,7 +662,7 @@ class Crowd:
 
 
 def wait_settled(job_ids: list[int], deadline_s: float) -> list[int]:
-    """Poll until every job is ASSIGNED, UNFULFILLED or CANCELLED; return those that are not by the deadline."""
+    """Poll until every job is done with dispatch (TERMINAL); return those that are not by the deadline."""
     from django.db import connection
 
     from dispatch.models import Job

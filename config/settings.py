@@ -226,8 +226,9 @@ DISPATCH_MAX_LAG_S = env.float("DISPATCH_MAX_LAG_S", default=2.0)
 DISPATCH_BACKLOG_RETRY_AFTER_S = env.int("DISPATCH_BACKLOG_RETRY_AFTER_S", default=5)
 # ...unless no worker consumes the offers queue: then the lag is an outage, not overload, and
 # bookings are taken and queued (dispatch/queue_presence.py). A worker that has not stamped its
-# queues for this long counts as gone.
-DISPATCH_CONSUMER_STALE_S = env.float("DISPATCH_CONSUMER_STALE_S", default=3.0)
+# queues for this long counts as gone; keep it below DISPATCH_MAX_LAG_S, so that a killed worker
+# is known gone before its queue's lag would shed bookings.
+DISPATCH_CONSUMER_STALE_S = env.float("DISPATCH_CONSUMER_STALE_S", default=1.5)
 # --- Provider time (SPEC sections 3-5). All of these, like the rules above, can be
 # overridden per category (ServiceCategory.dispatch_policy; see dispatch/policy.py).
 # Working hours are wall-clock times in the provider's zone; this is a new provider's zone.

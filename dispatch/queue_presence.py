@@ -7,10 +7,12 @@ with a consumer that cannot keep up they are shed. The metrics scrape and the op
 show the same figure.
 
 One sorted set per queue (member: the worker's hostname, score: when it last stamped). A
-worker stamps every STAMP_EVERY_S from its consumer's timer and withdraws on a clean
+worker stamps every STAMP_EVERY_S (0.5 s) from its consumer's timer and withdraws on a clean
 shutdown; a worker killed outright stops stamping and counts as gone after
-`DISPATCH_CONSUMER_STALE_S`. Scores are wall-clock seconds, so hosts' clocks must agree to
-within a second or so (NTP).
+`DISPATCH_CONSUMER_STALE_S` (1.5 s). That is below `DISPATCH_MAX_LAG_S` (2 s) on purpose: the
+lag of a killed worker's queue passes the shedding limit only after its stamp has lapsed, so
+an outage never sheds a booking. Scores are wall-clock seconds, so hosts' clocks must agree
+to well within a second (NTP).
 """
 import logging
 import time
@@ -20,7 +22,7 @@ from django.conf import settings
 
 log = logging.getLogger(__name__)
 
-STAMP_EVERY_S = 1.0
+STAMP_EVERY_S = 0.5
 # A member not stamped for this many stale periods is deleted, so the set does not grow with
 # every hostname a deployment ever had.
 FORGET_AFTER_STALE = 60

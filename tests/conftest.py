@@ -20,6 +20,7 @@ from dispatch.services.booking import job_book
 from dispatch.services.lifecycle import job_complete, job_start
 from dispatch.services.offers import offer_accept
 from tests.factories import DELHI, CategoryFactory, CustomerFactory, ItemFactory, OpsFactory, make_provider
+from tests.sockets import in_memory_layer, sockets  # noqa: F401 (fixtures for every socket test)
 from tests.web.browser import chromium_executable
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -16,24 +16,24 @@ MAX_ID = 2**63 - 1
 DATE_AND_TIME_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}", re.ASCII)
 
 
-def _fail(exc: ValueError):
-    return serializers.ValidationError(str(exc))
+class _CleanedBy:
+    """A field whose input goes through one `dispatch.clean` parser; its ValueError is the field's error."""
 
+    parse = None  # a staticmethod: the parser
 
-class StrictFloatField(serializers.FloatField):
     def to_internal_value(self, data):
         try:
-            return number_parse(data)
+            return self.parse(data)
         except ValueError as exc:
-            raise _fail(exc) from None
+            raise serializers.ValidationError(str(exc)) from None
 
 
-class StrictIntegerField(serializers.IntegerField):
-    def to_internal_value(self, data):
-        try:
-            return integer_parse(data)
-        except ValueError as exc:
-            raise _fail(exc) from None
+class StrictFloatField(_CleanedBy, serializers.FloatField):
+    parse = staticmethod(number_parse)
+
+
+class StrictIntegerField(_CleanedBy, serializers.IntegerField):
+    parse = staticmethod(integer_parse)
 
 
 class StrictDecimalField(serializers.DecimalField):

@@ -4,79 +4,18 @@ Runs on the in-memory channel layer, so no Redis is needed; services run in a wo
 thread (`database_sync_to_async`), as a request would.
 """
 import pytest
-import pytest_asyncio
-from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
 
 from dispatch import consumers, events
-from dispatch.consumers import CLOSE_BAD_REQUEST, CLOSE_UNAUTHENTICATED, websocket_application
+from dispatch.consumers import CLOSE_BAD_REQUEST, CLOSE_UNAUTHENTICATED
 from dispatch.models import Event
-from dispatch.services.accounts import token_issue
 from dispatch.services.lifecycle import job_cancel
 from dispatch.services.offers import offer_accept, offer_reject
 from tests.conftest import book
+from tests.sockets import close_code, names, received_events, run, sockets_of, token_of
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("in_memory_layer")]
 
 PAYLOAD_KEYS = {"type", "event", "event_id", "job_id", "provider_name", "provider_id", "message", "timestamp"}
-
-
-@pytest.fixture(autouse=True)
-def in_memory_layer(settings):
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
-
-@database_sync_to_async
-def token_of(user) -> str:
-    """A new token (a login) of `user`."""
-    return token_issue(user=user)[1]
-
-
-@pytest_asyncio.fixture
-async def sockets():
-    """Open sockets (as a token's user); every one is disconnected at the end of the test."""
-    opened = []
-
-    async def connect(token=None, *, query="", headers=(), expect_accept=True):
-        params = "&".join(p for p in (f"token={token}" if token else "", query) if p)
-        communicator = WebsocketCommunicator(
-            websocket_application(), f"/ws/notifications/{'?' + params if params else ''}", headers=list(headers)
-        )
-        opened.append(communicator)
-        connected, _ = await communicator.connect()
-        assert connected is expect_accept
-        return communicator
-
-    yield connect
-    for communicator in opened:
-        await communicator.disconnect()
-
-
-async def close_code(communicator) -> int:
-    message = await communicator.receive_output(timeout=1)
-    assert message["type"] == "websocket.close"
-    return message["code"]
-
-
-async def received_events(communicator) -> list[dict]:
-    """Everything pushed until the socket goes quiet."""
-    got = []
-    while not await communicator.receive_nothing(timeout=0.2):
-        got.append(await communicator.receive_json_from())
-    return got
-
-
-async def sockets_of(sockets, *users) -> list:
-    return [await sockets(await token_of(user)) for user in users]
-
-
-async def run(service, *args, **kwargs):
-    """Call a sync service the way a request does: in a worker thread, with its own connection."""
-    return await database_sync_to_async(service)(*args, **kwargs)
-
-
-def names(messages) -> list[str]:
-    return [m["event"] for m in messages]
 
 
 async def test_no_token_is_closed_with_4401(sockets):

@@ -6,16 +6,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from dispatch.models import Message, ProviderProfile
-from tests.dispatch.test_consumers import (  # noqa: F401 (fixtures)
-    in_memory_layer,
-    received_events,
-    run,
-    sockets,
-    sockets_of,
-    token_of,
-)
+from tests.sockets import received_events, run, sockets_of, token_of
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("in_memory_layer")]
 
 
 async def reply_to(socket, frame) -> dict:

@@ -8,9 +8,9 @@ import asyncio
 import pytest
 
 from dispatch.consumers import CLOSE_FLOOD, CLOSE_TOO_MANY_SOCKETS, open_sockets
-from tests.dispatch.test_consumers import close_code, in_memory_layer, sockets, token_of  # noqa: F401 (fixtures)
+from tests.sockets import close_code, token_of
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("in_memory_layer")]
 
 FRAMES_PER_S = 5
 SOCKETS_PER_USER = 2

@@ -16,16 +16,9 @@ from dispatch.consumers import CLOSE_UNAUTHENTICATED
 from dispatch.models import AuthToken
 from dispatch.services.accounts import token_issue, token_revoke, user_deactivate
 from tests.conftest import book
-from tests.dispatch.test_consumers import (  # noqa: F401 (fixtures)
-    close_code,
-    in_memory_layer,
-    names,
-    received_events,
-    run,
-    sockets,
-)
+from tests.sockets import close_code, names, received_events, run
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("in_memory_layer")]
 
 PASSWORD = "pass-word-123"  # tests.factories.UserFactory's
 

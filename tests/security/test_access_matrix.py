@@ -24,17 +24,10 @@ from dispatch.models import Event, Job, LedgerEntry, Message, Offer, ProviderPro
 from dispatch.services.wallet import wallet_topup
 from tests.api.test_permissions import _call, _secrets
 from tests.conftest import book
-from tests.dispatch.test_consumers import (  # noqa: F401 (fixtures)
-    close_code,
-    in_memory_layer,
-    names,
-    received_events,
-    sockets,
-    token_of,
-)
 from tests.factories import CustomerFactory, UserFactory, make_provider
+from tests.sockets import close_code, names, received_events, token_of
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("in_memory_layer")]
 
 ACTORS = ("anonymous", "customer", "provider", "other_customer", "other_provider", "ops")
 REFUSED = {403, 404}  # a stranger may be told "not yours" or "no such thing"

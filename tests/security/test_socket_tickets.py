@@ -7,17 +7,9 @@ from channels.db import database_sync_to_async
 from dispatch.consumers import CLOSE_UNAUTHENTICATED
 from dispatch.socket_auth import socket_ticket_issue
 from tests.conftest import book
-from tests.dispatch.test_consumers import (  # noqa: F401 (fixtures)
-    close_code,
-    in_memory_layer,
-    names,
-    received_events,
-    run,
-    sockets,
-    token_of,
-)
+from tests.sockets import close_code, names, received_events, run, token_of
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("in_memory_layer")]
 
 
 def test_a_signed_in_user_gets_a_short_lived_ticket(customer, client_for):
