@@ -50,7 +50,7 @@ DRILLS = {
     "postgres_restart": "`pg_ctl restart -m fast`",
     "asgi_kill": "SIGKILL ASGI server A while clients are connected to it; they reconnect to B",
     "connections": "6 bursts of 50 concurrent GETs over both servers, far past each process's connection pool",
-    "offers_outage": f"SIGKILL the offers worker and keep it down {OUTAGE_S} s (bookings go on); then start it",
+    "offers_outage": f"SIGKILL the offers worker and keep it down (bookings go on); then start it",
 }
 QUICK_DRILLS = ["control", "worker_kill"]
 # Drills whose fault lasts: bookings go on for all of it.
@@ -104,7 +104,7 @@ class Drills:
         return f"{shown}; peak {seen.peak} connections (max_connections {self.pg.max_connections})"
 
     def offers_outage(self) -> str:
-        self.stack.hold_down("worker")
+        self.stack.kill("worker", hold=True)
         time.sleep(OUTAGE_S)
         self.stack.bring_back("worker")
         return f"down {OUTAGE_S} s"
@@ -244,9 +244,11 @@ def render(results: list[dict], args, machine_line: str, wall_s: float) -> str:
         f"accept 70 % / reject 15 % / ignore 15 % after 0.2-1.5 s. Every socket reconnects with `last_event_id` "
         f"when it closes; a failed REST call is retried on the other server with the same Idempotency-Key. "
         f"Offer timeout {OFFER_TIMEOUT_S} s, sweep every {SWEEP_S} s, search deadline {SEARCH_DEADLINE_S} s. "
-        f"Each drill books {args.phase_s:g} s before, during and after its fault.",
+        f"Each drill books {args.phase_s:g} s before, during and after its fault (the offers outage: during all "
+        f"of its {OUTAGE_S} s). A booking refused with 503 (shed) counts as retried.",
         "",
-        "- **lost**: booked but not assigned (ASSIGNED or later: providers start and complete what they win) / UNFULFILLED / CANCELLED within search deadline + offer timeout + "
+        "- **lost**: booked but not assigned (ASSIGNED or later: providers start and complete what they win) / "
+        "UNFULFILLED / CANCELLED within search deadline + offer timeout + "
         f"sweep + {SLACK_S} s. **double**: a job with more than one ACCEPTED offer (or a provider other than the "
         "accepted one), or a provider whose live offers overlapped in time. **deadlocks**: how many PostgreSQL "
         f"broke (`pg_stat_database.deadlocks` of the private database, drill start to {STATS_FLUSH_S} s after it "

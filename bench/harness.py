@@ -326,17 +326,12 @@ class ProcessSet:
                         self.restarts.append((time.time(), name))
                         proc.start()
 
-    def kill(self, name: str) -> None:
-        """SIGKILL a process and its children (no shutdown, no acks); the supervisor starts it again."""
+    def kill(self, name: str, *, hold: bool = False) -> None:
+        """SIGKILL a process and its children (no shutdown, no acks); the supervisor starts it again,
+        unless `hold` keeps it down (an outage) until `bring_back`."""
         with self._lock:
-            proc = self.procs[name]
-            proc.signal_group(signal.SIGKILL)
-            proc.process.wait(timeout=10)
-
-    def hold_down(self, name: str) -> None:
-        """SIGKILL a process and keep it down (an outage) until `bring_back`."""
-        with self._lock:
-            self._held.add(name)
+            if hold:
+                self._held.add(name)
             proc = self.procs[name]
             proc.signal_group(signal.SIGKILL)
             proc.process.wait(timeout=10)
