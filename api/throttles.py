@@ -1,4 +1,4 @@
-"""Abuse limits on the routes worth flooding: login (per address and per username), booking, chat, location.
+"""Abuse limits on the routes worth flooding: login, password change, booking, chat, location.
 
 Each throttle counts one scope whose rate ("<count>/<s|min|hour|day>") is read from
 `settings.THROTTLE_RATES` on every request (so tests can change it); a rate of None switches
@@ -13,21 +13,10 @@ trusted, or anyone could pick a fresh address per request); behind a proxy, run 
 `--proxy-headers --forwarded-allow-ips=<proxy>` so REMOTE_ADDR is the real client.
 """
 import hashlib
-import math
 
-from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
 from dispatch import rate_limits
-from dispatch.errors import RateLimited
-
-PERIOD_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """"10/min" as (10, 60): the count, and the period by its first letter (s, m, h, d), as DRF reads it."""
-    count, period = rate.split("/")
-    return int(count), PERIOD_S[period[0]]
 
 
 class ScopedThrottle(BaseThrottle):
@@ -49,30 +38,20 @@ class ScopedThrottle(BaseThrottle):
         raise NotImplementedError
 
     def allow_request(self, request, view):
-        # Read per request rather than from DRF's import-time DEFAULT_THROTTLE_RATES, so a
-        # settings override (tests, env) takes effect without reloading the class.
-        rate = settings.THROTTLE_RATES[self.scope]
-        if rate is None or not self.applies(view, request.method):
+        if not self.applies(view, request.method):
             return True
         ident = self.ident(request)
-        if ident is None:
-            return True
-        limit, window_s = parse_rate(rate)
-        allowed, retry_after_s = rate_limits.hit(self.scope, ident, limit=limit, window_s=window_s)
-        if allowed:
-            return True
-        wait = max(1, math.ceil(retry_after_s))
-        raise RateLimited(self.message.format(wait=wait), retry_after_s=wait)
+        if ident is not None:
+            # The rate is read per request rather than from DRF's import-time DEFAULT_THROTTLE_RATES,
+            # so a settings override (tests, env) takes effect without reloading the class.
+            rate_limits.scope_check(self.scope, ident, self.message)
+        return True
 
 
 class PerUser(ScopedThrottle):
     def ident(self, request):
         user = request.user
-        if not user.is_authenticated:
-            return None
-        # date_joined as well as the id: SQLite reuses a rolled-back id, and a new account
-        # must not inherit another's count (as in dispatch.services.location).
-        return f"{user.pk}:{user.date_joined.timestamp()}"
+        return rate_limits.user_ident(user) if user.is_authenticated else None
 
 
 class PerAddress(ScopedThrottle):
@@ -115,4 +94,6 @@ def per_user_and_address(kind: str, what: str, actions: set[str] | None = None) 
 LOGIN_THROTTLES = [LoginAddressThrottle, LoginUsernameThrottle]
 BOOKING_THROTTLES = per_user_and_address("booking", "bookings", actions={"create"})
 CHAT_THROTTLES = per_user_and_address("chat", "chat messages", actions={"messages"})
+# A stolen token must not become a fast guesser of the current password.
+PASSWORD_THROTTLES = per_user_and_address("password", "password changes")
 LOCATION_THROTTLES = per_user_and_address("location", "location pings")

@@ -39,7 +39,7 @@ from channels.routing import URLRouter
 from django.conf import settings
 from django.urls import path
 
-from dispatch import events, metrics
+from dispatch import events, metrics, rate_limits
 from dispatch.errors import DomainError, Invalid
 from dispatch.models import Event, User
 from dispatch.services.accounts import token_is_live
@@ -213,7 +213,7 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             await self._send_error("unknown_type", f"A frame is a JSON object whose type is one of: {known}.")
             return
         try:
-            reply = await handler(self.scope["user"], content)
+            reply = await handler(self.scope, content)
         except DomainError as exc:
             await self._send_error(exc.code, exc.detail, field=getattr(exc, "field", None))
             return
@@ -255,23 +255,37 @@ def _frame_job_id(frame: dict) -> int:
     return job_id
 
 
-async def _chat_frame(user, frame: dict) -> dict:
+def _count_chat_message(scope) -> None:
+    """A chat frame counts against the same limits as a REST chat message (api/throttles.py scopes)."""
+    rate_limits.scope_check("chat_user", rate_limits.user_ident(scope["user"]),
+                            "Too many chat messages; try again in {wait} s.")
+    address = (scope.get("client") or [None])[0]
+    if address:
+        rate_limits.scope_check("chat_ip", address, "Too many chat messages from this address; try again in {wait} s.")
+
+
+async def _chat_frame(scope, frame: dict) -> dict:
     """`{"type": "chat", "job_id", "content"}` -> `message_send`, as `POST /services/jobs/{id}/messages/`."""
     job_id = _frame_job_id(frame)
-    message = await database_sync_to_async(message_send)(job_id=job_id, sender=user, content=frame.get("content"))
+    await database_sync_to_async(_count_chat_message)(scope)
+    message = await database_sync_to_async(message_send)(
+        job_id=job_id, sender=scope["user"], content=frame.get("content")
+    )
     created_at = events.iso(message.created_at)
     return {"type": "chat_ack", "message_id": message.pk, "job_id": job_id, "created_at": created_at}
 
 
-async def _location_frame(user, frame: dict) -> dict:
-    """`{"type": "location", "latitude", "longitude"}` -> `provider_location_update`, as the REST ping."""
+async def _location_frame(scope, frame: dict) -> dict:
+    """`{"type": "location", "latitude", "longitude"}` -> `provider_location_update`, as the REST ping
+    (whose one-ping-per-interval rule is the service's own, so it holds here too)."""
     profile = await database_sync_to_async(provider_location_update)(
-        provider=user, latitude=frame.get("latitude"), longitude=frame.get("longitude")
+        provider=scope["user"], latitude=frame.get("latitude"), longitude=frame.get("longitude")
     )
     return {"type": "location_ack", "latitude": profile.last_latitude, "longitude": profile.last_longitude}
 
 
-# Client frame type -> its action; each takes the socket's user and the frame, returns the reply.
+# Client frame type -> its action; each takes the socket's scope (its user, its client address) and
+# the frame, returns the reply.
 FRAME_HANDLERS = {"chat": _chat_frame, "location": _location_frame}
 
 

@@ -1,7 +1,9 @@
 """Atomic rate limits: `hit(scope, ident, limit=, window_s=)` counts one request of `ident` and says whether it may go on.
 
 Every limit that counts per user, address or username goes through here: the REST throttles
-(api/throttles.py) and the one-ping-per-interval rule of location pings. Checking and counting
+(api/throttles.py), the same scopes for socket frames that do what a REST route does (a chat
+frame counts as a chat message: `scope_check`), and the one-ping-per-interval rule of location
+pings. Checking and counting
 are one step, so a burst of simultaneous requests gets exactly `limit` through, never more.
 
 The limit is a sliding log: at most `limit` accepted requests in any `window_s` seconds, the
@@ -31,6 +33,8 @@ from typing import NamedTuple
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from dispatch.errors import RateLimited
+
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "dispatch:rate"
@@ -58,6 +62,34 @@ end
 -- Another process's clock may run a little ahead: the wait is never more than the window.
 return {0, tostring(math.min(window, tonumber(oldest[2]) + window - now))}
 """
+
+
+PERIOD_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """"10/min" as (10, 60): the count, and the period by its first letter (s, m, h, d), as DRF reads it."""
+    count, period = rate.split("/")
+    return int(count), PERIOD_S[period[0]]
+
+
+def user_ident(user) -> str:
+    # date_joined as well as the id: SQLite reuses a rolled-back id, and a new account
+    # must not inherit another's count (as in dispatch.services.location).
+    return f"{user.pk}:{user.date_joined.timestamp()}"
+
+
+def scope_check(scope: str, ident: str, message: str) -> None:
+    """Count one request under a named scope of `settings.THROTTLE_RATES` (read per call, so tests and
+    env can change it; None switches it off); over the rate raise RateLimited, `message` naming "{wait}"."""
+    rate = settings.THROTTLE_RATES[scope]
+    if rate is None:
+        return
+    limit, window_s = parse_rate(rate)
+    allowed, retry_after_s = hit(scope, ident, limit=limit, window_s=window_s)
+    if not allowed:
+        wait = max(1, math.ceil(retry_after_s))
+        raise RateLimited(message.format(wait=wait), retry_after_s=wait)
 
 
 class Hit(NamedTuple):

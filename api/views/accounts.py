@@ -17,7 +17,7 @@ from api.serializers.accounts import (
     RegisterSerializer,
     UserSerializer,
 )
-from api.throttles import LOGIN_THROTTLES
+from api.throttles import LOGIN_THROTTLES, PASSWORD_THROTTLES
 from dispatch.errors import Invalid
 from dispatch.models import AuthToken
 from dispatch.services.accounts import password_change, token_issue, token_revoke, user_register
@@ -75,6 +75,7 @@ class LogoutView(APIView):
 
 
 class PasswordChangeView(APIView):
+    throttle_classes = PASSWORD_THROTTLES
     @extend_schema(
         request=PasswordChangeSerializer, responses={200: AuthResponseSerializer},
         description=(

@@ -75,6 +75,17 @@ def booking(category):
             "item_ids": [item.pk]}
 
 
+def test_password_changes_are_limited_per_user(client_for, limit, customer):
+    """A stolen token must not guess the current password at full speed."""
+    limit("password_user")
+    client = client_for(customer)
+    wrong = {"old_password": "not-it", "new_password": "a-new-pass-456"}
+    for _ in range(LIMIT):
+        assert client.post("/auth/password/", wrong, format="json", REMOTE_ADDR=address()).status_code == 400
+
+    assert_throttled(client.post("/auth/password/", wrong, format="json", REMOTE_ADDR=address()), "password changes")
+
+
 def test_booking_is_limited_per_customer(client_for, limit, category, customer, other_customer):
     limit("booking_user")
     client, ip = client_for(customer), address()

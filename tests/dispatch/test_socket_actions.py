@@ -43,6 +43,30 @@ async def test_a_chat_frame_is_acked_and_reaches_the_other_party(sockets, assign
     assert await customer_socket.receive_nothing(timeout=0.2)
 
 
+async def test_chat_frames_count_against_the_same_limit_as_rest_chat(sockets, assigned_job, customer, settings):
+    """Ten sockets at 20 frames/s must not buy a way around the chat limit of REST."""
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "chat_user": "3/min"}
+    [customer_socket] = await sockets_of(sockets, customer)
+    rest = APIClient()
+    rest.force_authenticate(customer)
+    for n in range(2):
+        posted = await run(rest.post, f"/services/jobs/{assigned_job.pk}/messages/", {"content": f"rest {n}"},
+                           format="json")
+        assert posted.status_code == 201
+
+    ack = await reply_to(customer_socket, {"type": "chat", "job_id": assigned_job.pk, "content": "socket 1"})
+    refused = await reply_to(customer_socket, {"type": "chat", "job_id": assigned_job.pk, "content": "socket 2"})
+    over_rest = await run(rest.post, f"/services/jobs/{assigned_job.pk}/messages/", {"content": "rest 3"},
+                          format="json")
+
+    assert ack["type"] == "chat_ack"
+    assert refused["type"] == "error" and refused["code"] == "rate_limited" and "chat messages" in refused["detail"]
+    assert over_rest.status_code == 429
+    assert await run(lambda: list(Message.objects.order_by("pk").values_list("content", flat=True))) == [
+        "rest 0", "rest 1", "socket 1"]
+    await assert_still_open(customer_socket)
+
+
 async def test_the_provider_can_answer_over_the_socket(sockets, assigned_job, customer, provider):
     customer_socket, provider_socket = await sockets_of(sockets, customer, provider)
 
