@@ -44,6 +44,7 @@ app.conf.update(
         "dispatch.sweep": {"queue": HOUSEKEEPING_QUEUE},
         "dispatch.remind": {"queue": HOUSEKEEPING_QUEUE},
         "events.prune": {"queue": HOUSEKEEPING_QUEUE},
+        "ops.purge_tokens": {"queue": HOUSEKEEPING_QUEUE},
         "events.repush": {"queue": HOUSEKEEPING_QUEUE},
         "ops.heartbeat": {"queue": HOUSEKEEPING_QUEUE},
     },

@@ -260,6 +260,7 @@ DISPATCH_EMBEDDED_WORKER = env.bool("DISPATCH_EMBEDDED_WORKER", default=not REDI
 CELERY_BEAT_SCHEDULE = {
     "dispatch.sweep": {"task": "dispatch.sweep", "schedule": float(DISPATCH_SWEEP_INTERVAL_S)},
     "events.prune": {"task": "events.prune", "schedule": 3600.0},
+    "ops.purge_tokens": {"task": "ops.purge_tokens", "schedule": 86400.0},
     "events.repush": {
         "task": "events.repush",
         "schedule": EVENTS_REPUSH_INTERVAL_S,

@@ -72,9 +72,26 @@ def token_issue(*, user: User, label: str = "") -> tuple[AuthToken, str]:
         if surplus:
             AuthToken.objects.filter(pk__in=surplus).update(revoked_at=now)
             transaction.on_commit(partial(events.sockets_close, user_id=user.pk, token_ids=surplus))
-        long_ended = Q(revoked_at__lt=now - _ttl()) | Q(expires_at__lt=now - _ttl())
-        AuthToken.objects.filter(long_ended, user=user).delete()
+        AuthToken.objects.filter(_long_ended(now), user=user).delete()
     return token, key
+
+
+def _long_ended(now) -> Q:
+    return Q(revoked_at__lt=now - _ttl()) | Q(expires_at__lt=now - _ttl())
+
+
+def tokens_purge(*, batch: int = 5000) -> int:
+    """Delete every token that ended more than a TTL ago (daily, `ops.purge_tokens`); returns how many.
+
+    Logging in purges the user's own; this catches users who never come back. In batches, so a
+    large backlog never holds one long lock on the table.
+    """
+    now, purged = timezone.now(), 0
+    while True:
+        ids = list(AuthToken.objects.filter(_long_ended(now)).values_list("pk", flat=True)[:batch])
+        if not ids:
+            return purged
+        purged += AuthToken.objects.filter(pk__in=ids).delete()[0]
 
 
 def _printable(text: str) -> str:

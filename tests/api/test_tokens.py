@@ -10,8 +10,9 @@ from django.apps import apps
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from config.celery import app as celery_app
 from dispatch.models import AuthToken
-from dispatch.services.accounts import TOKEN_TOUCH_S, user_deactivate
+from dispatch.services.accounts import TOKEN_TOUCH_S, token_revoke, tokens_purge, user_deactivate
 
 pytestmark = pytest.mark.django_db
 
@@ -240,6 +241,26 @@ def test_logins_past_the_cap_end_the_least_recently_used(customer, settings, clo
     newest = login(customer)
 
     assert not works(oldest) and works(middle) and works(newest)
+
+
+def test_the_daily_purge_deletes_tokens_ended_more_than_a_ttl_ago(customer, other_customer, settings, clock):
+    settings.AUTH_TOKEN_TTL_DAYS = 30
+    login(customer)  # will expire unused
+    revoked = AuthToken.objects.get(user=customer)
+    token_revoke(token_id=revoked.pk, owner=customer)
+    login(other_customer)  # will expire unused, and is never followed by another login
+    clock.tick(timedelta(days=30, hours=1).total_seconds())
+    recent = login(customer)
+    kept = set(AuthToken.objects.values_list("pk", flat=True))
+    clock.tick(timedelta(days=30).total_seconds())  # everything but `recent` ended over a TTL ago
+
+    purged = tokens_purge(batch=1)
+
+    assert purged == len(kept) - 1
+    assert list(AuthToken.objects.values_list("user_id", flat=True)) == [customer.pk]
+    assert not works(recent)  # ended, but within a TTL: kept, listed as ended, not yet purged
+    assert settings.CELERY_BEAT_SCHEDULE["ops.purge_tokens"]["schedule"] == 86400.0
+    assert celery_app.conf.task_routes["ops.purge_tokens"] == {"queue": "housekeeping"}
 
 
 def test_a_malformed_token_is_a_401_not_a_500():
