@@ -283,6 +283,13 @@ def render(results: list[dict], args, machine_line: str, wall_s: float) -> str:
                          f"missed (user, event) {r['missed_detail']}, errors {r['errors'][:5]}")
     lines += [
         "",
+        "Offers outage: booking tells an outage of the offers worker (no worker stamps the queue, "
+        "`dispatch/queue_presence.py`) from overload; it takes the booking and tells the customer it is queued, "
+        "and the housekeeping sweeper offers it meanwhile ('served again'). Before that (main at b011aaf) every "
+        "instant booking was refused with 503 once the queue's lag passed 2 s, for the whole outage: 278 refusals "
+        "in a 20 s outage in issue 16's run, and the 12 'retried' of the worker-kill drill in the previous "
+        "version of this table were such 503s (0 here).",
+        "",
         "'disorder' counts events a socket received below an id it already had: ids are taken at insert, "
         "pushes go out at commit, so two transactions can commit out of id order. Nothing is lost by it "
         "(the client keeps the highest id as its cursor) unless a reconnect falls between the two.",
