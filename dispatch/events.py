@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from dispatch import outlets
 from dispatch.models import Event, Job, Offer, User
 from matching.geo import haversine_km
 
@@ -87,6 +88,7 @@ def emit(
     variant = f"{name}:{fields['why']}" if "why" in fields else name
     payload["message"] = MESSAGES.get(variant, MESSAGES[name]).format(**template_fields)
     event = Event.objects.create(user=user, actor=actor, job=job, offer=offer, name=name, payload=payload)
+    outlets.on_event(event)
     # Only once the change is committed: a rolled-back change must never reach a socket.
     transaction.on_commit(lambda: push(event))
     return event

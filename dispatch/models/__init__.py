@@ -1,7 +1,7 @@
 """Domain models, one module per aggregate."""
 from dispatch.models.catalog import ServiceCategory, ServiceItem
 from dispatch.models.chat import Message
-from dispatch.models.events import Event
+from dispatch.models.events import Event, EventSequence
 from dispatch.models.holds import Hold
 from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.jobs import Job, JobItem, JobStatus, PaymentMethod
@@ -16,6 +16,7 @@ __all__ = [
     "AuthToken",
     "AvailabilityWindow",
     "Event",
+    "EventSequence",
     "Hold",
     "IdempotencyKey",
     "Invoice",

@@ -1,7 +1,9 @@
 """The event log: one row per thing a user is told, written with the change it reports.
 
-It doubles as the audit trail (who did what to which job, when) and, through its
-increasing id, as the replay cursor for notification clients.
+It doubles as the audit trail (who did what to which job, when) and, through each user's
+`seq`, as the replay cursor for notification clients: `seq` is numbered per user in commit
+order (dispatch/events.py, `events_sequence`), so a client holding seq N never misses an
+event a later commit adds below N. Ids are taken at insert and can commit out of order.
 """
 from django.conf import settings
 from django.db import models
@@ -20,6 +22,9 @@ class Event(models.Model):
     # The outbox flag: set once the push reached the channel layer. A process killed between
     # commit and push, or a push that failed, leaves it False for `events_repush` to resend.
     pushed = models.BooleanField(default=False)
+    # The user's commit-ordered number (1, 2, 3 … per user), given right after the commit that
+    # wrote the row; null until then.
+    seq = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -28,3 +33,13 @@ class Event(models.Model):
             # Only the few rows still waiting for a push: the repush scan stays tiny.
             models.Index(fields=["id"], condition=models.Q(pushed=False), name="event_unpushed"),
         ]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "seq"], name="event_user_seq", condition=models.Q(seq__isnull=False)),
+        ]
+
+
+class EventSequence(models.Model):
+    """A user's last given `Event.seq`. Its row is the lock that puts one user's events in commit order."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    last_seq = models.BigIntegerField(default=0)
