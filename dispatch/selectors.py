@@ -11,6 +11,7 @@ from dispatch.index import rank_providers
 from dispatch.policy import no_show_due_at
 from dispatch.models import (
     AuthToken,
+    Event,
     Invoice,
     Job,
     JobStatus,
@@ -44,6 +45,19 @@ def job_for(user: User, job_id: int) -> Job:
     if job is None:
         raise NotFound(f"Job {job_id} not found.")
     return job
+
+
+def job_events_for(user: User, job_id: int) -> QuerySet[Event]:
+    """A job's timeline as `user` was told it: their own Event rows for the job, oldest first.
+
+    The job must be one they can see now (`jobs_visible_to`, as for the job itself), else 404.
+    Never another user's rows, ops included: each user's payload is written for them (a
+    customer's names the provider, a provider's offer details), so one user's view of a job is
+    not another's to read.
+    """
+    if not jobs_visible_to(user).filter(pk=job_id).exists():
+        raise NotFound(f"Job {job_id} not found.")
+    return Event.objects.filter(user=user, job_id=job_id).order_by("id")
 
 
 def messages_for(user: User, job_id: int) -> QuerySet[Message]:

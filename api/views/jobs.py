@@ -1,4 +1,4 @@
-"""/services/jobs/: book, list, detail, the lifecycle actions, chat and review."""
+"""/services/jobs/: book, list, detail, the lifecycle actions, chat, review and the job's event history."""
 import hashlib
 import json
 
@@ -8,11 +8,12 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from api.pagination import ChatPagination
+from api.pagination import ChatPagination, StandardPagination
 from api.path_ids import path_id
 from api.permissions import IsCustomer, IsProvider
 from api.schema import ERROR
 from api.serializers.chat import MessagePageSerializer, MessageSerializer
+from api.serializers.events import EventPageSerializer, EventSerializer
 from api.serializers.jobs import BookingSerializer, JobSerializer, ReleaseSerializer
 from api.serializers.reviews import ReviewSerializer
 from api.throttles import BOOKING_THROTTLES, CHAT_THROTTLES
@@ -199,6 +200,28 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         paginator = ChatPagination()
         page = paginator.paginate_queryset(selectors.messages_for(request.user, path_id(pk)), request, view=self)
         return paginator.get_paginated_response(MessageSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("page", int, description="A page number (1 is the oldest events)."),
+            OpenApiParameter(
+                "page_size", int, description=f"Up to {StandardPagination.max_page_size}, default {StandardPagination.page_size}."
+            ),
+        ],
+        responses=EventPageSerializer,
+    )
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def events(self, request, pk=None):
+        """The job's timeline as you were told it: your own events of the job, oldest first.
+
+        Each item is exactly what the notification socket sent (or would have sent) you, with its
+        `event_id`, so a page reloaded mid-job shows the whole story and drops the copies the
+        socket also delivers. Only for a job you can see (else 404); never another user's events.
+        Events older than EVENTS_RETENTION_DAYS are pruned.
+        """
+        paginator = StandardPagination()
+        page = paginator.paginate_queryset(selectors.job_events_for(request.user, path_id(pk)), request, view=self)
+        return paginator.get_paginated_response(EventSerializer(page, many=True).data)
 
     @extend_schema(request=ReviewSerializer, responses={201: ReviewSerializer, 409: ERROR})
     @action(detail=True, methods=["post"], filterset_class=None)

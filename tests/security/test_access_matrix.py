@@ -102,6 +102,7 @@ ROWS = [
         signed_in(403, provider=200, other_provider=REFUSED), job="in_progress_job"),
     Row("job-cancel", "post", "/services/jobs/{job}/cancel/", signed_in(200, provider=403, **PARTIES_ONLY)),
     Row("job-messages", "get", "/services/jobs/{job}/messages/", signed_in(200, **PARTIES_ONLY)),
+    Row("job-events", "get", "/services/jobs/{job}/events/", signed_in(200, **PARTIES_ONLY)),
     Row("job-messages", "post", "/services/jobs/{job}/messages/", signed_in(201, ops=REFUSED, **PARTIES_ONLY),
         body={"content": "On my way"}),
     Row("job-review", "post", "/services/jobs/{job}/review/",

@@ -3,7 +3,8 @@
 One uvicorn process in embedded mode (SQLite file, in-memory channel layer, eager tasks,
 the sweeper thread) seeded with `seed_demo` plus a tiny category only two test providers
 serve, so "any nearby provider" is offered to Raj first, then Priya. Nothing reloads: every
-change reaches the pages over the notification socket.
+change reaches the pages over the notification socket; only at the end the customer reloads,
+and the job's timeline comes back from the event log.
 
 Screenshots go to a scratch folder; `SCREENSHOTS_DIR=docs/screenshots` refreshes the README's.
 """
@@ -213,3 +214,19 @@ def test_the_brief_story_in_three_browsers(open_page, server, shots):
     shots(customer, "customer-phone")
     for page in (customer, raj, priya):
         still_the_same_page(page)
+
+    # A reload keeps the job's whole story: its timeline comes back from the event log, each event once,
+    # newest first (chat messages stay in the chat).
+    customer.reload()
+    live(customer)
+    expect(customer.locator("#status-body .job-title")).to_contain_text(f"#{job_id}")
+    updates = customer.locator("#updates li")
+    expect(updates).to_have_count(5)
+    expect(updates).to_contain_text([
+        "✨ Priya Sharma has completed the job.",
+        "🚀 Priya Sharma has started work on your request.",
+        accepted,
+        rejected,
+        f"📋 Your request #{job_id} has been created.",
+    ])
+    assert not customer.js_errors, customer.js_errors

@@ -169,6 +169,19 @@
     return Array.isArray(data) ? data : (data && data.results) || [];
   }
 
+  /* Every row of a list route, following its pages' `next` links (kept on this page's origin, as behind a proxy). */
+  async function allRows(path) {
+    let found = [];
+    let next = path;
+    while (next) {
+      const data = await api(next);
+      found = found.concat(rows(data));
+      const link = data && !Array.isArray(data) && data.next ? new URL(data.next, window.location.href) : null;
+      next = link ? link.pathname + link.search : null;
+    }
+    return found;
+  }
+
   function toast(message, kind) {
     const box = document.getElementById("toasts");
     const item = el("div", { class: "toast " + (kind || "info") }, message);
@@ -338,6 +351,7 @@
   }
 
   window.Dispatch = {
+    allRows: allRows,
     api: api,
     ApiError: ApiError,
     byId: byId,

@@ -383,9 +383,7 @@ window.Dispatch.page("customer", function (me, D) {
     try {
       const key = window.crypto && crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random();
       const job = await D.api("/services/jobs/", { body: body, headers: { "Idempotency-Key": key } });
-      $("updates").replaceChildren();
-      showJob(job);
-      logUpdate("📋 Request #" + job.id + " sent. Waiting for provider response…");
+      showJob(job); // its timeline starts with JOB_CREATED, from the event log
       loadJobs();
       loadWallet();
       if (body.scheduled_at) {
@@ -418,11 +416,66 @@ window.Dispatch.page("customer", function (me, D) {
     }
   }
 
-  /* ---- the live status card ---- */
+  /* ---- the job's timeline ("Updates"): its events from the log when the job is shown, then live ---- */
 
-  function logUpdate(text, kind) {
-    const stamp = new Date().toLocaleTimeString([], { timeStyle: "short" });
-    $("updates").prepend(el("li", { class: kind || "info" }, el("time", {}, stamp), " ", text));
+  // The job whose timeline is shown, the event ids already on it, and which load is the latest.
+  const timeline = { jobId: null, shown: new Set(), loads: 0 };
+
+  /* An event's line as the customer reads it, or null for those shown elsewhere (chat, map). */
+  function eventLine(event) {
+    if (event.event === "NEW_MESSAGE" || event.event === "PROVIDER_LOCATION") return null;
+    let message = event.message;
+    if (event.event === "JOB_REMINDER" && event.starts_at) {
+      message = "⏰ Reminder: job #" + event.job_id + " starts at " + D.when(event.starts_at) + ".";
+    }
+    if (event.event === "JOB_PROVIDER_RELEASED" && event.why === "no_show") {
+      message = "🚩 " + (event.released_provider_name || "Your provider") + " did not show up. Finding you another provider…";
+    }
+    if (event.event === "JOB_UNFULFILLED" && event.alternatives && event.alternatives.length) {
+      message += " Free starts nearby: " + event.alternatives.map((iso) => clock(iso, true)).join(", ") + ".";
+    }
+    return { text: message, kind: EVENT_KIND[event.event] || "info" };
+  }
+
+  /* JOB_UNFULFILLED may name free starts nearby: the status card offers them as buttons. */
+  function rememberAlternatives(event) {
+    if (event.event === "JOB_UNFULFILLED" && event.alternatives && event.alternatives.length) {
+      alternatives.set(event.job_id, event.alternatives);
+    }
+  }
+
+  /* Put an event of the shown job on its timeline, newest first, once: the log and the socket may both bring it. */
+  function addToTimeline(event) {
+    if (event.job_id !== timeline.jobId || typeof event.event_id !== "number" || timeline.shown.has(event.event_id)) return;
+    const line = eventLine(event);
+    if (!line) return;
+    timeline.shown.add(event.event_id);
+    const at = event.timestamp ? new Date(event.timestamp) : new Date();
+    const item = el("li", { class: line.kind, dataset: { eventId: event.event_id } },
+      el("time", { datetime: at.toISOString() }, at.toLocaleTimeString([], { timeStyle: "short" })), " ", line.text);
+    // By id, not by arrival: a live event can land while the older ones are still loading.
+    const older = Array.from($("updates").children).find((li) => Number(li.dataset.eventId) < event.event_id);
+    $("updates").insertBefore(item, older || null);
+  }
+
+  /* Show job `jobId`'s timeline from the event log, so a reload (or picking another booking) loses nothing. */
+  async function openTimeline(jobId) {
+    if (timeline.jobId === jobId) return;
+    Object.assign(timeline, { jobId: jobId, shown: new Set() });
+    $("updates").replaceChildren();
+    const mine = ++timeline.loads;
+    let events;
+    try {
+      events = await D.allRows("/services/jobs/" + jobId + "/events/?page_size=100");
+    } catch (e) {
+      if (mine === timeline.loads) $("updates").append(el("li", { class: "error" }, "Could not load the earlier updates: " + e.message));
+      return;
+    }
+    if (mine !== timeline.loads) return; // another job was picked meanwhile
+    const hadAlternatives = alternatives.has(jobId);
+    events.forEach(rememberAlternatives);
+    events.forEach(addToTimeline);
+    if (!hadAlternatives && alternatives.has(jobId) && currentJob && currentJob.id === jobId) showJob(currentJob);
   }
 
   function offerProgress(job) {
@@ -445,6 +498,7 @@ window.Dispatch.page("customer", function (me, D) {
       $("chat").replaceChildren();
     }
     currentJob = job;
+    openTimeline(job.id);
     $("status-card").classList.add("has-job");
     map.setJob(job.latitude, job.longitude);
     if (!ACTIVE.includes(job.status)) map.setProviderLive(null);
@@ -596,7 +650,7 @@ window.Dispatch.page("customer", function (me, D) {
     $("jobs").replaceChildren(
       ...(jobs.length ? jobs.map((job) => el("li", {},
         el("button", { type: "button", class: "link-button", "aria-label": "Show request " + job.id,
-          onclick: () => { $("updates").replaceChildren(); showJob(job); } },
+          onclick: () => showJob(job) },
         "#" + job.id + " " + job.category.name), " ", D.statusBadge(job.status),
         el("span", { class: "muted" }, " " + D.when(job.created_at))))
         : [el("li", { class: "muted" }, "No bookings yet.")])
@@ -627,22 +681,14 @@ window.Dispatch.page("customer", function (me, D) {
     if (event.event === "JOB_CREATED") {
       // Our own booking, already shown; but say so when it waits for a dispatch worker.
       if (event.why === "queued") D.toast(event.message, "info");
+      addToTimeline(event);
       return;
     }
-    let message = event.message;
-    if (event.event === "JOB_REMINDER" && event.starts_at) {
-      message = "⏰ Reminder: job #" + event.job_id + " starts at " + D.when(event.starts_at) + ".";
-    }
-    if (event.event === "JOB_PROVIDER_RELEASED" && event.why === "no_show") {
-      message = "🚩 " + (event.released_provider_name || "Your provider") + " did not show up. Finding you another provider…";
-    }
-    if (event.event === "JOB_UNFULFILLED" && event.alternatives && event.alternatives.length) {
-      alternatives.set(event.job_id, event.alternatives);
-      message += " Free starts nearby: " + event.alternatives.map((iso) => clock(iso, true)).join(", ") + ".";
-    }
-    D.toast(message, EVENT_KIND[event.event]);
+    rememberAlternatives(event);
+    const line = eventLine(event);
+    D.toast(line.text, line.kind);
     if (!currentJob || isCurrent) {
-      logUpdate(message, EVENT_KIND[event.event]);
+      addToTimeline(event); // with no job shown yet, the job's timeline loads it from the log instead
       refreshJob(event.job_id);
     }
     loadJobs();
