@@ -50,6 +50,8 @@ up: export VENV_PYTHON := $(CURDIR)/$(PY)
 up: export HOST := $(HOST)
 up: export FLOWER_PORT ?= 5555
 up: export FLOWER_BASIC_AUTH ?= ops:demo-pass-123
+# /metrics answers only ops with DEBUG off: an ops user's token, or this bearer token for a scraper.
+up: export METRICS_TOKEN ?= local-metrics-$(shell hostname)-not-for-the-internet
 up: install
 	.ci/services-up
 	psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'dispatch'" | grep -q 1 \
@@ -59,7 +61,7 @@ up: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py seed_demo
-	@echo "API http://$(HOST):$(PORT)/  Flower http://$(HOST):$(FLOWER_PORT)/  metrics http://$(HOST):$(PORT)/metrics"
+	@echo "API http://$(HOST):$(PORT)/  Flower http://$(HOST):$(FLOWER_PORT)/  metrics http://$(HOST):$(PORT)/metrics (Authorization: Bearer $(METRICS_TOKEN))"
 	$(VENV)/bin/honcho start -f Procfile -p $(PORT)
 
 # pytest exits non-zero on failures and with code 5 when it collected no tests: both fail make.

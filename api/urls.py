@@ -8,7 +8,7 @@ from api.views.catalog import CategoryViewSet
 from api.views.invoices import JobInvoiceView
 from api.views.jobs import JobViewSet
 from api.views.offers import OfferViewSet
-from api.views.ops import healthz, metrics_view, readyz
+from api.views.ops import MetricsView, healthz, readyz
 from api.views.ops_dashboard import OpsDashboardView
 from api.views.providers import (
     ProviderAvailabilityView, ProviderHoldsView, ProviderLocationView, ProviderMeView, ProviderViewSet,
@@ -40,7 +40,7 @@ urlpatterns = [
     path("providers/me/availability/", ProviderAvailabilityView.as_view(), name="provider-availability"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
-    path("metrics", metrics_view, name="metrics"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("ops/dashboard/", OpsDashboardView.as_view(), name="ops-dashboard"),
     path("wallet/", WalletView.as_view(), name="wallet"),
     path("wallet/topup/", WalletTopUpView.as_view(), name="wallet-topup"),

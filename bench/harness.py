@@ -34,6 +34,8 @@ PROCFILE = ROOT / "Procfile"
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 START_S = 60
 CENTRE = (28.6139, 77.2090)
+# /metrics answers only ops with DEBUG off: the process sets here are scraped with this bearer token.
+METRICS_TOKEN = "bench-metrics-token-not-for-the-internet"
 # Done with dispatch: assigned (or already started or completed by the crowd), given up, cancelled.
 TERMINAL = ("ASSIGNED", "IN_PROGRESS", "COMPLETED", "UNFULFILLED", "CANCELLED")
 # A request that fails (connection refused, 5xx) is retried for at most this long.
@@ -214,6 +216,7 @@ def production_env(*, database_url: str, redis_url: str, workdir: Path) -> dict:
         "SECURE_HSTS_SECONDS": "0",
         "MATCHING_LOCATION_MAX_AGE_S": "0",
         "PAYMENT_ALLOW_TEST_GATEWAY": "true",
+        "METRICS_TOKEN": METRICS_TOKEN,
         "VENV_PYTHON": sys.executable,
         "HOST": "127.0.0.1",
         "RUN_DIR": str(workdir),

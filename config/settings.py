@@ -272,6 +272,9 @@ CELERY_BEAT_SCHEDULE = {
     "ops.heartbeat": {"task": "ops.heartbeat", "schedule": 5.0, "options": {"expires": 5}},
 }
 HEALTH_WORKER_STALE_S = env.int("HEALTH_WORKER_STALE_S", default=30)
+# With DEBUG off, /metrics answers only ops: an ops user's token, or `Authorization: Bearer <this>`
+# (a Prometheus scraper's, which has no user). Empty: no bearer token is accepted (docs/security.md).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Where the ops page links to Flower (`make up` serves it on port 5555).
 FLOWER_URL = env.str("FLOWER_URL", default="http://127.0.0.1:5555/")
 COMMISSION_RATE = env.float("COMMISSION_RATE", default=0.15)

@@ -78,7 +78,7 @@ def test_overdue_starts_are_flagged_for_ops_with_when_they_fell_due(assigned_job
 
     clock.tick((starts_at - timezone.now()).total_seconds() + settings.DISPATCH_NO_SHOW_GRACE_S + 1)
     after = client_for(ops).get("/ops/dashboard/").json()["overdue_starts"]
-    metrics = client_for(None).get("/metrics").content.decode()
+    metrics = client_for(ops).get("/metrics").content.decode()
 
     assert before == []
     assert [o["job_id"] for o in after] == [assigned_job.pk]

@@ -21,7 +21,7 @@ from django.db import connection
 from websockets.asyncio.client import connect
 
 from dispatch.models import ServiceCategory, ServiceItem
-from bench.harness import production_env
+from bench.harness import METRICS_TOKEN, production_env
 from tests.integration.cluster import free_port, wait_until_listening
 from tests.integration.conftest import ROOT
 
@@ -122,7 +122,10 @@ def test_the_procfile_set_books_offers_accepts_reports_and_stops_on_ctrl_c(proce
 
     asyncio.run(story())
 
-    metrics = _call(f"{base}/metrics")
+    with pytest.raises(urllib.error.HTTPError) as refused:  # DEBUG is off: ops data for ops only
+        _call(f"{base}/metrics")
+    assert refused.value.code == 401
+    metrics = _call(f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert 'dispatch_job_transitions_total{status="ASSIGNED"} 1.0' in metrics
     assert 'dispatch_queue_depth{queue="offers"}' in metrics
 

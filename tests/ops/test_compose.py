@@ -31,6 +31,14 @@ def test_compose_file_is_valid_and_runs_every_process_kind():
     assert any(v.startswith("pgdata:") for v in services["db"]["volumes"])
 
 
+def test_compose_passes_the_metrics_token_through_and_sets_none_of_its_own():
+    given = _config(SECRET_KEY="compose-check", FLOWER_BASIC_AUTH="ops:secret", METRICS_TOKEN="scrape-me")
+    unset = _config(SECRET_KEY="compose-check", FLOWER_BASIC_AUTH="ops:secret", METRICS_TOKEN=None)
+
+    assert yaml.safe_load(given.stdout)["services"]["web"]["environment"]["METRICS_TOKEN"] == "scrape-me"
+    assert yaml.safe_load(unset.stdout)["services"]["web"]["environment"]["METRICS_TOKEN"] == ""
+
+
 def test_compose_refuses_to_start_without_a_secret_key():
     done = _config(SECRET_KEY=None, FLOWER_BASIC_AUTH="ops:secret")
 

@@ -2,6 +2,7 @@
 import re
 
 import pytest
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from dispatch import embedded, health
@@ -19,9 +20,14 @@ def _sample(text: str, name: str, **labels) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+# What a Prometheus scraper holds: with DEBUG off (as in tests) /metrics answers only ops (test_metrics_access.py).
+SCRAPER_TOKEN = "test-scraper-token"
+
+
 def _scrape() -> str:
-    response = APIClient().get("/metrics")
-    assert response.status_code == 200
+    with override_settings(METRICS_TOKEN=SCRAPER_TOKEN):
+        response = APIClient().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {SCRAPER_TOKEN}")
+    assert response.status_code == 200, response.content
     return response.content.decode()
 
 

@@ -80,7 +80,7 @@ ROWS = [
         body={"online": False}, parties_may_read_job=False),
     Row("healthz", "get", "/healthz", everyone(200), parties_may_read_job=False),
     Row("readyz", "get", "/readyz", everyone({200, 503}), parties_may_read_job=False),
-    Row("metrics", "get", "/metrics", everyone(200), parties_may_read_job=False),
+    Row("metrics", "get", "/metrics", signed_in(403, ops=200), parties_may_read_job=False),  # DEBUG is off in tests
     Row("ops-dashboard", "get", "/ops/dashboard/", signed_in(403, ops=200)),
     Row("wallet", "get", "/wallet/", signed_in(200, ops=403), parties_may_read_job=False),
     Row("wallet-topup", "post", "/wallet/topup/", signed_in(201, ops=403), body={"amount": "10.00"},

@@ -190,6 +190,12 @@ def test_the_brief_story_in_three_browsers(open_page, server, shots):
     expect(table).to_contain_text("distance")
     expect(ops.get_by_role("link", name="Flower")).to_have_attribute("href", "http://127.0.0.1:5555/")
     shots(ops, "ops-desktop")
+    # The metrics button sends the ops token: in production /metrics answers nobody else.
+    with ops.expect_popup() as popup, ops.expect_request("**/metrics") as scrape:
+        ops.get_by_role("link", name="Prometheus metrics").click()
+    assert scrape.value.all_headers()["authorization"].startswith("Token ")
+    expect(popup.value.locator("pre")).to_contain_text("dispatch_offers_sent_total")
+    popup.value.close()
     shots(customer, "customer-assigned-desktop", toasts=True)
 
     # Start, complete; the customer follows along.

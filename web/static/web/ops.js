@@ -109,6 +109,20 @@ window.Dispatch.page("ops", function (me, D) {
     }
   }
 
+  /* /metrics answers only ops in production, and a link sends no token: fetch it with ours, show it in a new tab. */
+  $("metrics-link").addEventListener("click", async function (clicked) {
+    clicked.preventDefault();
+    const tab = window.open("", "_blank"); // now, while the click still lets a page open one
+    if (!tab) return D.showPageError("The browser blocked the new tab for the metrics; allow pop-ups for this page.");
+    try {
+      const text = await (await D.api("/metrics", { raw: true, accept: "text/plain" })).text();
+      tab.document.title = "Dispatch metrics";
+      tab.document.body.replaceChildren(Object.assign(tab.document.createElement("pre"), { textContent: text }));
+    } catch (e) {
+      tab.close();
+      D.showPageError("Could not load the metrics: " + e.message);
+    }
+  });
   $("refresh").addEventListener("click", refresh);
   setInterval(function () {
     if ($("auto-refresh").checked && !document.hidden) refresh();
