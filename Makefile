@@ -28,7 +28,7 @@ run: seed
 	$(PY) -m uvicorn config.asgi:application --host $(HOST) --port $(PORT)
 
 # The production process set on this machine's PostgreSQL and Redis (see Procfile): web
-# (2 uvicorn workers), offers and housekeeping workers, beat, Flower. Ctrl-C stops them all.
+# (2 uvicorn workers), offers, housekeeping and webhooks workers, beat, Flower. Ctrl-C stops them all.
 RUN_DIR := $(CURDIR)/.run
 up: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/dispatch
 up: export REDIS_URL ?= redis://127.0.0.1:6379/0

@@ -17,6 +17,7 @@ from api.views.slots import AreaSlotsView, ProviderSlotsView
 from api.views.socket_ticket import SocketTicketView
 from api.views.tokens import OpsTokenDetailView, OpsTokenListView, TokenDetailView, TokenListView
 from api.views.wallet import WalletTopUpView, WalletView
+from api.views.webhooks import WebhookDeliveryListView, WebhookDetailView, WebhookListView, WebhookResendView
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -34,6 +35,11 @@ urlpatterns = [
     path("auth/tokens/<str:pk>/", TokenDetailView.as_view(), name="token-detail"),
     path("ops/tokens/", OpsTokenListView.as_view(), name="ops-token-list"),
     path("ops/tokens/<str:pk>/", OpsTokenDetailView.as_view(), name="ops-token-detail"),
+    path("ops/webhooks/", WebhookListView.as_view(), name="ops-webhook-list"),
+    path("ops/webhooks/<str:pk>/", WebhookDetailView.as_view(), name="ops-webhook-detail"),
+    path("ops/webhooks/<str:pk>/deliveries/", WebhookDeliveryListView.as_view(), name="ops-webhook-deliveries"),
+    path("ops/webhooks/<str:pk>/deliveries/<str:delivery_id>/resend/", WebhookResendView.as_view(),
+         name="ops-webhook-resend"),
     path("auth/socket-ticket/", SocketTicketView.as_view(), name="socket-ticket"),
     path("providers/me/", ProviderMeView.as_view(), name="provider-me"),
     path("providers/me/location/", ProviderLocationView.as_view(), name="provider-location"),

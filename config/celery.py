@@ -15,7 +15,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("dispatch")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
-OFFERS_QUEUE, HOUSEKEEPING_QUEUE = "offers", "housekeeping"
+OFFERS_QUEUE, HOUSEKEEPING_QUEUE, WEBHOOKS_QUEUE = "offers", "housekeeping", "webhooks"
 
 app.conf.update(
     # Ack after the task ran, not when it was received: a worker killed mid-dispatch
@@ -30,12 +30,14 @@ app.conf.update(
     # countdown is an offer's expiry (tens of seconds), far below this; the sweeper,
     # not redelivery, is what rescues a lost expiry.
     broker_transport_options={"visibility_timeout": 3600},
-    # Offers and housekeeping on separate queues: a backlog of one cannot starve the other.
+    # Offers, housekeeping and outlet sends (webhooks, SMS) on separate queues: a backlog of one
+    # cannot starve another, and a slow webhook receiver never delays an offer.
     # Each on its own exchange and key: a bare Queue(name) is bound to the default exchange
     # with the default queue's key, so both queues would receive (and run) every task.
     task_queues=[
         Queue(OFFERS_QUEUE, Exchange(OFFERS_QUEUE, type="direct"), routing_key=OFFERS_QUEUE),
         Queue(HOUSEKEEPING_QUEUE, Exchange(HOUSEKEEPING_QUEUE, type="direct"), routing_key=HOUSEKEEPING_QUEUE),
+        Queue(WEBHOOKS_QUEUE, Exchange(WEBHOOKS_QUEUE, type="direct"), routing_key=WEBHOOKS_QUEUE),
     ],
     task_default_queue=OFFERS_QUEUE,
     task_routes={
@@ -47,6 +49,10 @@ app.conf.update(
         "ops.purge_tokens": {"queue": HOUSEKEEPING_QUEUE},
         "events.repush": {"queue": HOUSEKEEPING_QUEUE},
         "ops.heartbeat": {"queue": HOUSEKEEPING_QUEUE},
+        "webhooks.deliver": {"queue": WEBHOOKS_QUEUE},
+        "webhooks.notify": {"queue": WEBHOOKS_QUEUE},
+        # A quick query that queues sends: with the other sweeps, not behind slow receivers.
+        "webhooks.sweep": {"queue": HOUSEKEEPING_QUEUE},
     },
     task_ignore_result=True,
     worker_hijack_root_logger=False,

@@ -207,6 +207,31 @@ EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=14)
 EVENTS_REPUSH_AFTER_S = env.float("EVENTS_REPUSH_AFTER_S", default=2.0)
 EVENTS_REPUSH_INTERVAL_S = env.float("EVENTS_REPUSH_INTERVAL_S", default=2.0)
 
+# --- Outlets (docs/realtime.md, "Outlets" and "Webhooks"). A webhook try that gets no 2xx within
+# WEBHOOKS_TIMEOUT_S is tried again after WEBHOOKS_RETRY_BASE_S, doubling up to WEBHOOKS_RETRY_MAX_S,
+# until WEBHOOKS_RETRY_FOR_S after its event (then GIVEN_UP); an endpoint failing this many tries
+# in a row is disabled. Beat's webhooks.sweep queues due retries every WEBHOOKS_SWEEP_INTERVAL_S.
+WEBHOOKS_TIMEOUT_S = env.float("WEBHOOKS_TIMEOUT_S", default=5.0)
+WEBHOOKS_RETRY_BASE_S = env.float("WEBHOOKS_RETRY_BASE_S", default=5.0)
+WEBHOOKS_RETRY_MAX_S = env.float("WEBHOOKS_RETRY_MAX_S", default=3600.0)
+WEBHOOKS_RETRY_FOR_S = env.float("WEBHOOKS_RETRY_FOR_S", default=24 * 3600.0)
+WEBHOOKS_DISABLE_AFTER_FAILURES = env.int("WEBHOOKS_DISABLE_AFTER_FAILURES", default=20)
+WEBHOOKS_SWEEP_INTERVAL_S = env.float("WEBHOOKS_SWEEP_INTERVAL_S", default=2.0)
+# Each process reads which endpoints want which events at most this often (an endpoint saved
+# in another process is sent events within this long).
+WEBHOOKS_ENDPOINTS_CACHE_S = env.float("WEBHOOKS_ENDPOINTS_CACHE_S", default=2.0)
+# Webhook URLs whose host resolves to a private, loopback, link-local, multicast or reserved
+# address are refused (SSRF), when saved and at every send, unless this is true (tests, or
+# receivers on your own private network).
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False)
+if WEBHOOKS_TIMEOUT_S <= 0 or WEBHOOKS_RETRY_BASE_S <= 0 or WEBHOOKS_DISABLE_AFTER_FAILURES < 1:
+    raise ImproperlyConfigured("WEBHOOKS_TIMEOUT_S and WEBHOOKS_RETRY_BASE_S must be > 0, "
+                               "WEBHOOKS_DISABLE_AFTER_FAILURES at least 1.")
+# The SMS/push adapter (dispatch/notify.py): a dotted path to a class with send(to_user, text, event).
+# The console backend logs instead of sending; point this at your provider's class.
+NOTIFY_BACKEND = env.str("NOTIFY_BACKEND", default="dispatch.notify.ConsoleBackend")
+NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=5)
+
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 # Embedded: no broker process, so tasks run in-process right after the commit that queued them.
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
@@ -268,6 +293,12 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": EVENTS_REPUSH_INTERVAL_S},
     },
     "dispatch.remind": {"task": "dispatch.remind", "schedule": 30.0, "options": {"expires": 30}},
+    # Webhook and SMS retries that are due, and sends whose after-commit task was lost.
+    "webhooks.sweep": {
+        "task": "webhooks.sweep",
+        "schedule": WEBHOOKS_SWEEP_INTERVAL_S,
+        "options": {"expires": WEBHOOKS_SWEEP_INTERVAL_S},
+    },
     # Proves beat and a housekeeping worker are alive; /readyz fails once it lapses.
     "ops.heartbeat": {"task": "ops.heartbeat", "schedule": 5.0, "options": {"expires": 5}},
 }

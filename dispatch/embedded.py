@@ -2,8 +2,10 @@
 
 Tasks already run in-process after commit (eager Celery); what eager mode cannot do is
 wait, so offer timeouts would never fire. The sweeper expires overdue offers and sends
-the next ones, reminds slots due, and re-pushes events whose push failed, exactly as
-Celery beat's `dispatch.sweep`, `dispatch.remind` and `events.repush` do in production.
+the next ones, reminds slots due, re-pushes events whose push failed, and queues webhook
+and SMS sends that are due (retries; dispatch.outlets runs them on threads of their own),
+exactly as Celery beat's `dispatch.sweep`, `dispatch.remind`, `events.repush` and
+`webhooks.sweep` do in production.
 """
 import logging
 import threading
@@ -37,7 +39,9 @@ def start_embedded_sweeper() -> bool:
 def _run() -> None:
     from dispatch.events import events_repush
     from dispatch.services.dispatching import dispatch_sweep
+    from dispatch.services.notifications import notifications_sweep
     from dispatch.services.reminders import jobs_remind
+    from dispatch.services.webhooks import deliveries_sweep
 
     stop = threading.Event()
     while not stop.wait(TICK_S):
@@ -45,6 +49,8 @@ def _run() -> None:
             dispatch_sweep()
             jobs_remind()
             events_repush()
+            deliveries_sweep()
+            notifications_sweep()
         except Exception:  # a bad tick must not kill the clock; the next one retries
             log.exception("embedded sweep failed")
         finally:

@@ -19,6 +19,7 @@ from dispatch.index import reset_provider_index
 from dispatch.services.booking import job_book
 from dispatch.services.lifecycle import job_complete, job_start
 from dispatch.services.offers import offer_accept
+from dispatch.services.webhooks import endpoints_cache_clear
 from tests.factories import DELHI, CategoryFactory, CustomerFactory, ItemFactory, OpsFactory, make_provider
 from tests.sockets import in_memory_layer, sockets  # noqa: F401 (fixtures for every socket test)
 from tests.web.browser import chromium_executable
@@ -114,6 +115,14 @@ def _fresh_matching_index(settings):
     reset_provider_index()
     yield
     reset_provider_index()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_webhook_endpoints():
+    """Each process caches which endpoints want which events: a rolled-back test's endpoints must not outlive it."""
+    endpoints_cache_clear()
+    yield
+    endpoints_cache_clear()
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """GET /ops/dashboard/: what the ops page shows, for ops only (role ops, or staff).
 
-Live jobs (PENDING, ASSIGNED, IN_PROGRESS) with every offer's score breakdown, and the
-dispatch KPIs over the last day, read from the database. Read-only. `/metrics` has the
-same figures as Prometheus counters for scrapers; this is the page's view of them.
+Live jobs (PENDING, ASSIGNED, IN_PROGRESS) with every offer's score breakdown, the
+dispatch KPIs over the last day, and webhook endpoints disabled after failing, read from
+the database. Read-only. `/metrics` has the same figures as Prometheus counters for
+scrapers; this is the page's view of them.
 """
 import statistics
 from datetime import timedelta
@@ -20,6 +21,7 @@ from api.serializers.jobs import JobSerializer
 from dispatch import selectors
 from dispatch.backlog import queues_now
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile
+from dispatch.services.webhooks import endpoints_disabled
 
 KPI_WINDOW = timedelta(hours=24)
 LIVE_STATUSES = [JobStatus.PENDING, JobStatus.ASSIGNED, JobStatus.IN_PROGRESS]
@@ -65,12 +67,24 @@ class QueueSerializer(serializers.Serializer):
     lag_seconds = serializers.FloatField(help_text="How long the oldest message has waited.")
 
 
+class DisabledWebhookSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+    disabled_at = serializers.DateTimeField()
+    disabled_reason = serializers.CharField()
+    deliveries_waiting = serializers.IntegerField(help_text="Deliveries held until it is enabled again.")
+
+
 class OpsDashboardSerializer(serializers.Serializer):
     generated_at = serializers.DateTimeField()
     kpis = OpsKpisSerializer()
     queues = QueueSerializer(many=True, help_text="The Celery queues; empty in embedded mode (no broker).")
     overdue_starts = OverdueStartSerializer(
         many=True, help_text="ASSIGNED jobs whose provider has not started by start + grace: POST no_show/ to re-dispatch."
+    )
+    webhooks_disabled = DisabledWebhookSerializer(
+        many=True, help_text="Webhook endpoints switched off after failing in a row; PATCH /ops/webhooks/{id}/ "
+        "{\"active\": true} resumes them."
     )
     live_jobs_count = serializers.IntegerField()
     live_jobs = JobSerializer(many=True, help_text=f"The newest {MAX_LIVE_JOBS}, with offers and score breakdowns.")
@@ -140,5 +154,6 @@ class OpsDashboardView(APIView):
         ]
         return Response({
             "generated_at": now, "kpis": dispatch_kpis(now=now), "queues": celery_queues(), "overdue_starts": overdue,
+            "webhooks_disabled": DisabledWebhookSerializer(endpoints_disabled(), many=True).data,
             "live_jobs_count": live.count(), "live_jobs": jobs,
         })

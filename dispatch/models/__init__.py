@@ -6,15 +6,18 @@ from dispatch.models.holds import Hold
 from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.jobs import Job, JobItem, JobStatus, PaymentMethod
 from dispatch.models.money import Invoice, LedgerEntry, Transfer, TransferKind, Wallet, WalletKind
+from dispatch.models.notifications import Notification
 from dispatch.models.offers import Offer, OfferStatus
 from dispatch.models.providers import AvailabilityWindow, ProviderProfile, TimeOff, TimeOffKind
 from dispatch.models.reviews import Review
 from dispatch.models.tokens import AuthToken
 from dispatch.models.users import Role, User
+from dispatch.models.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "AuthToken",
     "AvailabilityWindow",
+    "DeliveryStatus",
     "Event",
     "EventSequence",
     "Hold",
@@ -25,6 +28,7 @@ __all__ = [
     "JobStatus",
     "LedgerEntry",
     "Message",
+    "Notification",
     "Offer",
     "OfferStatus",
     "PaymentMethod",
@@ -40,4 +44,6 @@ __all__ = [
     "User",
     "Wallet",
     "WalletKind",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

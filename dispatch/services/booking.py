@@ -9,6 +9,7 @@ from django.utils import timezone
 from dispatch import events, metrics
 from dispatch.backlog import dispatch_lag_s, offers_consumed
 from dispatch.errors import Conflict, Forbidden, Invalid, Overloaded, Unprocessable
+from dispatch.event_names import EventName
 from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
 from dispatch.policy import DispatchPolicy, policy_for
 from dispatch.schedule import after_commit
@@ -79,7 +80,8 @@ def job_book(
             commission_amount=commission_for(total),
         )
         JobItem.objects.bulk_create(JobItem(job=job, item=i, price=i.price) for i in items)
-        events.emit(user=customer, name="JOB_CREATED", job=job, actor=customer, **({"why": "queued"} if queued else {}))
+        queued_fields = {"why": "queued"} if queued else {}
+        events.emit(user=customer, name=EventName.JOB_CREATED, job=job, actor=customer, **queued_fields)
         if provider is not None:
             if scheduled_at is not None:
                 # Nobody else takes this slot while the chosen provider decides.

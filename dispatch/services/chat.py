@@ -4,6 +4,7 @@ from django.db import transaction
 from dispatch import events
 from dispatch.clean import text_check
 from dispatch.errors import Conflict, Invalid, NotFound
+from dispatch.event_names import EventName
 from dispatch.models import Job, JobStatus, Message, User
 
 CHAT_OPEN = (JobStatus.ASSIGNED, JobStatus.IN_PROGRESS)
@@ -32,15 +33,22 @@ def message_content_clean(content) -> str:
 
 
 def message_send(*, job_id: int, sender: User, content: str) -> Message:
-    """Post a message on a job the sender takes part in, and tell the other party (NEW_MESSAGE).
+    """Post a message on a job the sender takes part in, and tell the other party (NEW_MESSAGE). Locks the job.
 
     A stranger gets the same NotFound as for a job that does not exist; chat is open while
-    the job is ASSIGNED or IN_PROGRESS (Conflict otherwise). Locks nothing: a message is
-    an insert, and a status change racing it at most lets one last message through.
+    the job is ASSIGNED or IN_PROGRESS (Conflict otherwise). The job's lock (FOR NO KEY UPDATE,
+    which foreign-key checks do not wait on) puts the message in line with the job's other
+    events, which are all written under it: a job's events then commit in id order, which is
+    what lets its webhooks go out in order (dispatch/services/webhooks.py).
     """
     content = message_content_clean(content)
     with transaction.atomic():
-        job = Job.objects.select_related("customer", "provider", "category").filter(pk=job_id).first()
+        job = (
+            Job.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("customer", "provider", "category")
+            .filter(pk=job_id)
+            .first()
+        )
         if job is None or sender.pk not in job_participants(job):
             raise NotFound(f"Job {job_id} not found.")
         if job.status not in CHAT_OPEN:
@@ -49,7 +57,7 @@ def message_send(*, job_id: int, sender: User, content: str) -> Message:
         recipient = job.provider if sender.pk == job.customer_id else job.customer
         events.emit(
             user=recipient,
-            name="NEW_MESSAGE",
+            name=EventName.NEW_MESSAGE,
             job=job,
             actor=sender,
             message_id=message.pk,

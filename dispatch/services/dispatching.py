@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from dispatch import calendar, events
 from dispatch.errors import Conflict
+from dispatch.event_names import EventName
 from dispatch.index import rank_providers
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import DispatchPolicy, policy_for, search_ends_at
@@ -180,7 +181,7 @@ def job_give_up(*, job: Job) -> Job:
     fields = {}
     if job.is_scheduled:
         fields["alternatives"] = [events.iso(s) for s in slot_alternatives(job)]
-    events.emit(user=job.customer, name="JOB_UNFULFILLED", job=job, **fields)
+    events.emit(user=job.customer, name=EventName.JOB_UNFULFILLED, job=job, **fields)
     return job
 
 

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from dispatch import events
 from dispatch.errors import Conflict, Forbidden, Invalid, NotFound
+from dispatch.event_names import EventName
 from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import no_show_due_at
@@ -53,7 +54,7 @@ def job_start(*, job_id: int, provider: User) -> Job:
     running = Job.objects.filter(provider=provider, status=JobStatus.IN_PROGRESS).exclude(pk=job_id).first()
     if running is not None:
         raise Conflict(f"Finish job {running.pk} (IN_PROGRESS) before starting job {job_id}.")
-    return _provider_move(job_id=job_id, provider=provider, target=JobStatus.IN_PROGRESS, event="JOB_STARTED")
+    return _provider_move(job_id=job_id, provider=provider, target=JobStatus.IN_PROGRESS, event=EventName.JOB_STARTED)
 
 
 def job_complete(*, job_id: int, provider: User) -> Job:
@@ -63,7 +64,9 @@ def job_complete(*, job_id: int, provider: User) -> Job:
     under the same lock, so the money moves once.
     """
     with transaction.atomic():
-        job = _provider_move(job_id=job_id, provider=provider, target=JobStatus.COMPLETED, event="JOB_COMPLETED")
+        job = _provider_move(
+            job_id=job_id, provider=provider, target=JobStatus.COMPLETED, event=EventName.JOB_COMPLETED
+        )
         hold_release(job=job)  # the time it held is free again, even if the work ended early
         job_settle(job=job)
     return job
@@ -90,9 +93,9 @@ def job_cancel(*, job_id: int, actor: User) -> Job:
             index_provider_on_commit(job.provider_id)
         if was_assigned and actor.pk == job.customer_id:
             job_charge_cancellation(job=job)
-        events.emit(user=job.customer, name="JOB_CANCELLED", job=job, actor=actor)
+        events.emit(user=job.customer, name=EventName.JOB_CANCELLED, job=job, actor=actor)
         if job.provider_id:
-            events.emit(user=job.provider, name="JOB_CANCELLED", job=job, actor=actor)
+            events.emit(user=job.provider, name=EventName.JOB_CANCELLED, job=job, actor=actor)
     return job
 
 
@@ -161,7 +164,7 @@ def _redispatch_without_provider(*, job: Job, actor: User, reason: str, why: str
     fields = {"reason": reason, "released_provider_id": provider.pk, "released_provider_name": provider.display_name}
     if slot is not None and job.scheduled_at is None:
         fields["original_scheduled_at"] = events.iso(slot)
-    events.emit(user=job.customer, name="JOB_PROVIDER_RELEASED", job=job, actor=actor, why=why, **fields)
-    events.emit(user=provider, name="JOB_RELEASED", job=job, actor=actor, why=why, reason=reason)
+    events.emit(user=job.customer, name=EventName.JOB_PROVIDER_RELEASED, job=job, actor=actor, why=why, **fields)
+    events.emit(user=provider, name=EventName.JOB_RELEASED, job=job, actor=actor, why=why, reason=reason)
     after_commit("dispatch.offer", job.pk)
     return job

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from dispatch import events, metrics
 from dispatch.errors import Conflict, NotFound
+from dispatch.event_names import EventName
 from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import offer_timeout_s, policy_for
@@ -99,7 +100,10 @@ def offer_create(
             )
     except IntegrityError as exc:
         raise Conflict(f"Provider {provider.pk} already holds a live offer or was offered job {job.pk}.") from exc
-    events.emit(user=provider, name="JOB_OFFER", job=job, offer=offer, **events.offer_payload(offer, distance_km=distance_km))
+    events.emit(
+        user=provider, name=EventName.JOB_OFFER, job=job, offer=offer,
+        **events.offer_payload(offer, distance_km=distance_km),
+    )
     log.info(
         "offer %s of job %s sent to provider %s (rank %s)", offer.pk, job.pk, provider.pk, rank,
         extra={"job_id": job.pk, "offer_id": offer.pk, "provider_id": provider.pk},
@@ -207,7 +211,7 @@ def offer_accept(*, job_id: int, provider: User) -> Job:
         job_move(job, JobStatus.ASSIGNED, provider=provider, starts_at=start)
         offer_move(offer, OfferStatus.ACCEPTED)
         offer_withdraw_live(job=job, reason="taken")
-        events.emit(user=job.customer, name="JOB_ACCEPTED", job=job, offer=offer, actor=provider)
+        events.emit(user=job.customer, name=EventName.JOB_ACCEPTED, job=job, offer=offer, actor=provider)
         _count_answer(provider.pk, accepted=True)
         index_provider_on_commit(provider.pk)
         wake_waiting_direct_on_commit(provider.pk)
@@ -227,7 +231,7 @@ def offer_reject(*, job_id: int, provider: User) -> Job:
         lock_providers_offers([provider.pk])
         offer_move(offer, OfferStatus.REJECTED)
         hold_release(job=job, provider_id=provider.pk)
-        events.emit(user=job.customer, name="JOB_REJECTED", job=job, offer=offer, actor=provider)
+        events.emit(user=job.customer, name=EventName.JOB_REJECTED, job=job, offer=offer, actor=provider)
         _count_answer(provider.pk, accepted=False)
         after_commit("dispatch.offer", job.pk)
         wake_waiting_direct_on_commit(provider.pk)
@@ -245,8 +249,10 @@ def offer_expire_locked(*, job: Job, offer: Offer, now=None) -> bool:
     offer_move(offer, OfferStatus.EXPIRED)
     hold_release(job=job, provider_id=offer.provider_id)
     wake_waiting_direct_on_commit(offer.provider_id)
-    events.emit(user=job.customer, name="JOB_OFFER_EXPIRED", job=job, offer=offer)
-    events.emit(user=offer.provider, name="OFFER_WITHDRAWN", job=job, offer=offer, offer_id=offer.pk, reason="expired")
+    events.emit(user=job.customer, name=EventName.JOB_OFFER_EXPIRED, job=job, offer=offer)
+    events.emit(
+        user=offer.provider, name=EventName.OFFER_WITHDRAWN, job=job, offer=offer, offer_id=offer.pk, reason="expired"
+    )
     _count_answer(offer.provider_id, accepted=False)
     return True
 
@@ -273,7 +279,9 @@ def offer_withdraw_live(*, job: Job, reason: str) -> int:
         offer_move(offer, OfferStatus.WITHDRAWN)
         hold_release(job=job, provider_id=offer.provider_id)
         wake_waiting_direct_on_commit(offer.provider_id)
-        events.emit(user=offer.provider, name="OFFER_WITHDRAWN", job=job, offer=offer, offer_id=offer.pk, reason=reason)
+        events.emit(
+            user=offer.provider, name=EventName.OFFER_WITHDRAWN, job=job, offer=offer, offer_id=offer.pk, reason=reason
+        )
     return len(live)
 
 
@@ -292,7 +300,9 @@ def offer_withdraw_for_provider(*, provider: User, reason: str) -> list[int]:
             lock_providers_offers([provider.pk])
             offer_move(offer, OfferStatus.WITHDRAWN)
             hold_release(job=job, provider_id=provider.pk)
-            events.emit(user=provider, name="OFFER_WITHDRAWN", job=job, offer=offer, offer_id=offer.pk, reason=reason)
+            events.emit(
+                user=provider, name=EventName.OFFER_WITHDRAWN, job=job, offer=offer, offer_id=offer.pk, reason=reason
+            )
             after_commit("dispatch.offer", job.pk)
             withdrawn.append(offer.pk)
     return withdrawn

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from dispatch import events
+from dispatch.event_names import EventName
 from dispatch.models import Job, JobStatus
 from dispatch.policy import policy_for
 
@@ -45,6 +46,6 @@ def jobs_remind() -> int:
             zone = ZoneInfo(job.provider.provider_profile.time_zone)
             local = job.scheduled_at.astimezone(zone).strftime("%H:%M on %a %d %b") + f" ({zone.key})"
             for user in (job.customer, job.provider):
-                events.emit(user=user, name="JOB_REMINDER", job=job, starts_at=starts_at, starts_at_local=local)
+                events.emit(user=user, name=EventName.JOB_REMINDER, job=job, starts_at=starts_at, starts_at_local=local)
             sent += 1
     return sent

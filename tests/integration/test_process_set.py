@@ -1,6 +1,6 @@
 """`make up`'s process set for real: the Procfile under honcho on PostgreSQL and Redis.
 
-Web (two uvicorn workers), the offers and housekeeping workers, beat and Flower start
+Web (two uvicorn workers), the offers, housekeeping and webhooks workers, beat and Flower start
 from the Procfile; a customer books over HTTP, the provider hears the offer on a socket
 and accepts, the customer hears it; readiness, metrics and Flower answer; Ctrl-C (SIGINT
 to honcho) stops every process.
@@ -132,7 +132,7 @@ def test_the_procfile_set_books_offers_accepts_reports_and_stops_on_ctrl_c(proce
     auth = {"Authorization": "Basic " + base64.b64encode(FLOWER_AUTH.encode()).decode()}
     workers = _call(f"{process_set['flower']}/api/workers?refresh=1", headers=auth)
     queues = {q["name"] for info in workers.values() for q in info.get("active_queues", [])}
-    assert {"offers", "housekeeping"} <= queues
+    assert {"offers", "housekeeping", "webhooks"} <= queues
 
     honcho = process_set["honcho"]
     os.killpg(honcho.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends to the foreground group

@@ -22,10 +22,11 @@ def test_compose_file_is_valid_and_runs_every_process_kind():
     assert done.returncode == 0, done.stderr
     services = yaml.safe_load(done.stdout)["services"]
 
-    assert {"db", "redis", "web", "worker", "housekeeping", "beat", "flower"} <= set(services)
-    for name in ("db", "redis", "web", "worker", "housekeeping", "flower"):
+    assert {"db", "redis", "web", "worker", "housekeeping", "webhooks", "beat", "flower"} <= set(services)
+    for name in ("db", "redis", "web", "worker", "housekeeping", "webhooks", "flower"):
         assert "healthcheck" in services[name], name
     assert "-Q offers" in services["worker"]["command"] and "-Q housekeeping" in services["housekeeping"]["command"]
+    assert "-Q webhooks" in services["webhooks"]["command"]
     assert "--workers" in services["web"]["command"] and "/readyz" in str(services["web"]["healthcheck"]["test"])
     assert services["web"]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/metrics"
     assert any(v.startswith("pgdata:") for v in services["db"]["volumes"])
@@ -52,7 +53,8 @@ def test_compose_bounds_database_connections_below_postgres_default_max_connecti
     web = services["web"]["environment"]
     assert "CONN_MAX_AGE" not in web  # a connection per ASGI thread: see README, "Database connections"
     pool = int(web["DATABASE_POOL_MAX_SIZE"])
-    # Every process that queries: two uvicorn workers, the offers worker, the housekeeping worker.
+    # Every process that queries: two uvicorn workers, the offers, housekeeping and webhooks workers.
     assert "--workers ${WEB_CONCURRENCY:-2}" in (ROOT / "docker-compose.yml").read_text()
-    assert (2 + 1 + 1) * pool <= 100 - 10  # PostgreSQL's default, less room for migrate, psql, monitoring
-    assert int(services["worker"]["command"].split("--concurrency ")[1].split()[0]) <= pool
+    assert (2 + 1 + 1 + 1) * pool <= 100 - 10  # PostgreSQL's default, less room for migrate, psql, monitoring
+    for worker in ("worker", "webhooks"):
+        assert int(services[worker]["command"].split("--concurrency ")[1].split()[0]) <= pool

@@ -8,7 +8,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from config.celery import HOUSEKEEPING_QUEUE, OFFERS_QUEUE
+from config.celery import HOUSEKEEPING_QUEUE, OFFERS_QUEUE, WEBHOOKS_QUEUE
 from config.celery import app as celery_app
 
 pytestmark = pytest.mark.redis
@@ -35,6 +35,9 @@ def broker_url(_tasks_run_in_process):
     ("events.repush", HOUSEKEEPING_QUEUE),
     ("events.prune", HOUSEKEEPING_QUEUE),
     ("ops.heartbeat", HOUSEKEEPING_QUEUE),
+    ("webhooks.deliver", WEBHOOKS_QUEUE),
+    ("webhooks.notify", WEBHOOKS_QUEUE),
+    ("webhooks.sweep", HOUSEKEEPING_QUEUE),
 ])
 def test_a_task_is_queued_once_on_its_own_queue(broker_url, task, queue):
     with celery_app.connection_for_write(broker_url) as connection:
@@ -44,9 +47,8 @@ def test_a_task_is_queued_once_on_its_own_queue(broker_url, task, queue):
         celery_app.send_task(task, args=[1] if task.endswith(("offer", "expire_offer")) else [], connection=connection)
 
     client = redis.Redis.from_url(broker_url)
-    assert {name: client.llen(name) for name in (OFFERS_QUEUE, HOUSEKEEPING_QUEUE)} == {
-        OFFERS_QUEUE: int(queue == OFFERS_QUEUE), HOUSEKEEPING_QUEUE: int(queue == HOUSEKEEPING_QUEUE)
-    }
+    queues = (OFFERS_QUEUE, HOUSEKEEPING_QUEUE, WEBHOOKS_QUEUE)
+    assert {name: client.llen(name) for name in queues} == {name: int(queue == name) for name in queues}
 
 
 def test_publishing_through_a_queues_exchange_and_key_reaches_that_queue_only(broker_url):

@@ -1,4 +1,4 @@
-/* The ops page: dispatch KPIs, overdue starts (mark a no-show) and live jobs with each offer's score breakdown, from GET /ops/dashboard/. */
+/* The ops page: dispatch KPIs, disabled webhooks (enable), overdue starts (mark a no-show) and live jobs with each offer's score breakdown, from GET /ops/dashboard/. */
 window.Dispatch.page("ops", function (me, D) {
   "use strict";
   const el = D.el;
@@ -76,21 +76,38 @@ window.Dispatch.page("ops", function (me, D) {
         : el("p", { class: "muted" }, "No offer sent yet."));
   }
 
-  function overdueItem(item) {
-    const button = el("button", { type: "button", class: "danger" }, "🚩 Mark no-show");
+  // A button that calls the API once, then refreshes the page (or says what went wrong and can be tried again).
+  function actionButton(label, attrs, what, path, options) {
+    const button = el("button", Object.assign({ type: "button" }, attrs), label);
     button.addEventListener("click", async function () {
       button.disabled = true;
       try {
-        await D.api("/services/jobs/" + item.job_id + "/no_show/", { method: "POST" });
+        await D.api(path, options);
         refresh();
       } catch (e) {
-        D.showPageError("Job #" + item.job_id + ": " + e.message);
+        D.showPageError(what + ": " + e.message);
         button.disabled = false;
       }
     });
+    return button;
+  }
+
+  function overdueItem(item) {
+    const button = actionButton("🚩 Mark no-show", { class: "danger" }, "Job #" + item.job_id,
+      "/services/jobs/" + item.job_id + "/no_show/", { method: "POST" });
     return el("li", { class: "ops-job", "data-job": item.job_id },
       el("p", {}, el("strong", {}, "#" + item.job_id), " provider #" + item.provider_id + " · due by " + D.when(item.due_by) +
         " · " + item.address, " ", button));
+  }
+
+  // Endpoints that failed too often in a row get nothing until ops enable them (docs/realtime.md, Webhooks).
+  function webhookItem(hook) {
+    const button = actionButton("Enable", {}, "Webhook #" + hook.id, "/ops/webhooks/" + hook.id + "/",
+      { method: "PATCH", body: { active: true } });
+    return el("li", { class: "ops-job", "data-webhook": hook.id },
+      el("p", {}, el("strong", {}, "#" + hook.id + " " + hook.url), " · disabled " + D.when(hook.disabled_at) + " · " +
+        hook.deliveries_waiting + " waiting ", button),
+      el("p", { class: "muted" }, hook.disabled_reason));
   }
 
   async function refresh() {
@@ -98,6 +115,9 @@ window.Dispatch.page("ops", function (me, D) {
       const data = await D.api("/ops/dashboard/");
       renderKpis(data.kpis);
       renderQueues(data.queues);
+      $("webhooks-card").hidden = !data.webhooks_disabled.length;
+      $("webhooks-count").textContent = "(" + data.webhooks_disabled.length + ")";
+      $("webhooks-disabled").replaceChildren(...data.webhooks_disabled.map(webhookItem));
       $("overdue-count").textContent = "(" + data.overdue_starts.length + ")";
       $("overdue").replaceChildren(...(data.overdue_starts.length ? data.overdue_starts.map(overdueItem) : [el("li", { class: "muted" }, "None.")]));
       $("live-count").textContent = "(" + data.live_jobs_count + ")";
