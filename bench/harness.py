@@ -5,7 +5,7 @@ Shared by `bench.faults` (fault drills) and `bench.load` (the ramp): `PrivatePos
 other engineers' tests use), `ProcessSet` starts the Procfile's lines on them and restarts
 whatever exits (as systemd or docker's `restart: unless-stopped` would), and `Crowd` holds the
 virtual customers and providers: REST calls from a thread pool, sockets that reconnect with
-`last_event_id` whenever they close. `check_invariants` reads the outcome back from the database.
+`last_seq` whenever they close. `check_invariants` reads the outcome back from the database.
 """
 import asyncio
 import http.client
@@ -499,8 +499,8 @@ class Actor:
     got: list[dict] = field(default_factory=list)
     closes: list = field(default_factory=list)
     port: int | None = None  # the server its socket is open on, if any
-    highest: int | None = None  # the highest event_id seen: the cursor a reconnect sends (docs/realtime.md)
-    history: list = field(default_factory=list)  # (time, "open" | "closed", port, last_event_id sent)
+    highest: int | None = None  # the highest seq seen: the cursor a reconnect sends (docs/realtime.md)
+    history: list = field(default_factory=list)  # (time, "open" | "closed", port, last_seq sent)
 
 
 class Crowd:
@@ -560,7 +560,7 @@ class Crowd:
         while not self.stopping:
             port = ports[turn % len(ports)]
             turn += 1
-            query = f"token={actor.token}" + (f"&last_event_id={actor.highest}" if actor.highest is not None else "")
+            query = f"token={actor.token}" + (f"&last_seq={actor.highest}" if actor.highest is not None else "")
             try:
                 async with connect(f"ws://127.0.0.1:{port}/ws/notifications/?{query}", open_timeout=10,
                                    ping_interval=None, max_queue=None) as ws:
@@ -571,7 +571,7 @@ class Crowd:
                         if "event_id" not in event:
                             continue  # an ack or error frame, not an event
                         actor.got.append(event)
-                        actor.highest = max(actor.highest or 0, event["event_id"])
+                        actor.highest = max(actor.highest or 0, event["seq"])
                         self._heard(actor, event, is_provider)
             except ConnectionClosed as closed:
                 actor.closes.append(closed.rcvd.code if closed.rcvd else None)
@@ -726,10 +726,13 @@ def missed_events(actors: list[Actor], after_id: int, until_id: int) -> dict:
         connection.close()
     missed, duplicated, disordered = [], 0, 0
     for actor in actors:
-        got = [e["event_id"] for e in actor.got if after_id < e["event_id"] <= until_id]
+        window = [e for e in actor.got if after_id < e["event_id"] <= until_id]
+        got = [e["event_id"] for e in window]
         missed += [(actor.user_id, i) for i in sorted(set(table.get(actor.user_id, [])) - set(got))]
         duplicated += len(got) - len(set(got))
-        disordered += sum(1 for a, b in zip(got, got[1:]) if b < a)
+        # Out of order: below a seq the socket already sent (sockets deliver in seq order).
+        seqs = [e["seq"] for e in window]
+        disordered += sum(1 for a, b in zip(seqs, seqs[1:]) if b < a)
     try:
         written = dict(Event.objects.filter(pk__in=[i for _, i in missed]).values_list("pk", "created_at"))
     finally:

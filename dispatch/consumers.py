@@ -2,19 +2,24 @@
 
 A client connects with a one-time ticket (`?ticket=`, from `POST /auth/socket-ticket/`) or
 a DRF token (`?token=` or `Authorization: Token <key>`; dispatch/socket_auth.py) and, after
-a reconnect, `?last_event_id=N`: it first gets every event of its user with id > N in id
-order, then live ones, with no gap and no duplicate. Each message is exactly
-`dispatch.events.event_message(event)`.
+a reconnect, `?last_seq=N` (the highest `seq` it received): it first gets every event of its
+user with seq > N in seq order, then live ones, with no gap and no duplicate. Every socket
+delivers in seq order: a push that arrives ahead of one still on its way (pushes of two
+commits race) is preceded by the missing ones, read from the table (they are committed, see
+dispatch/events.py), and a push at or below what the socket sent is dropped. So the highest
+seq a client holds is always a cursor that skips nothing. `?last_event_id=N` (an event's
+id, the cursor before seq) still works: it replays from that event's seq. Each message is
+exactly `dispatch.events.event_message(event)`.
 
 Close codes (sent after accepting, so browsers can read them; a refused handshake would
 only show 1006):
-    4400  `last_event_id` is not a non-negative integer; fix the URL, do not retry as is.
+    4400  `last_seq` or `last_event_id` is not a non-negative integer; fix the URL, do not retry as is.
     4401  no ticket or token, or a bad, expired or spent one; get a new ticket (log in
           again if that is refused), do not retry as is. Also sent to an open socket within a
           second of its credentials ending: its token logged out, revoked or rotated by a
           password change, or its user deactivated (`events.sockets_close`).
     1012  this server lost Redis, so pushes may have been missed: reconnect (retry until
-          the handshake succeeds) with `last_event_id` and the replay fills the gap.
+          the handshake succeeds) with `last_seq` and the replay fills the gap.
     4429  the client sent more than SOCKET_MAX_FRAMES_PER_S frames within one second (a
           flood): only this socket is closed; slow down, reconnect after a pause.
     4409  the user already holds SOCKET_MAX_PER_USER sockets on this server process: the
@@ -30,7 +35,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -41,10 +46,10 @@ from django.urls import path
 
 from dispatch import events, metrics, rate_limits
 from dispatch.errors import DomainError, Invalid
-from dispatch.models import Event, User
+from dispatch.models import Event, EventSequence, User
 from dispatch.services.accounts import token_is_live
 from dispatch.services.chat import message_send
-from dispatch.services.location import provider_location_update
+from dispatch.services.location import provider_location_update, tracked_positions
 from dispatch.socket_auth import AllowedHostsOrNoOriginValidator, TokenAuthMiddleware
 
 log = logging.getLogger(__name__)
@@ -58,17 +63,35 @@ REPLAY_PAGE = 500
 # Client frames are small (a chat message is at most 2,000 characters); larger ones are refused unread.
 MAX_FRAME_CHARS = 16 * 1024
 MAX_ID = 2**63 - 1
-# Pushes are at least once (`events.repush` resends one whose first push was not marked
-# done) and a replay can overlap a live push, so each socket remembers the ids it sent
-# lately and drops a second copy. A resend comes seconds after the first; this many ids
-# cover far more than that on any one user's socket.
-SENT_IDS_KEPT = 2000
 
 
 @database_sync_to_async
-def _events_after(user_id: int, after_id: int, limit: int) -> list[dict]:
-    rows = Event.objects.filter(user_id=user_id, id__gt=after_id).order_by("id")[:limit]
-    return [events.event_message(event) for event in rows]
+def _events_after(user_id: int, after_seq: int, limit: int, up_to_seq: int | None = None) -> list[dict]:
+    rows = Event.objects.filter(user_id=user_id, seq__gt=after_seq)
+    if up_to_seq is not None:
+        rows = rows.filter(seq__lte=up_to_seq)
+    return [events.event_message(event) for event in rows.order_by("seq")[:limit]]
+
+
+@database_sync_to_async
+def _last_seq(user_id: int) -> int:
+    """The user's highest committed seq: a socket opened without a cursor starts after it."""
+    return EventSequence.objects.filter(user_id=user_id).values_list("last_seq", flat=True).first() or 0
+
+
+@database_sync_to_async
+def _seq_of_event(user_id: int, event_id: int) -> int:
+    """The seq to replay after for a client holding event id `event_id` (the cursor before seq).
+
+    That event's own seq when it is the user's: everything committed after it has a higher
+    one, whatever its id. An id no longer in the table (pruned) falls back to the highest seq
+    among the user's events up to that id.
+    """
+    own = Event.objects.filter(user_id=user_id, pk=event_id, seq__isnull=False).values_list("seq", flat=True).first()
+    if own is not None:
+        return own
+    below = Event.objects.filter(user_id=user_id, pk__lte=event_id, seq__isnull=False).order_by("-seq")
+    return below.values_list("seq", flat=True).first() or 0
 
 
 # A socket missed its credentials' end only if the close message was lost (the channel layer
@@ -97,10 +120,10 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED, reason="authentication required")
             return
         try:
-            last_event_id = self._last_event_id()
+            cursor = self._cursor()
         except ValueError:
             await self.accept()
-            await self.close(code=CLOSE_BAD_REQUEST, reason="last_event_id must be a non-negative integer")
+            await self.close(code=CLOSE_BAD_REQUEST, reason="last_seq and last_event_id must be non-negative integers")
             return
         if open_sockets[user.pk] >= settings.SOCKET_MAX_PER_USER:
             await self.accept()
@@ -113,11 +136,15 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         self.ended = False
         self.group = events.user_group(user.pk)
         open_sockets[user.pk] += 1  # paired with `disconnect`, which undoes it for sockets with a group
-        self.sent_ids: OrderedDict[int, None] = OrderedDict()
+        self.sent_seq: int | None = None  # the highest seq sent; None until the start is known
         # Join before reading the table: an event committed from here on is either in the
         # replay below or arrives as a live push afterwards (Channels hands this consumer
         # its next message only once `connect` returns, so pushes wait in the layer meanwhile).
         await self.channel_layer.group_add(self.group, self.channel_name)
+        if cursor is None:
+            # No cursor: live events from the accept on. Read before accepting, so nothing the
+            # client does once connected can be numbered at or below the start (and dropped).
+            self.sent_seq = await _last_seq(self.user_id)
         await self.accept()
         metrics.connected_sockets.inc()
         # Credentials ended between the handshake's check and joining the group missed their close message.
@@ -125,38 +152,48 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         if not await _credentials_live(self.user_id, self.token_id):
             await self._end_for_auth()
             return
-        if last_event_id is not None:
-            await self._replay(after_id=last_event_id)
+        if cursor is not None:
+            kind, value = cursor
+            self.sent_seq = value if kind == "last_seq" else await _seq_of_event(self.user_id, value)
+            await self._send_from_table(up_to_seq=None)
+        # Where the provider of each live job is now: a reload or reconnect need not wait for the next ping.
+        for position in await database_sync_to_async(tracked_positions)(customer_id=self.user_id):
+            await self.send_json(position)
 
-    def _last_event_id(self) -> int | None:
+    def _cursor(self) -> tuple[str, int] | None:
+        """("last_seq" | "last_event_id", N) from the query string, last_seq first; None without either."""
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        if "last_event_id" not in query:
-            return None
-        value = int(query["last_event_id"][0])
-        if value < 0:
-            raise ValueError(value)
-        return value
+        for kind in ("last_seq", "last_event_id"):
+            if kind in query:
+                value = int(query[kind][0])
+                if value < 0:
+                    raise ValueError(value)
+                return kind, value
+        return None
 
-    async def _replay(self, *, after_id: int) -> None:
-        cursor = after_id
-        while True:
-            page = await _events_after(self.user_id, cursor, REPLAY_PAGE)
+    async def _send_from_table(self, *, up_to_seq: int | None) -> None:
+        """Send the user's events after `sent_seq` (up to `up_to_seq`, or all), in seq order, a page at a time."""
+        while not self.ended:
+            page = await _events_after(self.user_id, self.sent_seq, REPLAY_PAGE, up_to_seq)
             for message in page:
-                await self._send_event(message)
-                cursor = message["event_id"]
+                await self.send_json(message)
+                self.sent_seq = message["seq"]
             if len(page) < REPLAY_PAGE:
                 return
 
     async def _send_event(self, data: dict) -> None:
-        if self.ended:
+        """A pushed event, in seq order: one already sent is dropped (pushes are at least once, and a
+        replay can overlap them); one ahead of a gap first has the gap filled from the table."""
+        if self.ended or self.sent_seq is None:
             return
-        event_id = data["event_id"]
-        if event_id in self.sent_ids:
+        seq = data.get("seq")
+        if seq is None or seq <= self.sent_seq:
             return
-        self.sent_ids[event_id] = None
-        if len(self.sent_ids) > SENT_IDS_KEPT:
-            self.sent_ids.popitem(last=False)
-        await self.send_json(data)
+        if seq > self.sent_seq + 1:
+            await self._send_from_table(up_to_seq=seq - 1)
+        if seq > self.sent_seq:
+            await self.send_json(data)
+            self.sent_seq = seq
 
     async def event_push(self, message):
         if time.monotonic() - self.auth_checked_at >= AUTH_RECHECK_S:

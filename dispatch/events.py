@@ -2,11 +2,19 @@
 
 Payloads keep the brief's contract: `{"type": "job_update", "event", "event_id",
 "job_id", "provider_name", "provider_id", "message", "timestamp"}` plus event-specific
-fields. After the commit, `push` sends the event to the user's sockets (group
-`user.<id>`) and marks the row pushed; `events_repush` resends rows left unmarked (the
-process died between commit and push, or the channel layer was down), so every event
-reaches the layer at least once. A socket that was closed meanwhile gets it on reconnect
-from this table (`?last_event_id=`). Old rows are pruned by age (`events_prune`).
+fields. After the commit, `events_sequence` numbers the transaction's events per user
+(`seq`, the replay cursor: see below), then `push` sends each to the user's sockets (group
+`user.<id>`) and marks the row pushed; `events_repush` numbers and resends rows left
+unmarked (the process died between commit and push, or the channel layer was down), so
+every event reaches the layer at least once. A socket that was closed meanwhile gets it on
+reconnect from this table (`?last_seq=`). Old rows are pruned by age (`events_prune`).
+
+Why `seq` and not the id: ids are taken at insert, so two transactions can commit one user's
+events out of id order, and a client that reconnected between the two commits with the higher
+id would never get the lower. `seq` is given after commit, under the user's `EventSequence`
+row lock, so for each user it grows in commit order: when seq N exists, every seq below N is
+committed already, and a cursor N can skip nothing. Sockets deliver in seq order, filling any
+gap from the table (dispatch/consumers.py), so a client's highest seq is always a safe cursor.
 """
 import asyncio
 import logging
@@ -20,7 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from dispatch import outlets
-from dispatch.models import Event, Job, Offer, User
+from dispatch.models import Event, EventSequence, Job, Offer, User
 from matching.geo import haversine_km
 
 log = logging.getLogger(__name__)
@@ -90,13 +98,70 @@ def emit(
     event = Event.objects.create(user=user, actor=actor, job=job, offer=offer, name=name, payload=payload)
     outlets.on_event(event)
     # Only once the change is committed: a rolled-back change must never reach a socket.
-    transaction.on_commit(lambda: push(event))
+    conn = transaction.get_connection()
+    pending = _pending(conn)
+    first = not any(entry[1] is _publish_committed for entry in conn.run_on_commit)
+    if first:
+        # The transaction's first event (Django drops the callbacks of a rolled-back transaction
+        # or savepoint): whatever is left in the list belongs to a change that never committed.
+        pending.clear()
+    pending.append(event.pk)
+    if first:
+        transaction.on_commit(_publish_committed)  # in autocommit mode this runs at once
     return event
 
 
+def _pending(conn) -> list[int]:
+    """Ids of events written in the connection's current transaction, to number after its commit."""
+    if not hasattr(conn, "dispatch_unnumbered_events"):
+        conn.dispatch_unnumbered_events = []
+    return conn.dispatch_unnumbered_events
+
+
+def _publish_committed() -> None:
+    """After a commit: number the transaction's events, then push them. Never raises."""
+    conn = transaction.get_connection()
+    pending, conn.dispatch_unnumbered_events = _pending(conn), []
+    if not pending:
+        return
+    try:
+        numbered = events_sequence(pending)
+    except Exception:
+        log.exception("numbering events %s failed; events.repush will number and send them", pending)
+        return
+    for event in numbered:
+        push(event)
+
+
+def events_sequence(event_ids: list[int]) -> list[Event]:
+    """Give committed events their users' next `seq`; returns those numbered now, by user and seq.
+
+    Locks the users' EventSequence rows in ascending user order (so two numberings never wait
+    on each other in a circle) and holds them to its commit: one user's events are numbered in
+    the order their transactions committed, and a number is visible only once every lower one
+    is. Events numbered already (by a racing repush) or gone (rolled back, pruned) are left out.
+    """
+    with transaction.atomic():
+        users = sorted(set(Event.objects.filter(pk__in=event_ids, seq__isnull=True).values_list("user_id", flat=True)))
+        if not users:
+            return []
+        EventSequence.objects.bulk_create([EventSequence(user_id=u) for u in users], ignore_conflicts=True)
+        counters = list(EventSequence.objects.select_for_update().filter(user_id__in=users).order_by("user_id"))
+        # Read again under the locks: a repush may have numbered some meanwhile.
+        rows = list(Event.objects.filter(pk__in=event_ids, seq__isnull=True).order_by("id"))
+        for counter in counters:
+            for event in (e for e in rows if e.user_id == counter.user_id):
+                counter.last_seq += 1
+                event.seq = counter.last_seq
+        Event.objects.bulk_update(rows, ["seq"])
+        for counter in counters:
+            EventSequence.objects.filter(pk=counter.pk).update(last_seq=counter.last_seq)
+    return sorted(rows, key=lambda e: (e.user_id, e.seq))
+
+
 def event_message(event: Event) -> dict:
-    """The JSON a client receives for an event: its payload plus its id (the replay cursor)."""
-    return {**event.payload, "event_id": event.pk}
+    """The JSON a client receives for an event: its payload, its id, and `seq`, its user's replay cursor."""
+    return {**event.payload, "event_id": event.pk, "seq": event.seq}
 
 
 def offer_payload(offer: Offer, *, distance_km: float | None = None) -> dict:
@@ -176,7 +241,8 @@ def push_loop() -> asyncio.AbstractEventLoop:
         return _push_loop
 
 
-def _publish(layer, group: str, message: dict) -> None:
+def publish(layer, group: str, message: dict) -> None:
+    """Send one message to a group through this process's serving or push loop; raises if the layer does."""
     loop = _serving_loop
     if loop is None or not loop.is_running():
         loop = push_loop()
@@ -202,10 +268,10 @@ def push(event: Event) -> bool:
             return False
         group, message = user_group(event.user_id), {"type": PUSH_TYPE, "event": event_message(event)}
         try:
-            _publish(layer, group, message)
+            publish(layer, group, message)
         except Exception:
             log.warning("push of event %s failed once; retrying", event.pk)
-            _publish(layer, group, message)
+            publish(layer, group, message)
         Event.objects.filter(pk=event.pk, pushed=False).update(pushed=True)
         return True
     except Exception:
@@ -230,16 +296,16 @@ def sockets_close(*, user_id: int, token_ids: list[int] | None = None, keep_toke
         if layer is None:
             return
         try:
-            _publish(layer, user_group(user_id), message)
+            publish(layer, user_group(user_id), message)
         except Exception:
             log.warning("closing the sockets of user %s failed once; retrying", user_id)
-            _publish(layer, user_group(user_id), message)
+            publish(layer, user_group(user_id), message)
     except Exception:
         log.exception("could not tell the sockets of user %s that their credentials ended", user_id)
 
 
 def events_repush(*, older_than_s: float | None = None, limit: int = REPUSH_BATCH) -> int:
-    """Push again events written more than `older_than_s` ago and never marked pushed; returns how many went out.
+    """Number and push again events written more than `older_than_s` ago and never marked pushed; returns how many went out.
 
     Claims rows with `SELECT … FOR UPDATE SKIP LOCKED`, so two repushers never send the
     same rows at once. The wait (EVENTS_REPUSH_AFTER_S) gives the normal after-commit push
@@ -247,12 +313,18 @@ def events_repush(*, older_than_s: float | None = None, limit: int = REPUSH_BATC
     """
     age = settings.EVENTS_REPUSH_AFTER_S if older_than_s is None else older_than_s
     cutoff = timezone.now() - timedelta(seconds=age)
+    unnumbered = list(
+        Event.objects.filter(pushed=False, seq__isnull=True, created_at__lte=cutoff)
+        .order_by("id").values_list("id", flat=True)[:limit]
+    )
+    if unnumbered:
+        events_sequence(unnumbered)
     sent = 0
     with transaction.atomic():
         due = (
             Event.objects.select_for_update(skip_locked=True)
-            .filter(pushed=False, created_at__lte=cutoff)
-            .order_by("id")[:limit]
+            .filter(pushed=False, seq__isnull=False, created_at__lte=cutoff)
+            .order_by("user_id", "seq")[:limit]
         )
         for event in due:
             sent += push(event)

@@ -3,7 +3,7 @@ import math
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from dispatch.errors import Conflict, Forbidden, NotFound
@@ -48,7 +48,8 @@ def job_for(user: User, job_id: int) -> Job:
 
 
 def job_events_for(user: User, job_id: int) -> QuerySet[Event]:
-    """A job's timeline as `user` was told it: their own Event rows for the job, oldest first.
+    """A job's timeline as `user` was told it: their own Event rows for the job, in commit order (seq),
+    as the socket sends them (rows not yet numbered last).
 
     The job must be one they can see now (`jobs_visible_to`, as for the job itself), else 404.
     Never another user's rows, ops included: each user's payload is written for them (a
@@ -57,7 +58,7 @@ def job_events_for(user: User, job_id: int) -> QuerySet[Event]:
     """
     if not jobs_visible_to(user).filter(pk=job_id).exists():
         raise NotFound(f"Job {job_id} not found.")
-    return Event.objects.filter(user=user, job_id=job_id).order_by("id")
+    return Event.objects.filter(user=user, job_id=job_id).order_by(F("seq").asc(nulls_last=True), "id")
 
 
 def messages_for(user: User, job_id: int) -> QuerySet[Message]:

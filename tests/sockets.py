@@ -50,16 +50,28 @@ async def close_code(communicator) -> int:
     return message["code"]
 
 
-async def received_events(communicator) -> list[dict]:
+async def received_events(communicator, quiet_s: float = 0.2) -> list[dict]:
     """Everything pushed until the socket goes quiet."""
     got = []
-    while not await communicator.receive_nothing(timeout=0.2):
+    while not await communicator.receive_nothing(timeout=quiet_s):
         got.append(await communicator.receive_json_from())
     return got
 
 
+async def opening_positions(socket) -> list[dict]:
+    """The frames a socket gets as it opens: for a customer, the provider's position of each live job
+    (PROVIDER_LOCATION); anything else there fails the test."""
+    frames = await received_events(socket, quiet_s=0.05)
+    assert all(frame["event"] == "PROVIDER_LOCATION" for frame in frames), frames
+    return frames
+
+
 async def sockets_of(sockets, *users) -> list:
-    return [await sockets(await token_of(user)) for user in users]
+    """A socket for each user, past its opening positions (tests of what comes next are not about them)."""
+    opened = [await sockets(await token_of(user)) for user in users]
+    for socket in opened:
+        await opening_positions(socket)
+    return opened
 
 
 async def run(service, *args, **kwargs):

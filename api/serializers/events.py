@@ -13,7 +13,12 @@ class EventSerializer(serializers.Serializer):
 
     type = serializers.CharField(help_text='"job_update".')
     event = serializers.CharField(help_text="JOB_CREATED, JOB_ACCEPTED, NEW_MESSAGE… (docs/realtime.md).")
-    event_id = serializers.IntegerField(help_text="The event's id: the socket's replay cursor (`last_event_id`).")
+    event_id = serializers.IntegerField(help_text="The event's id: unique, for telling copies apart.")
+    seq = serializers.IntegerField(
+        allow_null=True,
+        help_text="The user's commit-ordered number: the socket's replay cursor (`last_seq`); null for a moment "
+        "after the commit, until numbered.",
+    )
     job_id = serializers.IntegerField(allow_null=True)
     provider_name = serializers.CharField(allow_null=True)
     provider_id = serializers.IntegerField(allow_null=True)

@@ -7,13 +7,14 @@ each ping would make the busiest rows of the event log worthless a moment later,
 replaying them would only show the customer where the provider used to be. A customer
 who reconnects sees the position again with the next accepted ping (at most a few
 seconds). Everything the customer must not miss (accepted, started, ...) stays in the
-Event table and is replayed as before. See docs/realtime.md.
+Event table and is replayed as before. A customer's socket gets the provider's last known
+position of each ASSIGNED or IN_PROGRESS job at once when it connects (`tracked_positions`),
+so a reload or a reconnect does not wait for the next ping. See docs/realtime.md.
 """
 import logging
 import math
 import time
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -131,14 +132,28 @@ def provider_location_payload(*, job: Job, profile: ProviderProfile) -> dict:
     }
 
 
+def tracked_positions(*, customer_id: int) -> list[dict]:
+    """PROVIDER_LOCATION payloads of the customer's ASSIGNED / IN_PROGRESS jobs whose provider has a position (reads only)."""
+    jobs = (
+        Job.objects.filter(customer_id=customer_id, status__in=TRACKED, provider__isnull=False)
+        .select_related("provider__provider_profile__user").order_by("id")
+    )
+    return [
+        provider_location_payload(job=job, profile=job.provider.provider_profile)
+        for job in jobs
+        if job.provider.provider_profile.last_latitude is not None
+    ]
+
+
 def push_live(updates: list[tuple[int, dict]]) -> None:
-    """Send each (user id, payload) to that user's sockets, once. Never raises: the next ping is the retry."""
+    """Send each (user id, payload) to that user's sockets, once. Never raises: the next ping is the retry.
+
+    Through the process's long-lived push loop, as events are (no event loop made per ping)."""
     try:
         layer = get_channel_layer()
         if layer is None:
             return
-        send = async_to_sync(layer.group_send)
         for user_id, payload in updates:
-            send(events.user_group(user_id), {"type": LIVE_PUSH_TYPE, "event": payload})
+            events.publish(layer, events.user_group(user_id), {"type": LIVE_PUSH_TYPE, "event": payload})
     except Exception:
         log.exception("live push of %d updates failed; the next ping brings them again", len(updates))

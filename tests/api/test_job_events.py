@@ -127,6 +127,6 @@ async def test_each_item_is_exactly_what_the_socket_replays(sockets, assigned_jo
 
     page = await database_sync_to_async(_events)(client_for(customer), assigned_job)
     socket = await sockets(await token_of(customer), query="last_event_id=0")
-    replayed = [e for e in await received_events(socket) if e.get("job_id") == assigned_job.pk]
+    replayed = [e for e in await received_events(socket) if e.get("job_id") == assigned_job.pk and "seq" in e]
 
-    assert page["results"] == replayed
+    assert page["results"] == replayed  # the live position sent after the replay is no event

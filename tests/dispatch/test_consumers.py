@@ -15,7 +15,7 @@ from tests.sockets import close_code, names, received_events, run, sockets_of, t
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("in_memory_layer")]
 
-PAYLOAD_KEYS = {"type", "event", "event_id", "job_id", "provider_name", "provider_id", "message", "timestamp"}
+PAYLOAD_KEYS = {"type", "event", "event_id", "seq", "job_id", "provider_name", "provider_id", "message", "timestamp"}
 
 
 async def test_no_token_is_closed_with_4401(sockets):
@@ -119,7 +119,9 @@ async def test_a_reconnect_replays_exactly_the_missed_events_then_live_ones(
     live = await received_events(socket)
 
     assert names(missed) == ["JOB_ACCEPTED", "JOB_CREATED"]
-    assert replayed == missed
+    # The replay, then where the first job's provider is now (it is ASSIGNED).
+    assert replayed[:-1] == missed
+    assert replayed[-1]["event"] == "PROVIDER_LOCATION" and replayed[-1]["job_id"] == first.pk
     assert names(live) == ["JOB_CANCELLED"] and live[0]["event_id"] > missed[-1]["event_id"]
 
 
@@ -131,29 +133,32 @@ async def test_events_committed_during_the_replay_arrive_once_and_in_order(
     monkeypatch.setattr(consumers, "REPLAY_PAGE", 2)
     read_page = consumers._events_after
 
-    async def events_after_while_busy(user_id, after_id, limit):
+    async def events_after_while_busy(user_id, after_seq, limit, up_to_seq=None):
         # Deterministic race: a new event commits (and is pushed) right before each page is read.
         await run(events.emit, user=customer, name="JOB_CANCELLED", job=job)
-        return await read_page(user_id, after_id, limit)
+        return await read_page(user_id, after_seq, limit, up_to_seq)
 
     monkeypatch.setattr(consumers, "_events_after", events_after_while_busy)
 
     socket = await sockets(await token_of(customer), query="last_event_id=0")
     got = await received_events(socket)
 
-    stored = await run(lambda: list(Event.objects.filter(user=customer).values_list("id", flat=True)))
+    stored = await run(lambda: list(Event.objects.filter(user=customer).order_by("seq").values_list("id", flat=True)))
     ids = [m["event_id"] for m in got]
     assert ids == stored and len(ids) == len(set(ids))
+    assert [m["seq"] for m in got] == [1, 2, 3]
     assert names(got) == ["JOB_CREATED", "JOB_CANCELLED", "JOB_CANCELLED"]
 
 
 async def test_a_second_push_of_an_event_is_not_sent_twice(sockets, customer):
-    """Pushes are at least once (events.repush): the socket drops an id it already sent."""
+    """Pushes are at least once (events.repush): the socket drops a seq it already sent."""
     socket = await sockets(await token_of(customer))
-    event = await run(events.emit, user=customer, name="JOB_UNFULFILLED")
+    event = await run(events.emit, user=customer, name="JOB_UNFULFILLED")  # autocommit: pushed at once
+    await run(event.refresh_from_db)
     await run(events.push, event)
     await run(events.push, event)
     later = await run(events.emit, user=customer, name="JOB_CANCELLED")
+    await run(later.refresh_from_db)
     await run(events.push, later)
 
     got = await received_events(socket)

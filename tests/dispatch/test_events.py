@@ -31,6 +31,8 @@ def test_an_event_is_pushed_to_its_users_group_after_commit(customer, django_cap
             event = events.emit(user=customer, name="JOB_UNFULFILLED")
             assert pushed == []
 
+    event.refresh_from_db()
+    assert event.seq == 1
     assert pushed == [(f"user.{customer.pk}", {"type": "event.push", "event": events.event_message(event)})]
 
 
@@ -97,6 +99,8 @@ def test_repush_sends_again_only_overdue_unpushed_events(customer, provider, set
 
     assert repush_events() == 2
 
+    for event in lost:
+        event.refresh_from_db()  # numbered by the repush, as they never were after their commit
     assert pushed == [
         (f"user.{e.user_id}", {"type": "event.push", "event": events.event_message(e)}) for e in lost
     ]

@@ -194,13 +194,21 @@ async def test_a_rest_ping_reaches_the_customers_socket_too(sockets, assigned_jo
     assert live["event"] == "PROVIDER_LOCATION" and (live["latitude"], live["longitude"]) == (28.7, 77.3)
 
 
-async def test_location_is_not_replayed_after_a_reconnect(sockets, assigned_job, customer, provider):
+async def test_a_reconnect_gets_the_current_position_once_not_a_replay_of_pings(
+    sockets, assigned_job, customer, provider, settings
+):
+    settings.LOCATION_MIN_INTERVAL_S = 0
     [provider_socket] = await sockets_of(sockets, provider)
     await reply_to(provider_socket, {"type": "location", "latitude": 28.63, "longitude": 77.22})
+    await reply_to(provider_socket, {"type": "location", "latitude": 28.64, "longitude": 77.23})
 
     reconnected = await sockets(await token_of(customer), query="last_event_id=0")
+    got = await received_events(reconnected)
 
-    assert "PROVIDER_LOCATION" not in [e["event"] for e in await received_events(reconnected)]
+    positions = [e for e in got if e["event"] == "PROVIDER_LOCATION"]
+    assert [(p["job_id"], p["latitude"], p["longitude"]) for p in positions] == [(assigned_job.pk, 28.64, 77.23)]
+    assert "event_id" not in positions[0] and "seq" not in positions[0]  # live, never in the event log
+    assert got[-1] is positions[0]  # after the replay of the job's events
 
 
 async def test_a_second_ping_too_soon_is_an_error_frame_and_changes_nothing(

@@ -1,7 +1,7 @@
 """Notifications across processes: two uvicorn servers and a Celery worker on one Redis.
 
 The Redis is the test's own (`PrivateRedis`), so one test can restart it; clients there
-follow the protocol of docs/realtime.md (reconnect with `last_event_id` whenever closed). Every socket's
+follow the protocol of docs/realtime.md (reconnect with `last_seq` whenever closed). Every socket's
 stream is checked against the Event table: the user's events, each once, in order.
 """
 import asyncio
@@ -119,15 +119,18 @@ async def test_events_raised_in_the_worker_reach_sockets_on_either_server(cluste
 
 async def follow(servers: list[dict], token: str, got: list[dict], closes: list[int]) -> None:
     """A client as apps should write one, until cancelled: whenever its socket closes or will not
-    open, connect again (to the next server) with the last event id it holds."""
+    open, connect again (to the next server) with the highest seq it holds. Live frames without a
+    seq (a provider's position) are not events and not kept."""
     turn = 0
     while True:
         server = servers[turn % len(servers)]
         turn += 1
         try:
-            async with notifications(server, token, last_event_id=got[-1]["event_id"] if got else None) as ws:
+            async with notifications(server, token, last_seq=got[-1]["seq"] if got else None) as ws:
                 async for message in ws:
-                    got.append(json.loads(message))
+                    event = json.loads(message)
+                    if "seq" in event:
+                        got.append(event)
         except ConnectionClosed as closed:
             closes.append(closed.rcvd.code if closed.rcvd else None)
         except (OSError, InvalidHandshake):

@@ -128,8 +128,9 @@ async def book(server):
     return await rest(server, "/services/jobs/", server["customer"], booking)
 
 
-def notifications(server, token, last_event_id=None, **options):
+def notifications(server, token, last_event_id=None, last_seq=None, **options):
     query = f"?token={token}" + (f"&last_event_id={last_event_id}" if last_event_id is not None else "")
+    query += f"&last_seq={last_seq}" if last_seq is not None else ""
     return connect(f"ws://127.0.0.1:{server['port']}/ws/notifications/{query}", **options)
 
 
@@ -179,6 +180,8 @@ async def test_a_reconnect_with_last_event_id_gets_exactly_what_was_missed(serve
 
         async with notifications(server, server["customer"], last_event_id=seen) as customer_ws:
             missed = [await next_event(customer_ws), await next_event(customer_ws)]
+            # After the replay: where the provider of the (now IN_PROGRESS) job is, not waiting for a ping.
+            position = await next_event(customer_ws)
             assert await nothing_more(customer_ws)
             await rest(server, f"/services/jobs/{job['id']}/complete_job/", server["provider"])
             live = await next_event(customer_ws)
@@ -186,7 +189,9 @@ async def test_a_reconnect_with_last_event_id_gets_exactly_what_was_missed(serve
 
     assert [(m["event"], m["job_id"]) for m in missed] == [("JOB_ACCEPTED", job["id"]), ("JOB_STARTED", job["id"])]
     assert seen < missed[0]["event_id"] < missed[1]["event_id"] < live["event_id"]
+    assert missed[0]["seq"] + 1 == missed[1]["seq"] == live["seq"] - 1
     assert live["event"] == "JOB_COMPLETED"
+    assert position["event"] == "PROVIDER_LOCATION" and position["job_id"] == job["id"]
 
 
 @pytest.mark.parametrize("server", [1], indirect=True)

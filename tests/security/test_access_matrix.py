@@ -25,7 +25,7 @@ from dispatch.services.wallet import wallet_topup
 from tests.api.test_permissions import _call, _secrets
 from tests.conftest import book
 from tests.factories import CustomerFactory, UserFactory, make_provider
-from tests.sockets import close_code, names, received_events, token_of
+from tests.sockets import close_code, names, opening_positions, received_events, token_of
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("in_memory_layer")]
 
@@ -289,6 +289,9 @@ async def test_socket_matrix(action, actor, users, sockets, assigned_job, custom
     if expected == CLOSE_UNAUTHENTICATED:
         assert await close_code(socket) == CLOSE_UNAUTHENTICATED
         return
+    positions = await opening_positions(socket)
+    # Only the job's customer hears where its provider is.
+    assert [p["job_id"] for p in positions] == ([assigned_job.pk] if actor == "customer" else [])
     if action == "connect":
         assert await socket.receive_nothing(timeout=0.2)
         return

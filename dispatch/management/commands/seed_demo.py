@@ -87,8 +87,7 @@ class Command(BaseCommand):
             "\nDemo logins (password for all: %s)\n"
             "  customers: customer1 … customer%d\n"
             "  providers: provider1 … provider%d\n"
-            "  ops:       ops   (also /admin/)\n"
-            "Open http://127.0.0.1:8000/  ·  API docs: http://127.0.0.1:8000/api/docs/\n" % (PASSWORD, CUSTOMERS, last)
+            "  ops:       ops   (also /admin/)\n" % (PASSWORD, CUSTOMERS, last)
         )
 
 

@@ -1,7 +1,7 @@
 /* Shared by every page: the signed-in session, REST calls, toasts, the notification socket, chat.
  *
  * The token lives in sessionStorage (one tab, one user), requests send `Authorization: Token`,
- * and the socket `ws/notifications/?token=` reconnects with `last_event_id` so nothing is missed.
+ * and the socket `ws/notifications/?token=` reconnects with `last_seq` so nothing is missed.
  */
 (function () {
   "use strict";
@@ -212,7 +212,7 @@
 
   /* The notification socket: `onEvent(event)` for every event; `onOpen()` after each (re)connect. */
   function connectNotifications(onEvent, onOpen) {
-    let lastEventId = null;
+    let lastSeq = null; // the highest seq received: a cursor that skips nothing (docs/realtime.md)
     let delay = 1000;
     function retry() {
       setLive("○ Reconnecting…", false);
@@ -228,7 +228,7 @@
       }
       const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
       let url = scheme + window.location.host + "/ws/notifications/?" + credential;
-      if (lastEventId !== null) url += "&last_event_id=" + lastEventId;
+      if (lastSeq !== null) url += "&last_seq=" + lastSeq;
       const socket = new WebSocket(url);
       socket.addEventListener("open", function () {
         delay = 1000;
@@ -242,7 +242,7 @@
         } catch (e) {
           return;
         }
-        if (typeof event.event_id === "number") lastEventId = Math.max(lastEventId || 0, event.event_id);
+        if (typeof event.seq === "number") lastSeq = Math.max(lastSeq || 0, event.seq);
         onEvent(event);
       });
       socket.addEventListener("close", function (closed) {
