@@ -34,11 +34,17 @@ def _call(base, path, token=None, body=None):
 
 @pytest.fixture
 def embedded_server(tmp_path):
+    yield from embedded(tmp_path)
+
+
+def embedded(tmp_path, **settings):
+    """Seed a scratch SQLite file and serve it with uvicorn, as `make run` does, with `settings` in the environment."""
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CI")},
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "DISPATCH_OFFER_TIMEOUT_S": "1",
         "MATCHING_LOCATION_MAX_AGE_S": "0",
+        **settings,
     }
     for command in (["migrate", "--noinput"], ["seed_demo", "--providers", "60"]):
         subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, capture_output=True)
