@@ -10,7 +10,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 from django.conf import settings  # noqa: E402
 
-from dispatch.consumers import websocket_application  # noqa: E402
+from dispatch.realtime.consumers import websocket_application  # noqa: E402
 
 if settings.DISPATCH_EMBEDDED_WORKER:
     from dispatch.embedded import start_embedded_sweeper

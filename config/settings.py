@@ -185,7 +185,7 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             # channels_redis's RedisPubSubChannelLayer, closing sockets (1012) when Redis drops.
-            "BACKEND": "dispatch.channel_layer.ReconnectingPubSubChannelLayer",
+            "BACKEND": "dispatch.realtime.channel_layer.ReconnectingPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": "dispatch"},
         }
     }
@@ -317,7 +317,7 @@ if LOCATION_MIN_INTERVAL_S < 0 or DISPATCH_ETA_SPEED_KMH <= 0:
     raise ImproperlyConfigured("LOCATION_MIN_INTERVAL_S must be >= 0 and DISPATCH_ETA_SPEED_KMH > 0.")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    # One-time socket tickets (dispatch/socket_auth.py): issued by one server process,
+    # One-time socket tickets (dispatch/realtime/socket_auth.py): issued by one server process,
     # redeemed by whichever one the WebSocket reaches, so in Redis when there is one.
     "socket_tickets": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "dispatch"}
@@ -333,7 +333,7 @@ AUTH_TOKENS_PER_USER = env.int("AUTH_TOKENS_PER_USER", default=20)
 if AUTH_TOKEN_TTL_DAYS < 1 or AUTH_TOKENS_PER_USER < 1:
     raise ImproperlyConfigured("AUTH_TOKEN_TTL_DAYS and AUTH_TOKENS_PER_USER must be at least 1.")
 
-# --- Abuse limits (api/throttles.py, dispatch/consumers.py). REST rates are "<count>/<s|min|hour|day>"
+# --- Abuse limits (api/throttles.py, dispatch/realtime/consumers.py). REST rates are "<count>/<s|min|hour|day>"
 # per scope (None switches one off), counted atomically by dispatch/rate_limits.py (in Redis when
 # there is one, so a limit holds across server processes); over it a request answers 429 with
 # Retry-After. The client's address is REMOTE_ADDR, never a client-sent X-Forwarded-For

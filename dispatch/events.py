@@ -14,12 +14,9 @@ events out of id order, and a client that reconnected between the two commits wi
 id would never get the lower. `seq` is given after commit, under the user's `EventSequence`
 row lock, so for each user it grows in commit order: when seq N exists, every seq below N is
 committed already, and a cursor N can skip nothing. Sockets deliver in seq order, filling any
-gap from the table (dispatch/consumers.py), so a client's highest seq is always a safe cursor.
+gap from the table (dispatch/realtime/consumers.py), so a client's highest seq is always a safe cursor.
 """
-import asyncio
 import logging
-import os
-import threading
 from datetime import timedelta
 
 from channels.layers import get_channel_layer
@@ -29,14 +26,11 @@ from django.utils import timezone
 
 from dispatch import outlets
 from dispatch.models import Event, EventSequence, Job, Offer, User
+from dispatch.realtime.push import PUSH_TYPE, publish, user_group
 from matching.geo import haversine_km
 
 log = logging.getLogger(__name__)
 
-# The consumer's handler for a pushed event is `event_push` (Channels maps "." to "_").
-PUSH_TYPE = "event.push"
-# A push waits this long for the channel layer before giving up (the row is already safe).
-PUSH_TIMEOUT_S = 5.0
 PRUNE_BATCH = 5000
 REPUSH_BATCH = 500
 
@@ -188,73 +182,6 @@ def offer_payload(offer: Offer, *, distance_km: float | None = None) -> dict:
     }
 
 
-def user_group(user_id: int) -> str:
-    """The channel-layer group holding every socket of one user."""
-    return f"user.{user_id}"
-
-
-# The event loop serving this process's sockets, if it serves any (see `serve_pushes_on`).
-_serving_loop: asyncio.AbstractEventLoop | None = None
-
-
-def serve_pushes_on(loop: asyncio.AbstractEventLoop) -> None:
-    """Called by the consumer: pushes from plain threads (the embedded sweeper) go through `loop`.
-
-    The in-memory layer's queues belong to the loop its sockets wait on; putting into them
-    from another thread's loop would not wake that loop, and the push would sit unseen.
-    """
-    global _serving_loop
-    _serving_loop = loop
-
-
-# Sync callers with no serving loop (Celery worker threads, management commands) all push
-# through one loop on a daemon thread: one channel-layer connection per process, where
-# `async_to_sync` would make a new loop, and with Redis a new connection, for every push.
-_push_loop: asyncio.AbstractEventLoop | None = None
-_push_loop_lock = threading.Lock()
-
-
-def _forget_push_loop_after_fork() -> None:
-    # A forked child (Celery prefork) has the parent's loop object but not its thread.
-    global _push_loop, _push_loop_lock
-    _push_loop, _push_loop_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_push_loop_after_fork)
-
-
-def _run_push_loop(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
-    asyncio.set_event_loop(loop)
-    loop.call_soon(started.set)
-    loop.run_forever()
-
-
-def push_loop() -> asyncio.AbstractEventLoop:
-    """This process's long-lived push loop, started on first use (and anew in a forked child)."""
-    global _push_loop
-    with _push_loop_lock:
-        if _push_loop is None or not _push_loop.is_running():
-            loop, started = asyncio.new_event_loop(), threading.Event()
-            threading.Thread(target=_run_push_loop, args=(loop, started), name="event-push", daemon=True).start()
-            started.wait()
-            _push_loop = loop
-        return _push_loop
-
-
-def publish(layer, group: str, message: dict) -> None:
-    """Send one message to a group through this process's serving or push loop; raises if the layer does."""
-    loop = _serving_loop
-    if loop is None or not loop.is_running():
-        loop = push_loop()
-    # One publish per event; the layer fans out. Nothing here waits on any socket.
-    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
-    try:
-        future.result(timeout=PUSH_TIMEOUT_S)
-    except BaseException:
-        future.cancel()  # a push stuck on a dead Redis must not queue up behind others
-        raise
-
-
 def push(event: Event) -> bool:
     """Send a committed event to its user's sockets and mark it pushed; False if it could not.
 
@@ -277,31 +204,6 @@ def push(event: Event) -> bool:
     except Exception:
         log.exception("push of event %s to user %s failed; events.repush will send it again", event.pk, event.user_id)
         return False
-
-
-# The consumer's handler for "these credentials ended" is `auth_ended`.
-AUTH_ENDED_TYPE = "auth.ended"
-
-
-def sockets_close(*, user_id: int, token_ids: list[int] | None = None, keep_token_id: int | None = None) -> None:
-    """Close (4401) the user's open sockets, on every server process, that were opened with one of `token_ids`.
-
-    With no `token_ids`: every socket of the user, except those of `keep_token_id`. Called
-    after the commit that ended the credentials; never raises (a socket the message misses
-    finds out at its next credential check, see `NotificationConsumer.event_push`).
-    """
-    message = {"type": AUTH_ENDED_TYPE, "token_ids": token_ids, "keep_token_id": keep_token_id}
-    try:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        try:
-            publish(layer, user_group(user_id), message)
-        except Exception:
-            log.warning("closing the sockets of user %s failed once; retrying", user_id)
-            publish(layer, user_group(user_id), message)
-    except Exception:
-        log.exception("could not tell the sockets of user %s that their credentials ended", user_id)
 
 
 def events_repush(*, older_than_s: float | None = None, limit: int = REPUSH_BATCH) -> int:

@@ -8,7 +8,7 @@ import pytest_asyncio
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from dispatch.consumers import websocket_application
+from dispatch.realtime.consumers import websocket_application
 from dispatch.services.accounts import token_issue
 
 

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dispatch.models import AuthToken
-from dispatch.socket_auth import socket_ticket_issue
+from dispatch.realtime.socket_auth import socket_ticket_issue
 
 
 class SocketTicketView(APIView):

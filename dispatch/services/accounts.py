@@ -3,7 +3,7 @@
 A token ends when its client logs out, when its user or ops revokes it, when the password
 changes (all of the user's tokens), when the user is deactivated (all), or when it has not
 been used for AUTH_TOKEN_TTL_DAYS (expiry slides forward with use). Whatever ends a token
-also closes the sockets it opened, after commit (`events.sockets_close`, code 4401).
+also closes the sockets it opened, after commit (`push.sockets_close`, code 4401).
 """
 import re
 import secrets
@@ -17,10 +17,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from dispatch import events
 from dispatch.errors import Invalid, NotFound
 from dispatch.models import AuthToken, ProviderProfile, Role, User
 from dispatch.models.tokens import token_digest
+from dispatch.realtime import push
 
 SELF_SERVICE_ROLES = (Role.CUSTOMER, Role.PROVIDER)
 # What a key looks like (40 hex digits, as DRF's were); anything else is nobody, without a lookup
@@ -71,7 +71,7 @@ def token_issue(*, user: User, label: str = "") -> tuple[AuthToken, str]:
         surplus = list(live.values_list("pk", flat=True)[settings.AUTH_TOKENS_PER_USER:])
         if surplus:
             AuthToken.objects.filter(pk__in=surplus).update(revoked_at=now)
-            transaction.on_commit(partial(events.sockets_close, user_id=user.pk, token_ids=surplus))
+            transaction.on_commit(partial(push.sockets_close, user_id=user.pk, token_ids=surplus))
         AuthToken.objects.filter(_long_ended(now), user=user).delete()
     return token, key
 
@@ -138,7 +138,7 @@ def token_revoke(*, token_id: int, owner: User | None) -> AuthToken:
             raise NotFound("No such token.")
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
-        transaction.on_commit(partial(events.sockets_close, user_id=token.user_id, token_ids=[token.pk]))
+        transaction.on_commit(partial(push.sockets_close, user_id=token.user_id, token_ids=[token.pk]))
     return token
 
 
@@ -162,7 +162,7 @@ def password_change(*, user: User, old_password: str, new_password: str, label: 
         user.save(update_fields=["password"])
         _revoke_all(user, timezone.now())
         token, key = token_issue(user=user, label=label)
-        transaction.on_commit(partial(events.sockets_close, user_id=user.pk, keep_token_id=token.pk))
+        transaction.on_commit(partial(push.sockets_close, user_id=user.pk, keep_token_id=token.pk))
     return token, key
 
 
@@ -172,5 +172,5 @@ def user_deactivate(*, user: User) -> User:
         User.objects.filter(pk=user.pk).update(is_active=False)
         user.is_active = False
         _revoke_all(user, timezone.now())
-        transaction.on_commit(partial(events.sockets_close, user_id=user.pk))
+        transaction.on_commit(partial(push.sockets_close, user_id=user.pk))
     return user

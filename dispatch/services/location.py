@@ -15,7 +15,6 @@ import logging
 import math
 import time
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -25,15 +24,13 @@ from dispatch.clean import number_parse
 from dispatch.errors import Forbidden, Invalid, RateLimited
 from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, ProviderProfile, User
+from dispatch.realtime.push import push_live
 from matching.geo import haversine_km
 
 log = logging.getLogger(__name__)
 
 # Jobs whose customer follows the provider's position.
 TRACKED = (JobStatus.ASSIGNED, JobStatus.IN_PROGRESS)
-# The consumer's handler for a push-only message is `live_push`; unlike `event.push` it
-# carries no event_id, so it bypasses the replay bookkeeping.
-LIVE_PUSH_TYPE = "live.push"
 # The rate-limit scope of the one-ping-per-interval rule (dispatch/rate_limits.py: Redis when
 # there is one, so the limit holds across server processes).
 PING_SCOPE = "location_ping"
@@ -145,15 +142,3 @@ def tracked_positions(*, customer_id: int) -> list[dict]:
     ]
 
 
-def push_live(updates: list[tuple[int, dict]]) -> None:
-    """Send each (user id, payload) to that user's sockets, once. Never raises: the next ping is the retry.
-
-    Through the process's long-lived push loop, as events are (no event loop made per ping)."""
-    try:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        for user_id, payload in updates:
-            events.publish(layer, events.user_group(user_id), {"type": LIVE_PUSH_TYPE, "event": payload})
-    except Exception:
-        log.exception("live push of %d updates failed; the next ping brings them again", len(updates))

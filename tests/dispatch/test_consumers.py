@@ -5,9 +5,10 @@ thread (`database_sync_to_async`), as a request would.
 """
 import pytest
 
-from dispatch import consumers, events
-from dispatch.consumers import CLOSE_BAD_REQUEST, CLOSE_UNAUTHENTICATED
+from dispatch import events
 from dispatch.models import Event
+from dispatch.realtime import consumers
+from dispatch.realtime.consumers import CLOSE_BAD_REQUEST, CLOSE_UNAUTHENTICATED
 from dispatch.services.lifecycle import job_cancel
 from dispatch.services.offers import offer_accept, offer_reject
 from tests.conftest import book

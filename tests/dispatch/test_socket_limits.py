@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from dispatch.consumers import CLOSE_FLOOD, CLOSE_TOO_MANY_SOCKETS, open_sockets
+from dispatch.realtime.consumers import CLOSE_FLOOD, CLOSE_TOO_MANY_SOCKETS, open_sockets
 from tests.sockets import close_code, token_of
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("in_memory_layer")]

@@ -11,9 +11,9 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from dispatch import consumers, events
-from dispatch.consumers import CLOSE_UNAUTHENTICATED
 from dispatch.models import AuthToken
+from dispatch.realtime import consumers, push
+from dispatch.realtime.consumers import CLOSE_UNAUTHENTICATED
 from dispatch.services.accounts import token_issue, token_revoke, user_deactivate
 from tests.conftest import book
 from tests.sockets import close_code, names, received_events, run
@@ -149,7 +149,7 @@ async def test_a_socket_that_missed_its_close_is_closed_at_its_next_push(sockets
 def redis_layer(settings):
     """The production channel layer on the test Redis, under a prefix of this test's own."""
     settings.CHANNEL_LAYERS = {"default": {
-        "BACKEND": "dispatch.channel_layer.ReconnectingPubSubChannelLayer",
+        "BACKEND": "dispatch.realtime.channel_layer.ReconnectingPubSubChannelLayer",
         "CONFIG": {"hosts": [settings.REDIS_URL], "prefix": f"test-revoke-{time.time_ns()}"},
     }}
 
@@ -161,7 +161,7 @@ async def test_on_redis_a_revocation_from_another_connection_closes_the_socket(r
     (_, other_key) = await login(customer)
     socket, other = await sockets(key), await sockets(other_key)
     # Publish as another process would: from the push loop's own Redis connection, not this loop's.
-    monkeypatch.setattr(events, "_serving_loop", None)
+    monkeypatch.setattr(push, "_serving_loop", None)
 
     started = time.monotonic()
     await run(token_revoke, token_id=token_id, owner=customer)

@@ -11,11 +11,11 @@ import pytest
 from django.db import connection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from dispatch.consumers import CLOSE_RECONNECT
 from dispatch.models import Event, Job, JobStatus
+from dispatch.realtime.consumers import CLOSE_RECONNECT
 from dispatch.services.accounts import token_issue
 from tests.integration.cluster import AsgiServer, PrivateRedis, PrivateRedisWorker
-from tests.integration.test_realtime_server import book, next_event, notifications, nothing_more, rest
+from tests.integration.test_realtime_server import book, next_event, nothing_more, notifications, rest
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 

@@ -19,8 +19,8 @@ from django.urls import URLPattern, URLResolver
 from django.utils import timezone
 
 import api.urls
-from dispatch.consumers import CLOSE_UNAUTHENTICATED
 from dispatch.models import Event, Job, LedgerEntry, Message, Offer, ProviderProfile, Review, User
+from dispatch.realtime.consumers import CLOSE_UNAUTHENTICATED
 from dispatch.services.wallet import wallet_topup
 from tests.api.test_permissions import _call, _secrets
 from tests.conftest import book

@@ -4,8 +4,8 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
-from dispatch.consumers import CLOSE_UNAUTHENTICATED
-from dispatch.socket_auth import socket_ticket_issue
+from dispatch.realtime.consumers import CLOSE_UNAUTHENTICATED
+from dispatch.realtime.socket_auth import socket_ticket_issue
 from tests.conftest import book
 from tests.sockets import close_code, names, received_events, run, token_of
 

@@ -1,7 +1,7 @@
 """The notification WebSocket `ws/notifications/`: authenticate, replay what was missed, then push live.
 
 A client connects with a one-time ticket (`?ticket=`, from `POST /auth/socket-ticket/`) or
-a DRF token (`?token=` or `Authorization: Token <key>`; dispatch/socket_auth.py) and, after
+a DRF token (`?token=` or `Authorization: Token <key>`; dispatch/realtime/socket_auth.py) and, after
 a reconnect, `?last_seq=N` (the highest `seq` it received): it first gets every event of its
 user with seq > N in seq order, then live ones, with no gap and no duplicate. Every socket
 delivers in seq order: a push that arrives ahead of one still on its way (pushes of two
@@ -17,7 +17,7 @@ only show 1006):
     4401  no ticket or token, or a bad, expired or spent one; get a new ticket (log in
           again if that is refused), do not retry as is. Also sent to an open socket within a
           second of its credentials ending: its token logged out, revoked or rotated by a
-          password change, or its user deactivated (`events.sockets_close`).
+          password change, or its user deactivated (`push.sockets_close`).
     1012  this server lost Redis, so pushes may have been missed: reconnect (retry until
           the handshake succeeds) with `last_seq` and the replay fills the gap.
     4429  the client sent more than SOCKET_MAX_FRAMES_PER_S frames within one second (a
@@ -47,10 +47,11 @@ from django.urls import path
 from dispatch import events, metrics, rate_limits
 from dispatch.errors import DomainError, Invalid
 from dispatch.models import Event, EventSequence, User
+from dispatch.realtime import push
+from dispatch.realtime.socket_auth import AllowedHostsOrNoOriginValidator, TokenAuthMiddleware
 from dispatch.services.accounts import token_is_live
 from dispatch.services.chat import message_send
 from dispatch.services.location import provider_location_update, tracked_positions
-from dispatch.socket_auth import AllowedHostsOrNoOriginValidator, TokenAuthMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ open_sockets: Counter[int] = Counter()
 
 
 class NotificationConsumer(AsyncJsonWebsocketConsumer):
-    """One user's socket: member of group `user.<id>`; receives `event.push` messages from `events.push`."""
+    """One user's socket: member of group `user.<id>`; receives `event.push` messages from `dispatch.events.push`."""
 
     async def connect(self):
         user = self.scope.get("user")
@@ -130,11 +131,11 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_TOO_MANY_SOCKETS, reason="too many open sockets for this user")
             return
         self.frame_window = (time.monotonic(), 0)  # (start of the current second, frames in it)
-        events.serve_pushes_on(asyncio.get_running_loop())
+        push.serve_pushes_on(asyncio.get_running_loop())
         self.user_id = user.pk
         self.token_id = self.scope.get("auth_token_id")  # None: opened by a ticket asked for with a session
         self.ended = False
-        self.group = events.user_group(user.pk)
+        self.group = push.user_group(user.pk)
         open_sockets[user.pk] += 1  # paired with `disconnect`, which undoes it for sockets with a group
         self.sent_seq: int | None = None  # the highest seq sent; None until the start is known
         # Join before reading the table: an event committed from here on is either in the
@@ -208,7 +209,7 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(message["event"])
 
     async def auth_ended(self, message):
-        """Credentials of this user ended (`events.sockets_close`): close if they were this socket's."""
+        """Credentials of this user ended (`push.sockets_close`): close if they were this socket's."""
         token_ids, keep = message.get("token_ids"), message.get("keep_token_id")
         if token_ids is None:
             mine = keep is None or self.token_id != keep
