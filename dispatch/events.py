@@ -187,9 +187,13 @@ def push(event: Event) -> bool:
 
     Never raises. A failed publish is tried once more at once: after a Redis restart the
     first command on a pooled connection fails and the next gets a fresh one. An event
-    still unpushed is sent again by `events_repush`, so a push is at least once.
+    still unpushed is sent again by `events_repush`, so a push is at least once. An event
+    whose name the outlets map keeps off sockets (`outlets.to_socket`) is only marked.
     """
     try:
+        if not outlets.to_socket(event.name):
+            Event.objects.filter(pk=event.pk, pushed=False).update(pushed=True)
+            return True
         layer = get_channel_layer()
         if layer is None:
             return False

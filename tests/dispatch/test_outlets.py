@@ -47,6 +47,22 @@ def test_every_event_goes_to_the_socket():
     assert all(outlets.to_socket(name) for name in EventName)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_map_decides_the_socket_push(customer, monkeypatch):
+    """Taking SOCKET off an event's outlets keeps it off sockets (the row is still marked handled)."""
+    sent = []
+    monkeypatch.setattr(events, "publish", lambda layer, group, message: sent.append(message["event"]["event"]))
+    monkeypatch.setitem(outlets.OUTLETS, EventName.JOB_UNFULFILLED, {WEBHOOK})
+
+    quiet = events.emit(user=customer, name=EventName.JOB_UNFULFILLED)
+    told = events.emit(user=customer, name=EventName.JOB_CANCELLED)
+
+    assert sent == ["JOB_CANCELLED"]
+    quiet.refresh_from_db()
+    told.refresh_from_db()
+    assert quiet.pushed and told.pushed and (quiet.seq, told.seq) == (1, 2)
+
+
 def test_every_event_with_a_message_text_is_one_the_enum_names():
     assert {key.split(":")[0] for key in events.MESSAGES} == set(EventName) - {EventName.PROVIDER_LOCATION}
 
