@@ -451,10 +451,12 @@ window.Dispatch.page("customer", function (me, D) {
     if (!line) return;
     timeline.shown.add(event.event_id);
     const at = event.timestamp ? new Date(event.timestamp) : new Date();
-    const item = el("li", { class: line.kind, dataset: { eventId: event.event_id } },
+    // In commit order (seq; the id for an event not numbered yet), not by arrival: a live event can
+    // land while the older ones are still loading.
+    const order = typeof event.seq === "number" ? event.seq : Number.MAX_SAFE_INTEGER;
+    const item = el("li", { class: line.kind, dataset: { eventId: event.event_id, order: order } },
       el("time", { datetime: at.toISOString() }, at.toLocaleTimeString([], { timeStyle: "short" })), " ", line.text);
-    // By id, not by arrival: a live event can land while the older ones are still loading.
-    const older = Array.from($("updates").children).find((li) => Number(li.dataset.eventId) < event.event_id);
+    const older = Array.from($("updates").children).find((li) => Number(li.dataset.order) < order);
     $("updates").insertBefore(item, older || null);
   }
 
