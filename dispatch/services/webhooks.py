@@ -278,10 +278,10 @@ def signature(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def _older_waiting(delivery: WebhookDelivery):
-    return WebhookDelivery.objects.filter(
-        endpoint_id=delivery.endpoint_id, job_id=delivery.job_id, status__in=OPEN_STATUSES, id__lt=delivery.pk
-    )
+# An older delivery of the same job and endpoint that is not yet SENT or GIVEN_UP (none for a job-less event).
+OLDER_WAITING = Exists(WebhookDelivery.objects.filter(
+    endpoint_id=OuterRef("endpoint_id"), job_id=OuterRef("job_id"), status__in=OPEN_STATUSES, id__lt=OuterRef("id")
+))
 
 
 def _first_in_line(delivery: WebhookDelivery) -> bool:
@@ -289,7 +289,7 @@ def _first_in_line(delivery: WebhookDelivery) -> bool:
     endpoint = delivery.endpoint
     if not endpoint.active or endpoint.deleted_at is not None:
         return False  # resumes when ops enable it (the sweep sends it then)
-    return delivery.job_id is None or not _older_waiting(delivery).exists()
+    return not delivery.older_waiting
 
 
 def _next_in_line(delivery: WebhookDelivery) -> int | None:
@@ -352,7 +352,8 @@ def _endpoint_count(delivery: WebhookDelivery, *, error: str, now) -> None:
     """A success resets the endpoint's failures in a row; a failure adds one and may disable it."""
     endpoints = WebhookEndpoint.objects.filter(pk=delivery.endpoint_id)
     if not error:
-        endpoints.filter(consecutive_failures__gt=0).update(consecutive_failures=0)
+        if delivery.endpoint.consecutive_failures:  # as read at the claim: most successes follow successes
+            endpoints.filter(consecutive_failures__gt=0).update(consecutive_failures=0)
         return
     endpoints.update(consecutive_failures=F("consecutive_failures") + 1)
     limit = settings.WEBHOOKS_DISABLE_AFTER_FAILURES
@@ -376,7 +377,8 @@ def delivery_send(*, delivery_id: int) -> int:
             outlets.send_soon("webhooks.deliver", next_id)  # the rest of a long line in a task of its own
             break
         delivery = outbox.claim(
-            WebhookDelivery.objects.select_related("endpoint", "event"), next_id, admit=_first_in_line
+            WebhookDelivery.objects.select_related("endpoint", "event").annotate(older_waiting=OLDER_WAITING), next_id,
+            admit=_first_in_line,
         )
         if delivery is None:
             break
@@ -390,12 +392,7 @@ def delivery_send(*, delivery_id: int) -> int:
 
 def deliveries_sweep() -> int:
     """Queue every delivery that is due (a retry, or one whose task was lost) and first in line; how many."""
-    older_waiting = WebhookDelivery.objects.filter(
-        endpoint_id=OuterRef("endpoint_id"), job_id=OuterRef("job_id"), status__in=OPEN_STATUSES, id__lt=OuterRef("id")
-    )
-    due = WebhookDelivery.objects.filter(endpoint__active=True, endpoint__deleted_at__isnull=True).exclude(
-        Exists(older_waiting)
-    )
+    due = WebhookDelivery.objects.filter(endpoint__active=True, endpoint__deleted_at__isnull=True).exclude(OLDER_WAITING)
     ids = outbox.due_ids(due)
     for pk in ids:
         outlets.send_soon("webhooks.deliver", pk)
