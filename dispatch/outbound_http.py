@@ -63,7 +63,7 @@ def resolve_checked(host: str, port: int) -> list[str]:
             why = address_refusal(address)
             if why:
                 raise TargetRefused(
-                    f"The host {host} resolves to {address}, a {why} address: webhooks go to public addresses only."
+                    f"The host {host} resolves to {address} ({why}): webhooks go to public addresses only."
                 )
     return addresses
 
@@ -72,9 +72,11 @@ def url_check(url: str) -> None:
     """Raise TargetRefused unless `url` is http(s) with a host that resolves to public addresses only."""
     try:
         parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port if parts.port is not None else (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
         raise TargetRefused(f"The URL is not valid ({exc}).") from None
+    if port == 0:
+        raise TargetRefused("The URL is not valid (port 0).")
     if parts.scheme not in SCHEMES:
         raise TargetRefused("The URL must start with http:// or https://.")
     if not parts.hostname:

@@ -71,7 +71,7 @@ def test_only_ops_may_use_the_webhook_routes(request, client_for, who, ops):
 
 @pytest.mark.parametrize("body, field, message", [
     ({"url": "ftp://93.184.216.34/"}, "url", "http:// or https://"),
-    ({"url": "http://127.0.0.1:8000/hook"}, "url", "127.0.0.1, a loopback address"),
+    ({"url": "http://127.0.0.1:8000/hook"}, "url", "127.0.0.1 (loopback)"),
     ({"url": "http://169.254.169.254/"}, "url", "link-local"),
     ({"url": "http://no-such-host.invalid/"}, "url", "does not resolve"),
     ({"url": "not a url"}, "url", "http:// or https://"),
