@@ -46,6 +46,7 @@ EXCERPT = 500  # characters of the receiver's answer and of the error kept for o
 # One task sends at most this many deliveries of a job in a row, then queues the rest.
 CHAIN_BATCH = 100
 USER_AGENT = "Dispatch-Webhooks/1"
+ENDPOINT_DELETED = "The endpoint was deleted."
 
 
 # --- Endpoints (ops) ---------------------------------------------------------------------
@@ -150,7 +151,7 @@ def endpoint_delete(*, endpoint_id: int) -> None:
         if not deleted:
             raise NotFound(f"Webhook {endpoint_id} not found.")
         WebhookDelivery.objects.filter(endpoint_id=endpoint_id, status__in=OPEN_STATUSES).update(
-            status=DeliveryStatus.GIVEN_UP, last_error="The endpoint was deleted."
+            status=DeliveryStatus.GIVEN_UP, last_error=ENDPOINT_DELETED
         )
     endpoints_forget()
 
@@ -285,9 +286,17 @@ OLDER_WAITING = Exists(WebhookDelivery.objects.filter(
 
 
 def _first_in_line(delivery: WebhookDelivery) -> bool:
-    """Whether `delivery` may go now: its endpoint is live and no older delivery of its job waits."""
+    """Whether `delivery` may go now: its endpoint is live and no older delivery of its job waits.
+
+    Called under the delivery's row lock. A delivery recorded for an endpoint just deleted (by a
+    process whose endpoint list was a moment old) is given up here, as the delete did the others.
+    """
     endpoint = delivery.endpoint
-    if not endpoint.active or endpoint.deleted_at is not None:
+    if endpoint.deleted_at is not None:
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.GIVEN_UP,
+                                                              last_error=ENDPOINT_DELETED)
+        return False
+    if not endpoint.active:
         return False  # resumes when ops enable it (the sweep sends it then)
     return not delivery.older_waiting
 

@@ -300,6 +300,20 @@ def test_a_claimed_delivery_is_not_sent_twice(subscribe, receiver, customer, cat
     assert receiver.event_ids() == [delivery.event_id]
 
 
+def test_a_delivery_recorded_just_after_its_endpoint_was_deleted_is_given_up(
+    subscribe, receiver, customer, category, committed
+):
+    endpoint = subscribe("JOB_CREATED")
+    webhooks.endpoint_ids_for("JOB_CREATED")  # this process's list now holds the endpoint
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(deleted_at=timezone.now(), active=False)  # another process
+    with committed():
+        book(customer, category)
+
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.status, delivery.last_error) == (DeliveryStatus.GIVEN_UP, "The endpoint was deleted.")
+    assert receiver.received == []
+
+
 def test_resending_a_sent_delivery_sends_the_same_event_again(subscribe, receiver, customer, category, committed):
     endpoint = subscribe("JOB_CREATED")
     with committed():

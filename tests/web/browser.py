@@ -3,6 +3,7 @@
 Playwright drives the Chromium that apt installs (`apt-get install chromium`); it never
 downloads a browser of its own (`playwright install` is not used anywhere).
 """
+import json
 import os
 import shutil
 import socket
@@ -76,3 +77,19 @@ def start_server(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
                 process.kill()
                 raise RuntimeError(f"the server did not start:\n{log.read_text()}") from None
             time.sleep(0.1)
+
+
+def seeded_server(scratch: Path, setup: str):
+    """Migrate a scratch SQLite file, run `setup` in `manage.py shell` (its last line printed is JSON), serve it.
+
+    A generator for module fixtures: yields `{"base", "env", **that JSON}`, stops the server after.
+    """
+    env = embedded_env(scratch / "db.sqlite3")
+    manage(env, "migrate", "--noinput")
+    seeded = json.loads(manage(env, "shell", "-c", setup).strip().splitlines()[-1])
+    process, base = start_server(env, scratch / "server.log")
+    try:
+        yield {"base": base, "env": env, **seeded}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.browser import WAIT_MS, embedded_env, manage, start_server
+from tests.web.browser import WAIT_MS, manage, seeded_server
 
 pytestmark = pytest.mark.browser
 
@@ -64,16 +64,7 @@ print(json.dumps({"job": job.pk}))
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("slots-server")
-    env = embedded_env(scratch / "db.sqlite3")
-    manage(env, "migrate", "--noinput")
-    seeded = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
-    process, base = start_server(env, scratch / "server.log")
-    try:
-        yield {"base": base, "env": env, **seeded}
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    yield from seeded_server(tmp_path_factory.mktemp("slots-server"), SETUP)
 
 
 @pytest.fixture

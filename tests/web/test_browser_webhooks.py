@@ -1,10 +1,8 @@
 """The ops page in a real browser: a webhook endpoint disabled after failing is shown, with why, and enabled again."""
-import json
-
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.browser import embedded_env, manage, start_server
+from tests.web.browser import manage, seeded_server
 from tests.web.test_browser_slots import open_page, sign_in  # noqa: F401 (open_page is a fixture)
 
 pytestmark = pytest.mark.browser
@@ -33,16 +31,7 @@ ACTIVE = "from dispatch.models import WebhookEndpoint; print(WebhookEndpoint.obj
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("webhooks-server")
-    env = embedded_env(scratch / "db.sqlite3")
-    manage(env, "migrate", "--noinput")
-    seeded = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
-    process, base = start_server(env, scratch / "server.log")
-    try:
-        yield {"base": base, "env": env, **seeded}
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    yield from seeded_server(tmp_path_factory.mktemp("webhooks-server"), SETUP)
 
 
 def test_ops_see_a_disabled_webhook_with_its_reason_and_enable_it(open_page, server, shots):  # noqa: F811
