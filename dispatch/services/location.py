@@ -22,6 +22,7 @@ from django.utils import timezone
 from dispatch import events, rate_limits
 from dispatch.clean import number_parse
 from dispatch.errors import Forbidden, Invalid, RateLimited
+from dispatch.event_names import EventName
 from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, ProviderProfile, User
 from dispatch.realtime.push import push_live
@@ -117,7 +118,7 @@ def provider_location_payload(*, job: Job, profile: ProviderProfile) -> dict:
     )
     return {
         "type": "job_update",
-        "event": "PROVIDER_LOCATION",
+        "event": EventName.PROVIDER_LOCATION,
         "job_id": job.pk,
         "provider_name": provider.display_name,
         "provider_id": provider.pk,
