@@ -297,6 +297,7 @@ def push_throughput(count: int) -> tuple[float, float]:
 
     from dispatch import events
     from dispatch.models import Event
+    from dispatch.realtime import push
 
     layer = get_channel_layer()
     event = Event(pk=1, user_id=10**9, name="OFFER_WITHDRAWN", payload={"type": "job_update"})
@@ -347,21 +348,7 @@ def render(results: dict, command: str, machine_line: str) -> str:
     if rtt50:
         lines.append(f"| baseline: raw Redis PUBLISH → SUBSCRIBE round trip | {len(results['redis_rtt'])} | "
                      f"{rtt50:.2f} ms | {rtt99:.2f} ms | — | 1x |")
-    single50, _ = percentiles(results["fan_out"][1][0])
-    lines += [
-        "",
-        "Fan-out: N sockets of one user held by the ONE server process; a booking raises one JOB_CREATED,",
-        "published once; the figure is booking → the last of the N sockets has it. Baseline: the same with",
-        "one socket, same run.",
-        "",
-        "| sockets | connect all | rounds | all received p50 | p99 | vs. 1 socket (p50) | added per socket |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for n, (samples, connect_s) in sorted(results["fan_out"].items()):
-        p50, p99 = percentiles(samples)
-        added = f"{(p50 - single50) * 1000 / (n - 1):.0f} µs" if n > 1 else "—"
-        lines.append(f"| {n:,} | {connect_s:.1f} s | {len(samples)} | {p50:.1f} ms | {p99:.1f} ms | "
-                     f"{p50 / single50:.1f}x | {added} |")
+    lines += ["", *render_fan_out(results["fan_out"]).splitlines()]
     accept99 = percentiles(results["latency"]["accept → JOB_ACCEPTED"])[1]
     most = max(results["fan_out"])
     lines += [
@@ -379,10 +366,29 @@ def render(results: dict, command: str, machine_line: str) -> str:
     return "\n".join(lines)
 
 
+def render_fan_out(fan_out: dict) -> str:
+    single50, _ = percentiles(fan_out[1][0])
+    lines = [
+        "Fan-out: N sockets of one user held by the ONE server process; a booking raises one JOB_CREATED,",
+        "published once; the figure is booking → the last of the N sockets has it. Baseline: the same with",
+        "one socket, same run.",
+        "",
+        "| sockets | connect all | rounds | all received p50 | p99 | vs. 1 socket (p50) | added per socket |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for n, (samples, connect_s) in sorted(fan_out.items()):
+        p50, p99 = percentiles(samples)
+        added = f"{(p50 - single50) * 1000 / (n - 1):.0f} µs" if n > 1 else "—"
+        lines.append(f"| {n:,} | {connect_s:.1f} s | {len(samples)} | {p50:.1f} ms | {p99:.1f} ms | "
+                     f"{p50 / single50:.1f}x | {added} |")
+    return "\n".join(lines)
+
+
 async def measure(client: Client, args) -> dict:
-    results = {"latency": await dispatch_rounds(client, args.rounds)}
-    results["polling"] = await polling_rounds(client, args.poll_rounds, POLL_MS)
-    results["fan_out"] = {}
+    results = {"fan_out": {}}
+    if not args.fan_out_only:
+        results["latency"] = await dispatch_rounds(client, args.rounds)
+        results["polling"] = await polling_rounds(client, args.poll_rounds, POLL_MS)
     for n in [1, *args.sockets]:
         results["fan_out"][n] = await fan_out(client, n, args.fan_rounds)
     return results
@@ -391,9 +397,12 @@ async def measure(client: Client, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and sockets; print, do not write docs")
+    parser.add_argument("--fan-out-only", action="store_true", help="only the fan-out rows; print, do not write docs")
+    parser.add_argument("--sockets", type=lambda text: [int(n) for n in text.split(",")],
+                        help="fan-out sizes, comma-separated (default 1000,5000; 200,500 with --quick)")
     args = parser.parse_args()
     args.rounds, args.poll_rounds, args.fan_rounds = (10, 5, 3) if args.quick else (100, 30, 10)
-    args.sockets = [200, 500] if args.quick else [1000, 5000]
+    args.sockets = args.sockets or ([200, 500] if args.quick else [1000, 5000])
     production = bool(os.environ.get("REDIS_URL")) and os.environ.get("DATABASE_URL", "").startswith("postgres")
     workdir = Path(tempfile.mkdtemp(prefix="bench-realtime-"))
     if not production:
@@ -415,6 +424,9 @@ def main() -> None:
     connection.close()
     with Stack(production, max(args.sockets) + FD_HEADROOM, workdir) as stack:
         results = asyncio.run(measure(Client(stack.port, world), args))
+    if args.fan_out_only:
+        print(render_fan_out(results["fan_out"]))
+        return
     if production:
         results["redis_rtt"] = redis_round_trips(os.environ["REDIS_URL"], 2000)
         results["push"] = push_throughput(5000)

@@ -35,9 +35,10 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.routing import URLRouter
@@ -110,9 +111,25 @@ def _credentials_live(user_id: int, token_id: int | None) -> bool:
 # Open sockets per user id in this server process (its consumers all run on one event loop).
 open_sockets: Counter[int] = Counter()
 
+# Channel-layer messages whose handlers reach the database, if at all, only through
+# `database_sync_to_async` (which closes stale connections itself, in its thread). Channels'
+# `dispatch` first closes stale connections through a thread hop for every message; for one
+# event fanned out to thousands of one group's sockets that hop per socket was most of the cost.
+PUSHED_TYPES = frozenset({push.PUSH_TYPE, push.LIVE_PUSH_TYPE, push.AUTH_ENDED_TYPE, "layer.lost"})
+
 
 class NotificationConsumer(AsyncJsonWebsocketConsumer):
     """One user's socket: member of group `user.<id>`; receives `event.push` messages from `dispatch.events.push`."""
+
+    @classmethod
+    async def encode_json(cls, content):
+        return push.encode(content)
+
+    async def dispatch(self, message):
+        if message["type"] in PUSHED_TYPES:
+            await getattr(self, get_handler_name(message))(message)
+        else:
+            await super().dispatch(message)
 
     async def connect(self):
         user = self.scope.get("user")
@@ -136,6 +153,14 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         self.token_id = self.scope.get("auth_token_id")  # None: opened by a ticket asked for with a session
         self.ended = False
         self.group = push.user_group(user.pk)
+        # Group messages in arrival order, waiting for `_drain`; until `_live`, all of them wait.
+        self.pending: deque[dict] = deque()
+        self.draining: asyncio.Task | None = None
+        self.writes: set[asyncio.Task] = set()
+        self.live = False
+        set_sink = getattr(self.channel_layer, "set_sink", None)
+        if set_sink is not None:  # the pub/sub layer: group messages come to `_take`, in order
+            set_sink(self.channel_name, self._take)
         open_sockets[user.pk] += 1  # paired with `disconnect`, which undoes it for sockets with a group
         self.sent_seq: int | None = None  # the highest seq sent; None until the start is known
         # Join before reading the table: an event committed from here on is either in the
@@ -160,6 +185,9 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         # Where the provider of each live job is now: a reload or reconnect need not wait for the next ping.
         for position in await database_sync_to_async(tracked_positions)(customer_id=self.user_id):
             await self.send_json(position)
+        self.live = True
+        if self.pending:
+            self._drain_soon()
 
     def _cursor(self) -> tuple[str, int] | None:
         """("last_seq" | "last_event_id", N) from the query string, last_seq first; None without either."""
@@ -182,9 +210,10 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             if len(page) < REPLAY_PAGE:
                 return
 
-    async def _send_event(self, data: dict) -> None:
+    async def _send_event(self, data: dict, text: str | None = None) -> None:
         """A pushed event, in seq order: one already sent is dropped (pushes are at least once, and a
-        replay can overlap them); one ahead of a gap first has the gap filled from the table."""
+        replay can overlap them); one ahead of a gap first has the gap filled from the table.
+        `text`, when given, is `data` already encoded (`push.publish` encodes once per push)."""
         if self.ended or self.sent_seq is None:
             return
         seq = data.get("seq")
@@ -193,20 +222,79 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         if seq > self.sent_seq + 1:
             await self._send_from_table(up_to_seq=seq - 1)
         if seq > self.sent_seq:
-            await self.send_json(data)
+            if text is None:
+                await self.send_json(data)
+            else:
+                await self.send(text_data=text)
             self.sent_seq = seq
+
+    def _take(self, message: dict) -> None:
+        """A group message, handed over by the layer's receive loop (`set_sink`) in arrival order.
+
+        Fan-out fast path: when nothing is ahead of it and it needs only a write (the next seq, or a
+        live position, with its text encoded once by `push.publish`), the frame is written at once.
+        Anything else waits in `pending` and goes through its handler in `_drain`, in order; so the
+        seq guarantee is the handlers' own (`_send_event`).
+        """
+        if self.live and not self.pending and self._send_now(message):
+            return
+        self.pending.append(message)
+        if self.live:
+            self._drain_soon()
+
+    def _send_now(self, message: dict) -> bool:
+        """Write `message` if it needs nothing but a write (True), or leave it to its handler (False)."""
+        if self.ended:
+            return True  # nothing more goes out
+        text = message.get("text")
+        if text is None:
+            return False
+        if message["type"] == push.PUSH_TYPE:
+            seq = message["event"].get("seq")
+            if seq is None or seq <= self.sent_seq:
+                return True  # already sent: dropped, as `_send_event` does
+            if seq != self.sent_seq + 1 or time.monotonic() - self.auth_checked_at >= AUTH_RECHECK_S:
+                return False  # a gap to fill, or credentials to re-check
+            self.sent_seq = seq
+        elif message["type"] != push.LIVE_PUSH_TYPE:
+            return False
+        # uvicorn writes at once unless the socket's buffer is full; then only this task waits.
+        write = asyncio.ensure_future(self.base_send({"type": "websocket.send", "text": text}))
+        self.writes.add(write)
+        write.add_done_callback(self._written)
+        return True
+
+    def _written(self, write: asyncio.Task) -> None:
+        self.writes.discard(write)
+        if not write.cancelled() and write.exception() is not None:
+            log.debug("push to a closing socket of user %s dropped: %r", self.user_id, write.exception())
+
+    def _drain_soon(self) -> None:
+        if self.draining is None or self.draining.done():
+            self.draining = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        while self.pending:
+            message = self.pending[0]
+            try:
+                await getattr(self, get_handler_name(message))(message)
+            except Exception:
+                log.exception("pushed %r to a socket of user %s failed", message.get("type"), self.user_id)
+            finally:
+                self.pending.popleft()
 
     async def event_push(self, message):
         if time.monotonic() - self.auth_checked_at >= AUTH_RECHECK_S:
             self.auth_checked_at = time.monotonic()
             if not await _credentials_live(self.user_id, self.token_id):
                 await self._end_for_auth()
-        await self._send_event(message["event"])
+        await self._send_event(message["event"], message.get("text"))
 
     async def live_push(self, message):
         """A push-only update (PROVIDER_LOCATION): no event_id, never replayed, sent as is."""
         if not self.ended:
-            await self.send_json(message["event"])
+            text = message.get("text")
+            await (self.send_json(message["event"]) if text is None else self.send(text_data=text))
 
     async def auth_ended(self, message):
         """Credentials of this user ended (`push.sockets_close`): close if they were this socket's."""
@@ -284,6 +372,11 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             if open_sockets[self.user_id] <= 0:
                 del open_sockets[self.user_id]
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            drop_sink = getattr(self.channel_layer, "drop_sink", None)
+            if drop_sink is not None:
+                drop_sink(self.channel_name)
+            if self.draining is not None:
+                self.draining.cancel()
 
 
 def _frame_job_id(frame: dict) -> int:

@@ -6,6 +6,7 @@ Every server and worker process sends through here. Event rows are pushed by
 never replayed); the end of a token's credentials by `sockets_close`.
 """
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -76,8 +77,20 @@ def push_loop() -> asyncio.AbstractEventLoop:
         return _push_loop
 
 
+def encode(payload: dict) -> str:
+    """A socket frame's JSON text: what `NotificationConsumer.send_json` would send for `payload`."""
+    return json.dumps(payload)
+
+
+# Pushes whose payload goes to the client as is: the frame's text rides in the message as "text",
+# encoded here once per push rather than by each of a group's sockets.
+_SENT_AS_IS = (PUSH_TYPE, LIVE_PUSH_TYPE)
+
+
 def publish(layer, group: str, message: dict) -> None:
     """Send one message to a group through this process's serving or push loop; raises if the layer does."""
+    if message.get("type") in _SENT_AS_IS and "text" not in message:
+        message = {**message, "text": encode(message["event"])}
     loop = _serving_loop
     if loop is None or not loop.is_running():
         loop = push_loop()
