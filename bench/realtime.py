@@ -371,7 +371,10 @@ def render_fan_out(fan_out: dict) -> str:
     lines = [
         "Fan-out: N sockets of one user held by the ONE server process; a booking raises one JOB_CREATED,",
         "published once; the figure is booking → the last of the N sockets has it. Baseline: the same with",
-        "one socket, same run.",
+        "one socket, same run. The figure includes this one bench process reading all N frames (`websockets`,",
+        "json.loads) on the same 2 cores as the server. Per socket the server decodes nothing and encodes",
+        "nothing (dispatch/realtime/channel_layer.py, `NotificationConsumer._take`); it frames, compresses",
+        "(permessage-deflate, negotiated by the client) and writes.",
         "",
         "| sockets | connect all | rounds | all received p50 | p99 | vs. 1 socket (p50) | added per socket |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

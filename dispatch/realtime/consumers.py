@@ -153,7 +153,7 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         self.token_id = self.scope.get("auth_token_id")  # None: opened by a ticket asked for with a session
         self.ended = False
         self.group = push.user_group(user.pk)
-        # Group messages in arrival order, waiting for `_drain`; until `_live`, all of them wait.
+        # Group messages in arrival order, waiting for `_drain`; until `live` (connect done), all of them wait.
         self.pending: deque[dict] = deque()
         self.draining: asyncio.Task | None = None
         self.writes: set[asyncio.Task] = set()
