@@ -9,6 +9,7 @@ from django.utils import timezone
 from config.celery import app as celery_app
 from dispatch import events
 from dispatch.models import Event
+from dispatch.realtime import push
 from tasks.events import prune_events, repush_events
 from tests.conftest import book
 
@@ -33,7 +34,9 @@ def test_an_event_is_pushed_to_its_users_group_after_commit(customer, django_cap
 
     event.refresh_from_db()
     assert event.seq == 1
-    assert pushed == [(f"user.{customer.pk}", {"type": "event.push", "event": events.event_message(event)})]
+    message = events.event_message(event)
+    # The frame's text rides along, encoded once for all of the user's sockets.
+    assert pushed == [(f"user.{customer.pk}", {"type": "event.push", "event": message, "text": push.encode(message)})]
 
 
 def test_a_rolled_back_change_pushes_nothing(customer, django_capture_on_commit_callbacks, pushed):
@@ -102,7 +105,9 @@ def test_repush_sends_again_only_overdue_unpushed_events(customer, provider, set
     for event in lost:
         event.refresh_from_db()  # numbered by the repush, as they never were after their commit
     assert pushed == [
-        (f"user.{e.user_id}", {"type": "event.push", "event": events.event_message(e)}) for e in lost
+        (f"user.{e.user_id}", {"type": "event.push", "event": events.event_message(e),
+                               "text": push.encode(events.event_message(e))})
+        for e in lost
     ]
     assert set(Event.objects.filter(pushed=False).values_list("pk", flat=True)) == {too_young.pk}
     assert repush_events() == 0  # marked, so never sent a third time
