@@ -148,8 +148,7 @@ def events_sequence(event_ids: list[int]) -> list[Event]:
                 counter.last_seq += 1
                 event.seq = counter.last_seq
         Event.objects.bulk_update(rows, ["seq"])
-        for counter in counters:
-            EventSequence.objects.filter(pk=counter.pk).update(last_seq=counter.last_seq)
+        EventSequence.objects.bulk_update(counters, ["last_seq"])
     return sorted(rows, key=lambda e: (e.user_id, e.seq))
 
 
