@@ -25,7 +25,7 @@ seed: migrate
 run: export MATCHING_LOCATION_MAX_AGE_S ?= 0
 run: seed
 	@echo "Dispatch on http://$(HOST):$(PORT)/  (API docs: http://$(HOST):$(PORT)/api/docs/)"
-	$(PY) -m uvicorn config.asgi:application --host $(HOST) --port $(PORT)
+	$(PY) -m uvicorn config.asgi:application --host $(HOST) --port $(PORT) --ws-per-message-deflate false
 
 # The production process set on this machine's PostgreSQL and Redis (see Procfile): web
 # (2 uvicorn workers), offers, housekeeping and webhooks workers, beat, Flower. Ctrl-C stops them all.

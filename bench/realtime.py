@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.harness import throttle_env
+from bench.harness import production_env, throttle_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TAG = "rtbench"
@@ -37,8 +37,9 @@ import resource, sys
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, int(sys.argv[2])), hard))
 import uvicorn
+# As the Procfile's web line: no permessage-deflate (docs/realtime.md, "Fan-out").
 uvicorn.run("config.asgi:application", host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
-            ws_max_queue=64, backlog=8192)
+            ws_max_queue=64, backlog=8192, ws_per_message_deflate=sys.argv[3] == "deflate")
 """
 
 
@@ -62,20 +63,23 @@ def percentiles(samples_s: list[float]) -> tuple[float, float]:
 class Stack:
     """The server process (and, with Redis, a worker), started on the bench's database."""
 
-    def __init__(self, production: bool, fds: int, workdir: Path):
-        self.production, self.fds, self.workdir = production, fds, workdir
+    def __init__(self, production: bool, fds: int, workdir: Path, compression: str = "none"):
+        self.production, self.fds, self.workdir, self.compression = production, fds, workdir, compression
         self.port = free_port()
         self.processes: list[subprocess.Popen] = []
 
     def env(self) -> dict:
+        # Production settings (DEBUG off, the connection pool) on Redis and PostgreSQL.
+        base = production_env(database_url=os.environ["DATABASE_URL"], redis_url=os.environ["REDIS_URL"],
+                               workdir=self.workdir) if self.production else os.environ
         # Abuse limits off: the fan-out holds thousands of one user's sockets and books in bursts.
-        return {**os.environ, "MATCHING_POLL_S": "0", "MATCHING_LOCATION_MAX_AGE_S": "0", "LOG_LEVEL": "WARNING",
+        return {**base, "MATCHING_POLL_S": "0", "MATCHING_LOCATION_MAX_AGE_S": "0", "LOG_LEVEL": "WARNING",
                 "DISPATCH_OFFER_TIMEOUT_S": "60", "SOCKET_MAX_PER_USER": "100000", "SOCKET_MAX_FRAMES_PER_S": "1000",
                 **throttle_env()}
 
     def __enter__(self) -> "Stack":
         log = (self.workdir / "server.log").open("w")
-        self.processes.append(subprocess.Popen([sys.executable, "-c", SERVER, str(self.port), str(self.fds)],
+        self.processes.append(subprocess.Popen([sys.executable, "-c", SERVER, str(self.port), str(self.fds), self.compression],
                                                cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT))
         if self.production:
             self.processes.append(subprocess.Popen(
@@ -240,6 +244,34 @@ async def polling_rounds(client: Client, rounds: int, every_ms: int) -> list[flo
     return samples
 
 
+class Arrivals:
+    """When each socket first got JOB_CREATED of each job: one reader task per socket, for the whole run.
+
+    The clock stops when the last socket's frame is read. The readers keep no per-message task
+    or timer (a `wait_for` per frame was most of this process's time at 5,000 sockets, and this
+    process shares the cores with the server it measures).
+    """
+
+    def __init__(self, sockets: int):
+        self.sockets = sockets
+        self.seen: dict[int, int] = {}
+        self.last: dict[int, float] = {}
+        self.done: dict[int, asyncio.Event] = {}
+
+    def expect(self, job_id: int) -> asyncio.Event:
+        return self.done.setdefault(job_id, asyncio.Event())
+
+    async def read(self, ws) -> None:
+        async for text in ws:
+            if '"JOB_CREATED"' not in text:
+                continue
+            job_id = json.loads(text)["job_id"]
+            count = self.seen[job_id] = self.seen.get(job_id, 0) + 1
+            if count == self.sockets:
+                self.last[job_id] = time.perf_counter()
+                self.expect(job_id).set()
+
+
 async def fan_out(client: Client, sockets: int, rounds: int) -> tuple[list[float], float]:
     """`sockets` connections of the customer on the one server; booking → JOB_CREATED on all of them."""
     world = client.world
@@ -252,17 +284,21 @@ async def fan_out(client: Client, sockets: int, rounds: int) -> tuple[list[float
 
     held = await asyncio.gather(*(open_one() for _ in range(sockets)))
     connect_s = time.perf_counter() - connect_started
+    arrivals = Arrivals(sockets)
+    readers = [asyncio.ensure_future(arrivals.read(ws)) for ws in held]
     samples = []
     try:
         for _ in range(rounds):
-            await asyncio.gather(*(drain(ws) for ws in held))
+            await asyncio.sleep(0.2)  # the last round's cancellation events pass first
             t0 = time.perf_counter()
             job_id = await client.book()
-            arrivals = await asyncio.gather(*(wait_event(ws, "JOB_CREATED", job_id) for ws in held))
-            samples.append(max(arrivals) - t0)
+            await asyncio.wait_for(arrivals.expect(job_id).wait(), WAIT_S)
+            samples.append(arrivals.last[job_id] - t0)
             await cancel_quietly(client, job_id)
     finally:
         await asyncio.gather(*(ws.close() for ws in held), return_exceptions=True)
+        for reader in readers:
+            reader.cancel()
     return samples, connect_s
 
 
@@ -372,9 +408,11 @@ def render_fan_out(fan_out: dict) -> str:
         "Fan-out: N sockets of one user held by the ONE server process; a booking raises one JOB_CREATED,",
         "published once; the figure is booking → the last of the N sockets has it. Baseline: the same with",
         "one socket, same run. The figure includes this one bench process reading all N frames (`websockets`,",
-        "json.loads) on the same 2 cores as the server. Per socket the server decodes nothing and encodes",
-        "nothing (dispatch/realtime/channel_layer.py, `NotificationConsumer._take`); it frames, compresses",
-        "(permessage-deflate, negotiated by the client) and writes.",
+        "one reader task per socket) on the same 2 cores as the server. Per socket the server decodes nothing,",
+        "encodes nothing and reads no database (dispatch/realtime/channel_layer.py, `NotificationConsumer._take`;",
+        "credentials are re-checked for all sockets at once, off the push path: credential_watch.py); it frames",
+        "and writes, without permessage-deflate as the Procfile serves (`--deflate` to compare: it roughly",
+        "doubles the per-socket cost).",
         "",
         "| sockets | connect all | rounds | all received p50 | p99 | vs. 1 socket (p50) | added per socket |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -401,6 +439,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and sockets; print, do not write docs")
     parser.add_argument("--fan-out-only", action="store_true", help="only the fan-out rows; print, do not write docs")
+    parser.add_argument("--deflate", action="store_true",
+                        help="serve with permessage-deflate (off in the Procfile), to compare")
     parser.add_argument("--sockets", type=lambda text: [int(n) for n in text.split(",")],
                         help="fan-out sizes, comma-separated (default 1000,5000; 200,500 with --quick)")
     args = parser.parse_args()
@@ -425,7 +465,7 @@ def main() -> None:
         call_command("migrate", verbosity=0)
     world = seed()
     connection.close()
-    with Stack(production, max(args.sockets) + FD_HEADROOM, workdir) as stack:
+    with Stack(production, max(args.sockets) + FD_HEADROOM, workdir, "deflate" if args.deflate else "none") as stack:
         results = asyncio.run(measure(Client(stack.port, world), args))
     if args.fan_out_only:
         print(render_fan_out(results["fan_out"]))

@@ -48,7 +48,7 @@ from django.urls import path
 from dispatch import events, metrics, rate_limits
 from dispatch.errors import DomainError, Invalid
 from dispatch.models import Event, EventSequence, User
-from dispatch.realtime import push
+from dispatch.realtime import credential_watch, push
 from dispatch.realtime.socket_auth import AllowedHostsOrNoOriginValidator, TokenAuthMiddleware
 from dispatch.services.accounts import token_is_live
 from dispatch.services.chat import message_send
@@ -94,11 +94,6 @@ def _seq_of_event(user_id: int, event_id: int) -> int:
         return own
     below = Event.objects.filter(user_id=user_id, pk__lte=event_id, seq__isnull=False).order_by("-seq")
     return below.values_list("seq", flat=True).first() or 0
-
-
-# A socket missed its credentials' end only if the close message was lost (the channel layer
-# was down then); a push re-checks them when this long has passed since the last check.
-AUTH_RECHECK_S = 60
 
 
 @database_sync_to_async
@@ -174,10 +169,10 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         metrics.connected_sockets.inc()
         # Credentials ended between the handshake's check and joining the group missed their close message.
-        self.auth_checked_at = time.monotonic()
         if not await _credentials_live(self.user_id, self.token_id):
-            await self._end_for_auth()
+            await self.end_for_auth()
             return
+        credential_watch.watch(self)  # a close message lost later is made good within AUTH_RECHECK_S
         if cursor is not None:
             kind, value = cursor
             self.sent_seq = value if kind == "last_seq" else await _seq_of_event(self.user_id, value)
@@ -253,8 +248,8 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             seq = message["event"].get("seq")
             if seq is None or seq <= self.sent_seq:
                 return True  # already sent: dropped, as `_send_event` does
-            if seq != self.sent_seq + 1 or time.monotonic() - self.auth_checked_at >= AUTH_RECHECK_S:
-                return False  # a gap to fill, or credentials to re-check
+            if seq != self.sent_seq + 1:
+                return False  # a gap to fill
             self.sent_seq = seq
         elif message["type"] != push.LIVE_PUSH_TYPE:
             return False
@@ -284,10 +279,6 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
                 self.pending.popleft()
 
     async def event_push(self, message):
-        if time.monotonic() - self.auth_checked_at >= AUTH_RECHECK_S:
-            self.auth_checked_at = time.monotonic()
-            if not await _credentials_live(self.user_id, self.token_id):
-                await self._end_for_auth()
         await self._send_event(message["event"], message.get("text"))
 
     async def live_push(self, message):
@@ -304,9 +295,9 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         else:
             mine = self.token_id is not None and self.token_id in token_ids
         if mine:
-            await self._end_for_auth()
+            await self.end_for_auth()
 
-    async def _end_for_auth(self) -> None:
+    async def end_for_auth(self) -> None:
         if not self.ended:
             self.ended, self.frame_window = True, None  # nothing more goes out, no frame is handled
             await self.close(code=CLOSE_UNAUTHENTICATED, reason="credentials ended")
@@ -371,6 +362,7 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             open_sockets[self.user_id] -= 1
             if open_sockets[self.user_id] <= 0:
                 del open_sockets[self.user_id]
+            credential_watch.unwatch(self)
             await self.channel_layer.group_discard(self.group, self.channel_name)
             drop_sink = getattr(self.channel_layer, "drop_sink", None)
             if drop_sink is not None:

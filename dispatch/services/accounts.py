@@ -28,6 +28,8 @@ SELF_SERVICE_ROLES = (Role.CUSTOMER, Role.PROVIDER)
 TOKEN_KEY_SHAPE = re.compile(r"[0-9a-f]{40}")
 # A token's last use (and so its sliding expiry) is written at most this often: not a write per request.
 TOKEN_TOUCH_S = 60
+# Ids per IN list when checking many at once (SQLite caps a statement's parameters).
+ID_CHUNK = 1000
 MAX_LABEL_CHARS = 200
 
 
@@ -124,6 +126,22 @@ def token_authenticate(*, key: str | None) -> AuthToken | None:
 def token_is_live(*, token_id: int, user_id: int) -> bool:
     """Whether the token still lets its (active) user in; for a socket checking the token it was opened with."""
     return _live(AuthToken.objects.filter(pk=token_id, user_id=user_id, user__is_active=True), timezone.now()).exists()
+
+
+def credentials_live(*, token_ids: set[int], user_ids: set[int]) -> tuple[set[tuple[int, int]], set[int]]:
+    """Which of these still let someone in: (token id, user id) of live tokens of active users, and active user ids.
+
+    For the sockets of one server process, re-checked together (dispatch/realtime/credential_watch.py).
+    """
+    now, tokens, users = timezone.now(), set(), set()
+    token_ids, user_ids = sorted(token_ids), sorted(user_ids)
+    for start in range(0, len(token_ids), ID_CHUNK):
+        live = _live(AuthToken.objects.filter(pk__in=token_ids[start:start + ID_CHUNK], user__is_active=True), now)
+        tokens.update(live.values_list("pk", "user_id"))
+    for start in range(0, len(user_ids), ID_CHUNK):
+        users.update(User.objects.filter(pk__in=user_ids[start:start + ID_CHUNK], is_active=True)
+                     .values_list("pk", flat=True))
+    return tokens, users
 
 
 def token_revoke(*, token_id: int, owner: User | None) -> AuthToken:

@@ -296,3 +296,21 @@ def test_the_admin_deactivating_a_user_ends_their_tokens(customer, client):
 
     assert response.status_code == 302, response.content[:2000]
     assert not works(key)
+
+
+def test_many_sockets_credentials_are_checked_a_thousand_ids_per_query(customer, other_customer,
+                                                                       django_assert_num_queries):
+    from dispatch.services.accounts import credentials_live, token_issue
+
+    live = {token_issue(user=customer)[0].pk for _ in range(3)}
+    revoked = token_issue(user=customer)[0]
+    token_revoke(token_id=revoked.pk, owner=None)
+    other_customer.is_active = False
+    other_customer.save(update_fields=["is_active"])
+    asked = live | {revoked.pk} | set(range(10**6, 10**6 + 1500))  # ids of no token
+
+    with django_assert_num_queries(3):  # 1,504 token ids: two queries; one user id: one
+        tokens, users = credentials_live(token_ids=asked, user_ids={customer.pk, other_customer.pk})
+
+    assert tokens == {(pk, customer.pk) for pk in live}
+    assert users == {customer.pk}

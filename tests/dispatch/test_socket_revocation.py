@@ -12,9 +12,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from dispatch.models import AuthToken
-from dispatch.realtime import consumers, push
+from dispatch.realtime import credential_watch, push
 from dispatch.realtime.consumers import CLOSE_UNAUTHENTICATED
-from dispatch.services.accounts import token_issue, token_revoke, user_deactivate
+from dispatch.services.accounts import credentials_live, token_issue, token_revoke, user_deactivate
 from tests.conftest import book
 from tests.sockets import close_code, names, received_events, run
 
@@ -132,17 +132,31 @@ async def test_an_expired_token_opens_no_socket(sockets, customer):
     assert await close_code(socket) == CLOSE_UNAUTHENTICATED
 
 
-async def test_a_socket_that_missed_its_close_is_closed_at_its_next_push(sockets, customer, category, provider,
-                                                                         monkeypatch):
-    monkeypatch.setattr(consumers, "AUTH_RECHECK_S", 0)
-    token_id, key = await login(customer)
-    socket = await sockets(key)
+async def test_sockets_that_missed_their_close_are_closed_by_the_next_re_check(sockets, customer, other_customer,
+                                                                              monkeypatch):
+    monkeypatch.setattr(credential_watch, "AUTH_RECHECK_S", 0.2)
+    (token_id, key), (_, other_key) = await login(customer), await login(customer)
+    ended, kept, strangers = await sockets(key), await sockets(other_key), await sockets((await login(other_customer))[1])
     # Ended with no close message, as when the channel layer was down at the time.
     await run(AuthToken.objects.filter(pk=token_id).update, revoked_at=timezone.now())
 
-    await run(book, customer, category, provider)
+    assert await closed_within_a_second(ended)  # with no push to prompt it
+    assert await still_open(kept) and await still_open(strangers)
 
-    assert await close_code(socket) == CLOSE_UNAUTHENTICATED  # and not the JOB_CREATED event
+
+async def test_one_re_check_asks_about_every_socket_of_the_process_at_once(sockets, customer, other_customer,
+                                                                            monkeypatch):
+    held = [await sockets((await login(user))[1]) for user in (customer, customer, other_customer)]
+    await run(type(customer).objects.filter(pk=other_customer.pk).update, is_active=False)
+    asked = []
+    monkeypatch.setattr(credential_watch, "credentials_live",
+                        lambda **ids: asked.append(ids) or credentials_live(**ids))
+
+    await credential_watch.check_now()
+
+    assert len(asked) == 1 and len(asked[0]["token_ids"]) == 3
+    assert await still_open(held[0]) and await still_open(held[1])
+    assert await close_code(held[2]) == CLOSE_UNAUTHENTICATED
 
 
 @pytest.fixture
