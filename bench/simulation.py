@@ -170,7 +170,7 @@ class Engine:
             "PAYMENT_ALLOW_TEST_GATEWAY": "true",
         }
         for i in range(self.plan.workers):
-            args = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "offers,housekeeping",
+            args = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "reassign,offers,housekeeping",
                     "--pool", self.plan.pool, "--concurrency", str(self.plan.concurrency), "--loglevel", "WARNING", "--hostname", f"sim{i}@%h"]
             if i == 0:
                 args += ["-B", "--schedule", "/tmp/dispatch-sim-beat"]

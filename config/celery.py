@@ -16,6 +16,10 @@ app = Celery("dispatch")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 OFFERS_QUEUE, HOUSEKEEPING_QUEUE, WEBHOOKS_QUEUE = "offers", "housekeeping", "webhooks"
+# Reassignments (reject, release, offline → next offer) and offer expiry: the offers worker consumes
+# this queue beside `offers`, and kombu's Redis transport takes from each in turn, so under a backlog
+# of first offers a job waiting for its next offer waits for one task, not for the whole backlog.
+REASSIGN_QUEUE = "reassign"
 
 app.conf.update(
     # Ack after the task ran, not when it was received: a worker killed mid-dispatch
@@ -35,6 +39,7 @@ app.conf.update(
     # Each on its own exchange and key: a bare Queue(name) is bound to the default exchange
     # with the default queue's key, so both queues would receive (and run) every task.
     task_queues=[
+        Queue(REASSIGN_QUEUE, Exchange(REASSIGN_QUEUE, type="direct"), routing_key=REASSIGN_QUEUE),
         Queue(OFFERS_QUEUE, Exchange(OFFERS_QUEUE, type="direct"), routing_key=OFFERS_QUEUE),
         Queue(HOUSEKEEPING_QUEUE, Exchange(HOUSEKEEPING_QUEUE, type="direct"), routing_key=HOUSEKEEPING_QUEUE),
         Queue(WEBHOOKS_QUEUE, Exchange(WEBHOOKS_QUEUE, type="direct"), routing_key=WEBHOOKS_QUEUE),
@@ -42,7 +47,9 @@ app.conf.update(
     task_default_queue=OFFERS_QUEUE,
     task_routes={
         "dispatch.offer": {"queue": OFFERS_QUEUE},
-        "dispatch.expire_offer": {"queue": OFFERS_QUEUE},
+        "dispatch.next_offer": {"queue": REASSIGN_QUEUE},
+        "dispatch.expire_due": {"queue": REASSIGN_QUEUE},
+        "dispatch.expire_offer": {"queue": REASSIGN_QUEUE},
         "dispatch.sweep": {"queue": HOUSEKEEPING_QUEUE},
         "dispatch.remind": {"queue": HOUSEKEEPING_QUEUE},
         "events.prune": {"queue": HOUSEKEEPING_QUEUE},

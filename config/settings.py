@@ -232,7 +232,8 @@ if WEBHOOKS_TIMEOUT_S <= 0 or WEBHOOKS_RETRY_BASE_S <= 0 or WEBHOOKS_DISABLE_AFT
 NOTIFY_BACKEND = env.str("NOTIFY_BACKEND", default="dispatch.notify.ConsoleBackend")
 NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=5)
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# The in-memory transport ignores the host, but kombu warns on every connection without one.
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 # Embedded: no broker process, so tasks run in-process right after the commit that queued them.
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 
@@ -240,6 +241,9 @@ CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 DISPATCH_OFFER_TIMEOUT_S = env.int("DISPATCH_OFFER_TIMEOUT_S", default=30)
 DISPATCH_BATCH_SIZE = env.int("DISPATCH_BATCH_SIZE", default=1)
 DISPATCH_SWEEP_INTERVAL_S = env.int("DISPATCH_SWEEP_INTERVAL_S", default=5)
+# How often live offers past their deadline are expired (and their jobs offered on): an offer
+# times out within DISPATCH_OFFER_TIMEOUT_S plus about this.
+DISPATCH_EXPIRY_TICK_S = env.float("DISPATCH_EXPIRY_TICK_S", default=1.0)
 DISPATCH_RADIUS_STEPS_KM = env.list("DISPATCH_RADIUS_STEPS_KM", cast=float, default=[3.0, 6.0, 10.0])
 DISPATCH_MAX_OFFERS_PER_JOB = env.int("DISPATCH_MAX_OFFERS_PER_JOB", default=10)
 # An instant job nobody took within this long ends UNFULFILLED.
@@ -284,6 +288,12 @@ DISPATCH_STUCK_AFTER_S = env.int("DISPATCH_STUCK_AFTER_S", default=10)
 DISPATCH_EMBEDDED_WORKER = env.bool("DISPATCH_EMBEDDED_WORKER", default=not REDIS_URL)
 CELERY_BEAT_SCHEDULE = {
     "dispatch.sweep": {"task": "dispatch.sweep", "schedule": float(DISPATCH_SWEEP_INTERVAL_S)},
+    # Offer timeouts: one task per tick reads the deadlines (dispatch.services.dispatching.offers_expire_due).
+    "dispatch.expire_due": {
+        "task": "dispatch.expire_due",
+        "schedule": DISPATCH_EXPIRY_TICK_S,
+        "options": {"expires": DISPATCH_EXPIRY_TICK_S},
+    },
     "events.prune": {"task": "events.prune", "schedule": 3600.0},
     "ops.purge_tokens": {"task": "ops.purge_tokens", "schedule": 86400.0},
     "events.repush": {
@@ -306,8 +316,8 @@ HEALTH_WORKER_STALE_S = env.int("HEALTH_WORKER_STALE_S", default=30)
 # With DEBUG off, /metrics answers only ops: an ops user's token, or `Authorization: Bearer <this>`
 # (a Prometheus scraper's, which has no user). Empty: no bearer token is accepted (docs/security.md).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-# Where the ops page links to Flower (`make up` serves it on port 5555).
-FLOWER_URL = env.str("FLOWER_URL", default="http://127.0.0.1:5555/")
+# Where the ops page links to Flower: `make up` serves it on FLOWER_PORT (5555 unless set).
+FLOWER_URL = env.str("FLOWER_URL", default=f"http://127.0.0.1:{env.int('FLOWER_PORT', default=5555)}/")
 COMMISSION_RATE = env.float("COMMISSION_RATE", default=0.15)
 # Live location (SPEC section 6): a provider's pings answer 429 if sooner than this after
 # the last accepted one (0 disables the limit); ETA = great-circle distance at this speed.

@@ -1,9 +1,9 @@
-"""Dispatch tasks: send the next offer, expire an offer, sweep, remind. Each is safe to run twice or late."""
+"""Dispatch tasks: send the first or the next offer, expire what is due, sweep, remind. Each is safe to run twice or late."""
 from celery import shared_task
 
-from dispatch.services.dispatching import dispatch_sweep, job_dispatch
-from dispatch.services.reminders import jobs_remind
 from dispatch.models import Offer, OfferStatus
+from dispatch.services.dispatching import dispatch_sweep, job_dispatch, offers_expire_due
+from dispatch.services.reminders import jobs_remind
 
 
 @shared_task(name="dispatch.offer")
@@ -11,10 +11,20 @@ def dispatch_job(job_id: int) -> int:
     return len(job_dispatch(job_id=job_id))
 
 
+@shared_task(name="dispatch.next_offer")
+def dispatch_next(job_id: int) -> int:
+    """A reassignment (reject, release, offline → the next offer): on the reassign queue, ahead of first offers."""
+    return len(job_dispatch(job_id=job_id))
+
+
+@shared_task(name="dispatch.expire_due")
+def expire_due() -> int:
+    return offers_expire_due()
+
+
 @shared_task(name="dispatch.expire_offer")
 def expire_offer(offer_id: int) -> int:
-    # Most offers are answered before their deadline: one read settles those without a lock.
-    # Otherwise the dispatch step expires whatever is overdue, then sends the next offer.
+    # No longer sent (offers_expire_due times offers out); kept for ETA messages queued before that change.
     job_id = Offer.objects.filter(pk=offer_id, status=OfferStatus.OFFERED).values_list("job_id", flat=True).first()
     return len(job_dispatch(job_id=job_id)) if job_id is not None else 0
 

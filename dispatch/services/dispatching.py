@@ -202,6 +202,21 @@ def slot_alternatives(job: Job) -> list:
     return [s for s in starts if s != job.scheduled_at][:ALTERNATIVES]
 
 
+def offers_expire_due() -> int:
+    """Expire every live offer past its deadline and send each job's next offer; returns how many jobs moved.
+
+    What times offers out: run every DISPATCH_EXPIRY_TICK_S (beat's `dispatch.expire_due`, on
+    the reassign queue; the embedded sweeper thread), it reads the deadlines from the Offer
+    table, so an offer's timer is a row, not a Celery ETA message per offer that a worker
+    holds until it fires (and still runs after the provider answered). An offer expires
+    within its timeout plus one tick plus the queue's wait; a worker killed mid-tick loses
+    nothing, the next tick reads the same rows. Jobs are claimed as in `dispatch_sweep`.
+    """
+    overdue = Job.objects.filter(status=JobStatus.PENDING, offers__status=OfferStatus.OFFERED,
+                                 offers__expires_at__lte=timezone.now())
+    return _step_each(overdue)
+
+
 def dispatch_sweep() -> int:
     """Find jobs whose timers or tasks were lost and run their dispatch step; returns how many.
 
@@ -211,7 +226,6 @@ def dispatch_sweep() -> int:
     a dispatch task doing the same the other way round).
     """
     now = timezone.now()
-    overdue = Job.objects.filter(status=JobStatus.PENDING, offers__status=OfferStatus.OFFERED, offers__expires_at__lte=now)
     stuck = (
         Job.objects.filter(
             status=JobStatus.PENDING, created_at__lte=now - timedelta(seconds=settings.DISPATCH_STUCK_AFTER_S)
@@ -219,17 +233,21 @@ def dispatch_sweep() -> int:
         .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
         .exclude(offers__status=OfferStatus.OFFERED)
     )
+    return offers_expire_due() + _step_each(stuck)
+
+
+def _step_each(candidates) -> int:
+    """One dispatch step for each job of `candidates` (at most SWEEP_BATCH), each in its own transaction."""
     swept = 0
-    for candidates in (overdue, stuck):
-        for job_id in sorted(candidates.values_list("id", flat=True).distinct()[:SWEEP_BATCH]):
-            with transaction.atomic():
-                job = (
-                    Job.objects.select_for_update(skip_locked=True, of=("self",))
-                    .select_related("category", "customer")
-                    .filter(pk=job_id)
-                    .first()
-                )
-                if job is not None:
-                    _dispatch_step(job)
-                    swept += 1
+    for job_id in sorted(candidates.values_list("id", flat=True).distinct()[:SWEEP_BATCH]):
+        with transaction.atomic():
+            job = (
+                Job.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("category", "customer")
+                .filter(pk=job_id)
+                .first()
+            )
+            if job is not None:
+                _dispatch_step(job)
+                swept += 1
     return swept

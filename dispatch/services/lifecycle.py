@@ -166,5 +166,5 @@ def _redispatch_without_provider(*, job: Job, actor: User, reason: str, why: str
         fields["original_scheduled_at"] = events.iso(slot)
     events.emit(user=job.customer, name=EventName.JOB_PROVIDER_RELEASED, job=job, actor=actor, why=why, **fields)
     events.emit(user=provider, name=EventName.JOB_RELEASED, job=job, actor=actor, why=why, reason=reason)
-    after_commit("dispatch.offer", job.pk)
+    after_commit("dispatch.next_offer", job.pk)
     return job

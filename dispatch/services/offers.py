@@ -109,7 +109,6 @@ def offer_create(
         extra={"job_id": job.pk, "offer_id": offer.pk, "provider_id": provider.pk},
     )
     metrics.count_offer_sent()
-    after_commit("dispatch.expire_offer", offer.pk, eta=offer.expires_at)
     return offer
 
 
@@ -233,7 +232,7 @@ def offer_reject(*, job_id: int, provider: User) -> Job:
         hold_release(job=job, provider_id=provider.pk)
         events.emit(user=job.customer, name=EventName.JOB_REJECTED, job=job, offer=offer, actor=provider)
         _count_answer(provider.pk, accepted=False)
-        after_commit("dispatch.offer", job.pk)
+        after_commit("dispatch.next_offer", job.pk)
         wake_waiting_direct_on_commit(provider.pk)
     return job
 
@@ -303,7 +302,7 @@ def offer_withdraw_for_provider(*, provider: User, reason: str) -> list[int]:
             events.emit(
                 user=provider, name=EventName.OFFER_WITHDRAWN, job=job, offer=offer, offer_id=offer.pk, reason=reason
             )
-            after_commit("dispatch.offer", job.pk)
+            after_commit("dispatch.next_offer", job.pk)
             withdrawn.append(offer.pk)
     return withdrawn
 

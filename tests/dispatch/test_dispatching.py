@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from dispatch.errors import Conflict
 from dispatch.models import Event, JobStatus, Offer, OfferStatus, TimeOff
-from dispatch.services.dispatching import dispatch_sweep, job_dispatch
+from dispatch.services.dispatching import dispatch_sweep, job_dispatch, offers_expire_due
 from dispatch.services.lifecycle import job_cancel
 from dispatch.services.offers import offer_accept, offer_reject
 from dispatch.services.providers import provider_set_online
@@ -80,6 +80,50 @@ def test_timeout_expires_and_reassigns(customer, category, nearby, django_captur
     assert Offer.objects.get(job=job, provider=nearby[0]).status == OfferStatus.EXPIRED
     assert _live(job) == [nearby[1].pk]
     assert Event.objects.filter(user=customer, name="JOB_OFFER_EXPIRED").exists()
+
+
+def test_the_expiry_tick_times_out_due_offers_only_and_offers_on(customer, category, nearby,
+                                                                 django_capture_on_commit_callbacks, clock):
+    due = _book(customer, category, django_capture_on_commit_callbacks)
+    clock.tick(_until_deadline(due) - 1)
+    assert offers_expire_due() == 0  # a second early: nothing moves
+    clock.tick(2)
+    stuck = _book(customer, category, django_capture_on_commit_callbacks)  # live, not due
+    Offer.objects.filter(job=stuck).update(status=OfferStatus.WITHDRAWN)  # a job with no live offer: the sweep's
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert offers_expire_due() == 1
+
+    assert Offer.objects.get(job=due, provider=nearby[0]).status == OfferStatus.EXPIRED
+    assert _live(due) == [nearby[1].pk]
+    assert _live(stuck) == []
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """The names of the tasks published after commit (and still run in process)."""
+    from dispatch import schedule
+
+    names, publish = [], schedule.publish
+    monkeypatch.setattr(schedule, "publish", lambda name, *args, **kw: names.append(name) or publish(name, *args, **kw))
+    return names
+
+
+def test_an_offer_is_timed_by_its_row_not_by_a_task_of_its_own(customer, category, nearby, published,
+                                                               django_capture_on_commit_callbacks):
+    _book(customer, category, django_capture_on_commit_callbacks)
+
+    assert published == ["dispatch.offer"]
+
+
+def test_a_reject_goes_out_as_a_reassignment(customer, category, nearby, published, django_capture_on_commit_callbacks):
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_reject(job_id=job.pk, provider=nearby[0])
+
+    assert published == ["dispatch.offer", "dispatch.next_offer"]
+    assert _live(job) == [nearby[1].pk]
 
 
 def test_a_provider_who_rejected_is_not_offered_again(customer, category, nearby, django_capture_on_commit_callbacks, clock):

@@ -21,11 +21,12 @@ SEARCH_DEADLINE_S = 8
 class Worker:
     """A `celery worker -B` subprocess pointed at the test database; can be SIGKILLed and restarted.
 
-    By default it consumes both queues and runs beat; `queues` and `beat` make it one of a
+    By default it consumes every dispatch queue and runs beat; `queues` and `beat` make it one of a
     production-like pair (an offers worker, a housekeeping worker with beat).
     """
 
-    def __init__(self, tmp_path: Path, *, queues: str = "offers,housekeeping", beat: bool = True, name: str = "test"):
+    def __init__(self, tmp_path: Path, *, queues: str = "reassign,offers,housekeeping", beat: bool = True,
+                 name: str = "test"):
         self.tmp_path, self.queues, self.beat, self.name = tmp_path, queues, beat, name
         self.process: subprocess.Popen | None = None
         self.starts = 0

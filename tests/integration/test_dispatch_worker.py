@@ -119,3 +119,29 @@ def test_killing_the_worker_mid_dispatch_loses_no_job(worker, customer, other_cu
     for job in jobs:
         assert Offer.objects.filter(job=job, status=OfferStatus.ACCEPTED).count() <= 1
         assert Offer.objects.filter(job=job, status=OfferStatus.OFFERED).count() == 0
+
+
+def test_a_reassignment_overtakes_a_backlog_of_first_offers(tmp_path):
+    """The offers worker takes from `reassign` and `offers` in turn: a next offer does not queue behind first ones."""
+    from config.celery import app as celery_app
+    from dispatch.schedule import publish
+    from tests.integration.conftest import Worker
+
+    celery_app.conf.task_always_eager = False
+    celery_app.control.purge()
+    backlog = range(10**9, 10**9 + 40)  # no such jobs: each task is a quick no-op
+    with celery_app.connection_for_write() as connection:
+        for job_id in backlog:
+            publish("dispatch.offer", job_id, connection=connection)
+        publish("dispatch.next_offer", 10**9 - 1, connection=connection)  # queued last
+    worker = Worker(tmp_path, queues="reassign,offers", beat=False, name="order").start()
+    try:
+        received = wait_for(lambda: [line.split(" received")[0].rsplit("Task ", 1)[1].split("[")[0]
+                                     for line in worker.log_path.read_text().splitlines() if " received" in line]
+                            if worker.log_path.read_text().count(" succeeded in ") > len(backlog) else None)
+    finally:
+        worker.stop()
+        celery_app.control.purge()
+
+    assert len(received) == len(backlog) + 1
+    assert received.index("dispatch.next_offer") < 6  # first in first out, it would have run 41st

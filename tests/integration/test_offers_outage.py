@@ -11,7 +11,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from config.celery import OFFERS_QUEUE
+from config.celery import OFFERS_QUEUE, REASSIGN_QUEUE
 from config.celery import app as celery_app
 from dispatch import backlog, queue_presence
 from dispatch.models import Event, Offer, OfferStatus
@@ -31,7 +31,7 @@ def workers(tmp_path, settings):
     settings.DISPATCH_MAX_LAG_S = LIMIT_S
     celery_app.conf.task_always_eager = False
     celery_app.control.purge()
-    offers = Worker(tmp_path, queues=OFFERS_QUEUE, beat=False, name="offers").start()
+    offers = Worker(tmp_path, queues=f"{REASSIGN_QUEUE},{OFFERS_QUEUE}", beat=False, name="offers").start()
     housekeeping = Worker(tmp_path, queues="housekeeping", beat=True, name="housekeeping").start()
     yield offers, housekeeping
     offers.stop()

@@ -54,7 +54,7 @@ def outlet_worker(tmp_path, settings):
     settings.DISPATCH_OFFER_TIMEOUT_S = 30
     celery_app.conf.task_always_eager = False
     celery_app.control.purge()
-    running = OutletWorker(tmp_path, queues="offers,housekeeping,webhooks", name="outlets").start()
+    running = OutletWorker(tmp_path, queues="reassign,offers,housekeeping,webhooks", name="outlets").start()
     yield running
     running.stop()
     celery_app.control.purge()

@@ -25,7 +25,7 @@ def test_compose_file_is_valid_and_runs_every_process_kind():
     assert {"db", "redis", "web", "worker", "housekeeping", "webhooks", "beat", "flower"} <= set(services)
     for name in ("db", "redis", "web", "worker", "housekeeping", "webhooks", "flower"):
         assert "healthcheck" in services[name], name
-    assert "-Q offers" in services["worker"]["command"] and "-Q housekeeping" in services["housekeeping"]["command"]
+    assert "-Q reassign,offers " in services["worker"]["command"] and "-Q housekeeping" in services["housekeeping"]["command"]
     assert "-Q webhooks" in services["webhooks"]["command"]
     assert "--workers" in services["web"]["command"] and "/readyz" in str(services["web"]["healthcheck"]["test"])
     assert services["web"]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/metrics"

@@ -8,7 +8,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from config.celery import HOUSEKEEPING_QUEUE, OFFERS_QUEUE, WEBHOOKS_QUEUE
+from config.celery import HOUSEKEEPING_QUEUE, OFFERS_QUEUE, REASSIGN_QUEUE, WEBHOOKS_QUEUE
 from config.celery import app as celery_app
 
 pytestmark = pytest.mark.redis
@@ -30,7 +30,9 @@ def broker_url(_tasks_run_in_process):
 
 @pytest.mark.parametrize("task, queue", [
     ("dispatch.offer", OFFERS_QUEUE),
-    ("dispatch.expire_offer", OFFERS_QUEUE),
+    ("dispatch.next_offer", REASSIGN_QUEUE),
+    ("dispatch.expire_due", REASSIGN_QUEUE),
+    ("dispatch.expire_offer", REASSIGN_QUEUE),
     ("dispatch.sweep", HOUSEKEEPING_QUEUE),
     ("events.repush", HOUSEKEEPING_QUEUE),
     ("events.prune", HOUSEKEEPING_QUEUE),
@@ -44,10 +46,10 @@ def test_a_task_is_queued_once_on_its_own_queue(broker_url, task, queue):
         # Declaring both queues first is what workers do; it is what bound them wrongly.
         for declared in celery_app.conf.task_queues:
             declared.bind(connection.default_channel).declare()
-        celery_app.send_task(task, args=[1] if task.endswith(("offer", "expire_offer")) else [], connection=connection)
+        celery_app.send_task(task, args=[1] if task.endswith("offer") else [], connection=connection)
 
     client = redis.Redis.from_url(broker_url)
-    queues = (OFFERS_QUEUE, HOUSEKEEPING_QUEUE, WEBHOOKS_QUEUE)
+    queues = (REASSIGN_QUEUE, OFFERS_QUEUE, HOUSEKEEPING_QUEUE, WEBHOOKS_QUEUE)
     assert {name: client.llen(name) for name in queues} == {name: int(queue == name) for name in queues}
 
 
