@@ -18,3 +18,7 @@ if settings.DISPATCH_EMBEDDED_WORKER:
     start_embedded_sweeper()
 
 application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application()})
+
+from dispatch.gc_tuning import freeze_after_startup, warm_web  # noqa: E402
+
+freeze_after_startup(warm=warm_web)

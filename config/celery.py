@@ -6,6 +6,7 @@ thread (`dispatch.embedded`) makes offer timeouts fire.
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 from kombu import Exchange, Queue
 
 from dispatch.queue_presence import QueuePresence
@@ -68,3 +69,11 @@ app.conf.update(
 # Every worker stamps the queues it consumes, so booking can tell a missing worker from a slow one.
 app.steps["consumer"].add(QueuePresence)
 app.autodiscover_tasks(["tasks"], related_name=None)
+
+
+@worker_ready.connect
+def _freeze_start_up(**_) -> None:
+    """Once the worker's tasks and their services are loaded: out of the collector's full passes."""
+    from dispatch.gc_tuning import freeze_after_startup
+
+    freeze_after_startup()

@@ -237,6 +237,10 @@ CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 # Embedded: no broker process, so tasks run in-process right after the commit that queued them.
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 
+# Web and worker processes freeze their start-up objects out of the garbage collector's full
+# passes (dispatch/gc_tuning.py); false to compare.
+GC_FREEZE = env.bool("GC_FREEZE", default=True)
+
 # --- Dispatch rules (SPEC section 5); per-category overrides live on ServiceCategory.
 DISPATCH_OFFER_TIMEOUT_S = env.int("DISPATCH_OFFER_TIMEOUT_S", default=30)
 DISPATCH_BATCH_SIZE = env.int("DISPATCH_BATCH_SIZE", default=1)

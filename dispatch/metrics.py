@@ -36,6 +36,10 @@ time_to_assign = Histogram(
 offers_per_job = Histogram(
     "dispatch_offers_per_job", "Offers a job needed before it was assigned or given up", buckets=(1, 2, 3, 4, 5, 7, 10, 15)
 )
+gc_full_pause_seconds = Histogram(
+    "python_gc_full_pause_seconds", "One full garbage collection (generation 2): the pause it caused",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
 matching_seconds = Histogram(
     "matching_query_seconds", "One ranked candidate query (index + fairness load)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
