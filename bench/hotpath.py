@@ -17,7 +17,7 @@ called in this process between the connection handling a worker does around each
 Measured per operation: CPU time of this process (`time.process_time`: all its threads, so the
 push loop's work counts too; not wall time, so other load on the machine affects it less), SQL
 statements and round trips (counted below, `Counters`), Redis commands, and PostgreSQL's CPU
-(utime + stime of every process of the private cluster, from /proc, around each operation).
+(the CPU time of every process of the private cluster, from /proc, around each operation).
 The floor is a DRF view with token auth that validates and inserts one row and renders it,
 served through the same stack in the same rounds.
 """
@@ -152,7 +152,7 @@ class Samples:
         self.counters, self.pg_cpu, self.profile = counters, pg_cpu, profile
         self.recording = False
         self.data: dict[str, dict] = {}
-        self.profiler = cProfile.Profile() if profile else None
+        self.profiler = cProfile.Profile(time.process_time) if profile else None  # CPU, not waits
 
     @contextmanager
     def measure(self, op: str):
@@ -485,9 +485,11 @@ def render(figures: dict, command: str, machine_line: str, note: str) -> str:
         "machine affects it less (cache and frequency effects remain). SQL statements are those Django",
         "executes (`connection.execute_wrapper`), savepoints left out; round trips are every query psycopg",
         "sends: those statements, savepoints, BEGIN, COMMIT, ROLLBACK and the pool's connection check.",
-        "Redis commands are redis-py sends (a pipeline counts once). PG CPU is utime + stime of every process",
-        "of the run's PostgreSQL cluster (/proc) around each operation, summed and divided by the count:",
-        "a mean, as /proc counts in 10 ms ticks. Counts show the median and, where they vary, the range.",
+        "Redis commands are redis-py sends (a pipeline counts once). PG CPU is the CPU time of every process",
+        "of the run's PostgreSQL cluster (backends, WAL writer, …; /proc/<pid>/schedstat, in ns) around each",
+        "operation, as a mean per operation. Counts show the median and, where they vary, the range. Not in",
+        "any row: what uvicorn and the ASGI handler add around a request (production serves ASGI), and a",
+        "worker's message handling around the dispatch step.",
         "",
         note,
     ]
@@ -497,8 +499,10 @@ def render(figures: dict, command: str, machine_line: str, note: str) -> str:
 def profile_text(profiler: cProfile.Profile, calls: int, top: int = 30) -> str:
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
-    out.write(f"cProfile over {calls} calls (times are totals over all of them)\n")
+    out.write(f"cProfile (CPU time) over {calls} calls, totals over all of them\n")
     stats.sort_stats("cumulative").print_stats(top)
+    # The project's own functions, where a cut would be made.
+    stats.sort_stats("cumulative").print_stats(r"/(api|dispatch|matching|tasks)/", top)
     stats.sort_stats("tottime").print_stats(top)
     return out.getvalue()
 
@@ -509,7 +513,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="measured rounds (default 200; 5 with --quick)")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     parser.add_argument("--profile", choices=[op for op, _ in OPERATIONS] + [FLOOR],
-                        help="print cProfile's top functions of this operation")
+                        help="print cProfile's top functions (CPU time) of this operation; its row then "
+                        "includes the profiler's overhead")
     args = parser.parse_args()
     rounds = args.rounds or (5 if args.quick else 200)
     warmup = 2 if args.quick else 20
