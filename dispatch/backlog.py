@@ -26,6 +26,7 @@ from django.conf import settings
 
 from config.celery import OFFERS_QUEUE
 from dispatch import queue_presence
+from dispatch.redis_client import redis_client
 from dispatch.schedule import ENQUEUED_AT
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ BACKLOG_READ_EVERY_S = 1.0
 
 _lock = threading.Lock()
 _read: dict[str, float] = {"at": float("-inf"), "lag_s": 0.0, "consumers": 1}
-_clients: dict[str, object] = {}
 
 
 def dispatch_lag_s() -> float:
@@ -102,9 +102,4 @@ def _wait_s(raw) -> float:
 
 
 def _client():
-    import redis
-
-    client = _clients.get(settings.REDIS_URL)
-    if client is None:
-        client = _clients[settings.REDIS_URL] = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5)
-    return client
+    return redis_client(settings.REDIS_URL, timeout_s=0.5)

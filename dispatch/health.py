@@ -14,13 +14,13 @@ import time
 from django.conf import settings
 from django.db import connection
 
+from dispatch.redis_client import redis_client
+
 HEARTBEAT_KEY = "dispatch:worker-heartbeat"
 
 
 def _redis():
-    import redis
-
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    return redis_client(settings.REDIS_URL, timeout_s=1)
 
 
 def worker_heartbeat() -> None:

@@ -109,12 +109,11 @@ class StateCollector:
             yield depth
             yield consumers
             return
-        import redis
-
         from config.celery import OFFERS_QUEUE
         from dispatch.backlog import queues_now
+        from dispatch.redis_client import redis_client
 
-        queues = queues_now(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1))
+        queues = queues_now(redis_client(settings.REDIS_URL, timeout_s=1))
         for queue in queues:
             depth.add_metric([queue["queue"]], queue["waiting"])
             consumers.add_metric([queue["queue"]], queue["consumers"])

@@ -20,6 +20,8 @@ import time
 from celery import bootsteps
 from django.conf import settings
 
+from dispatch.redis_client import redis_client
+
 log = logging.getLogger(__name__)
 
 STAMP_EVERY_S = 0.5
@@ -73,11 +75,9 @@ class QueuePresence(bootsteps.StartStopStep):
         self.queues: list[str] = []
 
     def start(self, c):
-        import redis
-
         if not settings.REDIS_URL:
             return
-        self.client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.client = redis_client(settings.REDIS_URL, timeout_s=0.5)
         self.queues = [q.name for q in c.task_consumer.queues]
         self.hostname = c.hostname
         self._stamp()

@@ -34,6 +34,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from dispatch.errors import RateLimited
+from dispatch.redis_client import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +158,7 @@ def _script(url: str):
     """The sliding-log script on a client of `url` (EVALSHA, loading it on first use); one per process and URL."""
     script = _scripts.get(url)
     if script is None:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
-        script = _scripts[url] = client.register_script(SLIDING_LOG)
+        script = _scripts[url] = redis_client(url, timeout_s=REDIS_TIMEOUT_S).register_script(SLIDING_LOG)
     return script
 
 

@@ -1,0 +1,27 @@
+"""The one place the project's own code gets a Redis client (readiness, backlog, queue presence,
+rate limits, metrics); Celery's broker and Channels' layer keep their own connections.
+
+A client is shared per process, URL and timeout: redis-py's clients are thread-safe and pool
+their connections, so a caller asking again gets the same pool, not a new connection.
+"""
+import threading
+
+_clients: dict[tuple[str, float], object] = {}
+_lock = threading.Lock()
+
+
+def redis_client(url: str, *, timeout_s: float):
+    """The shared client of `url` whose connects and commands each give up after `timeout_s`
+    (raising redis.TimeoutError or ConnectionError): every caller here must fail fast, not hang."""
+    key = (url, timeout_s)
+    client = _clients.get(key)
+    if client is None:
+        import redis  # not needed at all in embedded mode (no REDIS_URL)
+
+        with _lock:
+            client = _clients.get(key)
+            if client is None:
+                client = _clients[key] = redis.Redis.from_url(
+                    url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+                )
+    return client
