@@ -14,6 +14,9 @@ server runs (request signals, every middleware, the URL, `Authorization: Token` 
 and hands its connection back to the pool at the end. The dispatch step is the Celery task's body,
 called in this process between the connection handling a worker does around each task.
 
+Like a web process (config.asgi), it freezes its start-up objects out of the collector's full
+passes (dispatch/gc_tuning.py; GC_FREEZE=false to compare).
+
 Measured per operation: CPU time of this process (`time.process_time`: all its threads, so the
 push loop's work counts too; not wall time, so other load on the machine affects it less), SQL
 statements and round trips (counted below, `Counters`), Redis commands, and PostgreSQL's CPU
@@ -275,13 +278,14 @@ class PingClock:
 
 def run_rounds(server: Server, world: World, samples: Samples, rounds: int, rng: random.Random) -> dict:
     """Each round: a job booked, dispatched, accepted, started, pinged about, chatted on and completed;
-    another booked, dispatched and rejected; a search; and the floor. Returns what was skipped."""
+    another booked, dispatched and rejected; a search; and the floor. Returns what was skipped, and how
+    many providers each search found."""
     from django.db import close_old_connections
 
     from dispatch.models import Offer
     from tasks.dispatching import dispatch_job
 
-    skipped = {"no offer": 0}
+    skipped, found = {"no offer": 0}, []
     clock = PingClock()
 
     def request(op: str, method: str, path: str, token: str, body=None, query=None, expect=(200, 201)) -> dict:
@@ -331,11 +335,12 @@ def run_rounds(server: Server, world: World, samples: Samples, rounds: int, rng:
             request("reject", "POST", f"/services/jobs/{job_id}/reject/", world.provider_tokens[provider_id])
             world.drain_queues()
         category, _ = rng.choice(world.categories)
-        request("search", "GET", "/auth/providers/", customer_token,
-                query={"category": category, "lat": CENTRE[0] + rng.uniform(-0.02, 0.02), "lng": CENTRE[1]})
+        found.append(request("search", "GET", "/auth/providers/", customer_token,
+                             query={"category": category, "lat": CENTRE[0] + rng.uniform(-0.02, 0.02),
+                                    "lng": CENTRE[1]})["count"])
         request(FLOOR, "POST", "/bench/floor/", customer_token, {"key": uuid.uuid4().hex, "fingerprint": "f" * 64},
                 expect=(201,))
-    return skipped
+    return skipped, found
 
 
 class Socket:
@@ -489,7 +494,8 @@ def render(figures: dict, command: str, machine_line: str, note: str) -> str:
         "of the run's PostgreSQL cluster (backends, WAL writer, …; /proc/<pid>/schedstat, in ns) around each",
         "operation, as a mean per operation. Counts show the median and, where they vary, the range. Not in",
         "any row: what uvicorn and the ASGI handler add around a request (production serves ASGI), and a",
-        "worker's message handling around the dispatch step.",
+        "worker's message handling around the dispatch step. The process freezes its start-up objects out of",
+        "full garbage collections as a web process does (`GC_FREEZE`, dispatch/gc_tuning.py).",
         "",
         note,
     ]
@@ -565,18 +571,24 @@ def measure(args, rounds: int, warmup: int, workdir: Path, postgres: PrivatePost
     counters.install()
     samples = Samples(counters, PostgresCpu(postgres), args.profile)
     server = Server()
+    # As config.asgi does in a web process: start-up objects frozen out of full collections.
+    from dispatch.gc_tuning import freeze_after_startup, warm_web
+
+    freeze_after_startup(warm=warm_web)
     rng = random.Random(18)
     started = time.monotonic()
     run_rounds(server, world, samples, warmup, rng)
     run_socket_pushes(world, samples, warmup)
     samples.recording = True
-    skipped = run_rounds(server, world, samples, rounds, rng)
+    skipped, found = run_rounds(server, world, samples, rounds, rng)
     run_socket_pushes(world, samples, rounds)
     close_old_connections()
     figures = summary(samples)
     load = os.getloadavg()[0]
     note = (f"{rounds} rounds after {warmup} of warm-up in {time.monotonic() - started:.0f} s; "
             f"{skipped['no offer']} dispatch steps found nobody free (no accept or reject that round). "
+            f"A search found {sorted(found)[len(found) // 2]} providers (median; {min(found)}–{max(found)}), "
+            f"the first page of 20 rendered. "
             f"The machine has {os.cpu_count()} cores shared with other engineers' runs (1-min load average "
             f"{load:.1f} at the end)."
             + ("" if samples.pg_cpu.precise else " PG CPU here comes from /proc/<pid>/stat in 10 ms ticks (this "
@@ -586,7 +598,8 @@ def measure(args, rounds: int, warmup: int, workdir: Path, postgres: PrivatePost
     if samples.profiler is not None:
         print(profile_text(samples.profiler, figures.get(args.profile, {}).get("n", 0)))
     text = render(figures, command, machine(), note)
-    raw = {"command": command, "machine": machine(), "rounds": rounds, "skipped": skipped, "table": text,
+    raw = {"command": command, "machine": machine(), "rounds": rounds, "skipped": skipped, "search_found": found,
+           "table": text,
            "figures": figures, "samples": samples.data}
     return text, raw
 
