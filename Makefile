@@ -18,6 +18,9 @@ install: $(VENV)/.installed
 migrate: install
 	$(PY) manage.py migrate --noinput
 
+# seed_demo prints the address the server will answer on.
+seed: export HOST := $(HOST)
+seed: export PORT := $(PORT)
 seed: migrate
 	$(PY) manage.py seed_demo
 
@@ -46,18 +49,19 @@ up: export DATABASE_POOL_MAX_SIZE ?= 8
 up: export DATABASE_POOL_TIMEOUT_S ?= 10
 up: export PROMETHEUS_MULTIPROC_DIR := $(RUN_DIR)/metrics
 up: export RUN_DIR := $(RUN_DIR)
-up: export VENV_PYTHON := $(CURDIR)/$(PY)
+up: export VENV_PYTHON := $(abspath $(PY))
+up: export PORT := $(PORT)
 up: export HOST := $(HOST)
 up: export FLOWER_PORT ?= 5555
 up: export FLOWER_BASIC_AUTH ?= ops:demo-pass-123
 # /metrics answers only ops with DEBUG off: an ops user's token, or this bearer token for a scraper.
 up: export METRICS_TOKEN ?= local-metrics-$(shell hostname)-not-for-the-internet
 up: install
-	.ci/services-up
-	psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'dispatch'" | grep -q 1 \
-	  || psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE dispatch"
-	# Every process writes its metrics there from import on, manage.py commands included.
+	# Every process writes its metrics there from import on, manage.py commands included: first.
 	rm -rf $(PROMETHEUS_MULTIPROC_DIR) && mkdir -p $(PROMETHEUS_MULTIPROC_DIR)
+	.ci/services-up
+	# The database DATABASE_URL names (name, host, port, user), created if missing.
+	$(PY) manage.py ensure_database
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py seed_demo

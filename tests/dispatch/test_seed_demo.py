@@ -125,3 +125,14 @@ def test_demo_login_works(client_for):
     response = client_for().post("/auth/login/", {"username": "customer1", "password": "demo-pass-123"}, format="json")
 
     assert response.status_code == 200 and response.json()["token"]
+
+
+def test_seed_prints_the_address_the_server_will_answer_on(settings, monkeypatch):
+    settings.PORT = 9123  # `make run PORT=9123` / `make up` export PORT (and HOST) to seed_demo
+    monkeypatch.setenv("HOST", "localhost")
+
+    output = _seed()
+
+    assert "Sign in at http://localhost:9123/signin/" in output
+    assert "API docs: http://localhost:9123/api/docs/" in output
+    assert ":8000" not in output

@@ -3,11 +3,13 @@
 Seed data is not a business action, so it is written with bulk inserts rather than services.
 """
 import math
+import os
 import random
 from datetime import time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -83,11 +85,15 @@ class Command(BaseCommand):
 
     def _print_logins(self):
         last = User.objects.filter(username__startswith="provider", role=Role.PROVIDER).count()
+        # The address the server about to start will answer on: `make run` and `make up` export
+        # HOST and PORT (PORT=9000 included); without them, uvicorn's and the Makefile's defaults.
+        base = f"http://{os.environ.get('HOST', '127.0.0.1')}:{settings.PORT}"
         self.stdout.write(
-            "\nDemo logins (password for all: %s)\n"
-            "  customers: customer1 … customer%d\n"
-            "  providers: provider1 … provider%d\n"
-            "  ops:       ops   (also /admin/)\n" % (PASSWORD, CUSTOMERS, last)
+            f"\nDemo logins (password for all: {PASSWORD})\n"
+            f"  customers: customer1 … customer{CUSTOMERS}\n"
+            f"  providers: provider1 … provider{last}\n"
+            "  ops:       ops   (also /admin/)\n"
+            f"Sign in at {base}/signin/  ·  API docs: {base}/api/docs/\n"
         )
 
 
