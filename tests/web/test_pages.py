@@ -1,7 +1,14 @@
 """The pages are served by Django with their scripts and the vendored Leaflet (no outside network)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PAGES = {
     "/signin/": b"signin.js",
@@ -52,3 +59,15 @@ def test_the_provider_page_has_the_week_and_its_editors(client):
 
     for part in (b'id="week"', b'id="hours-form"', b'id="time-zone"', b'id="time-off-form"'):
         assert part in page
+
+
+def test_the_ops_page_links_to_flower_on_flower_port_without_a_flower_url():
+    """`make up FLOWER_PORT=5601` serves Flower there, so the page links there (settings are read at start-up)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FLOWER_URL", "FLOWER_PORT")}
+    script = ("import django; django.setup(); from django.test import Client; "
+              "print(Client().get('/ops/').content.decode())")
+
+    page = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={**env, "FLOWER_PORT": "5601", "DJANGO_SETTINGS_MODULE": "config.settings"}).stdout
+
+    assert 'id="flower-link" href="http://127.0.0.1:5601/"' in page
