@@ -1,5 +1,6 @@
 """Read-side queries used by the API and tasks. No writes here."""
 import math
+from collections.abc import Sequence
 from decimal import Decimal
 
 from django.conf import settings
@@ -134,11 +135,7 @@ def overdue_starts(*, now) -> list[tuple[Job, object]]:
 
 
 def provider_profiles() -> QuerySet[ProviderProfile]:
-    return (
-        ProviderProfile.objects.select_related("user")
-        .prefetch_related("categories", "items", "availability")
-        .filter(user__role="provider", user__is_active=True)
-    )
+    return _searchable().select_related("user").prefetch_related("categories", "items", "availability")
 
 
 def provider_reviews(provider: User) -> QuerySet[Review]:
@@ -154,15 +151,16 @@ def provider_search(
     min_rating: float | None = None,
     available: bool | None = None,
     ordering: str = "distance",
-) -> list[ProviderProfile]:
+) -> "SearchResults":
     """Providers for the customer's search, each with `distance_km` (and `score`) when a point is given.
 
     With a point, the matching index finds them (the same one dispatch uses), and what the
     search answers is computed from their public positions (location privacy, below);
-    without one, a plain database filter ordered by rating or id.
+    without one, a plain database filter ordered by rating or id. Ordered and counted from
+    a few columns per provider; whole profiles are loaded only for the page read.
     """
     if lat is None or lng is None:
-        profiles = provider_profiles()
+        profiles = _searchable()
         if category_id is not None:
             profiles = profiles.filter(categories__id=category_id)
         if min_rating is not None:
@@ -170,10 +168,7 @@ def provider_search(
         if available is not None:
             profiles = profiles.filter(is_online=available)
         order = ("-rating_avg", "-rating_count", "user_id") if ordering == "rating" else ("user_id",)
-        results = list(profiles.order_by(*order))
-        for p in results:
-            p.distance_km = p.score = None
-        return results
+        return SearchResults([(pk, None, None) for pk in profiles.order_by(*order).values_list("user_id", flat=True)])
 
     radius_km = radius_km if radius_km is not None else settings.SEARCH_DEFAULT_RADIUS_KM
     # The index measures exact positions; the search answers from snapped ones (below), so
@@ -189,20 +184,61 @@ def provider_search(
         ordering=ordering,
         within_service_radius=False,
     )
-    profiles = provider_profiles().in_bulk([c.provider_id for c in ranked], field_name="user_id")
-    results = []
+    columns = {row[0]: row for row in _searchable().filter(user_id__in=[c.provider_id for c in ranked]).values_list(
+        "user_id", "last_latitude", "last_longitude", "base_latitude", "base_longitude", "service_radius_km",
+        "is_online")}
+    hits = []
     for candidate in ranked:
-        profile = profiles.get(candidate.provider_id)
-        if profile is None or (available is False and profile.is_online):
+        row = columns.get(candidate.provider_id)
+        if row is None or (available is False and row[6]):
             continue
-        distance = public_distance_km(profile, lat=lat, lng=lng)
-        if distance is None or distance > radius_km or distance > profile.service_radius_km:
+        position = _public_point(*row[1:5])
+        # Rounded to 0.1 km, as shown.
+        distance = None if position is None else round(float(haversine_km(lat, lng, *position)), 1)
+        if distance is None or distance > radius_km or distance > row[5]:
             continue
-        profile.distance_km, profile.score = distance, _public_score(candidate, distance)
-        profile.rating_key = candidate.breakdown.get("rating", 0.0)
-        results.append(profile)
-    results.sort(key=_PUBLIC_ORDER[ordering])
-    return results
+        hits.append((candidate.provider_id, distance, _public_score(candidate, distance),
+                     candidate.breakdown.get("rating", 0.0)))
+    hits.sort(key=_PUBLIC_ORDER[ordering])
+    return SearchResults([hit[:3] for hit in hits])
+
+
+class SearchResults(Sequence):
+    """A search's providers in order: (user id, distance_km, score) each, a profile loaded only when read.
+
+    Paginating reads one slice, so one page of profiles (with their categories, items and
+    hours) is loaded, not every provider the search matched. A provider deactivated between
+    the count and the page drops out of the page.
+    """
+
+    def __init__(self, hits: list[tuple[int, float | None, float | None]]):
+        self.hits = hits
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self._load(self.hits[index])
+        return self._load([self.hits[index]])[0]
+
+    def __iter__(self):
+        return iter(self._load(self.hits))
+
+    @staticmethod
+    def _load(hits) -> list[ProviderProfile]:
+        profiles = provider_profiles().in_bulk([pk for pk, _, _ in hits], field_name="user_id")
+        loaded = []
+        for pk, distance, score in hits:
+            profile = profiles.get(pk)
+            if profile is not None:
+                profile.distance_km, profile.score = distance, score
+                loaded.append(profile)
+        return loaded
+
+
+def _searchable() -> QuerySet[ProviderProfile]:
+    return ProviderProfile.objects.filter(user__role="provider", user__is_active=True)
 
 
 # --- Location privacy (SPEC section 7): before assignment nobody learns where a provider is.
@@ -220,21 +256,13 @@ def snap_to_grid(degrees: float) -> float:
     return round(round(degrees / grid) * grid, 6)
 
 
-def public_position(profile: ProviderProfile) -> tuple[float, float] | None:
+def _public_point(last_lat, last_lng, base_lat, base_lng) -> tuple[float, float] | None:
     """Where others may think the provider is: their current (or base) position, snapped to the grid."""
-    lat = profile.last_latitude if profile.last_latitude is not None else profile.base_latitude
-    lng = profile.last_longitude if profile.last_longitude is not None else profile.base_longitude
+    lat = last_lat if last_lat is not None else base_lat
+    lng = last_lng if last_lng is not None else base_lng
     if lat is None or lng is None:
         return None
     return snap_to_grid(lat), snap_to_grid(lng)
-
-
-def public_distance_km(profile: ProviderProfile, *, lat: float, lng: float) -> float | None:
-    """Distance from (lat, lng) to the provider's public position, rounded to 0.1 km."""
-    position = public_position(profile)
-    if position is None:
-        return None
-    return round(float(haversine_km(lat, lng, *position)), 1)
 
 
 def _grid_reach_km() -> float:
@@ -255,10 +283,11 @@ def _public_score(candidate, distance_km: float) -> float:
     return round(candidate.score - _distance_points(candidate.distance_km) + _distance_points(distance_km), 4)
 
 
+# Over hits (user id, distance_km, score, rating term).
 _PUBLIC_ORDER = {
-    "distance": lambda p: (p.distance_km, p.user_id),
-    "rating": lambda p: (-p.rating_key, p.distance_km, p.user_id),
-    "score": lambda p: (-p.score, p.user_id),
+    "distance": lambda hit: (hit[1], hit[0]),
+    "rating": lambda hit: (-hit[3], hit[1], hit[0]),
+    "score": lambda hit: (-hit[2], hit[0]),
 }
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 from dispatch.models import ProviderProfile
-from tests.factories import make_provider
+from tests.factories import DELHI, make_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -111,3 +111,19 @@ def test_categories_list_items_and_prices(category, client_for):
 
     assert body[0]["name"] == "Plumbing"
     assert [(i["name"], i["price"]) for i in body[0]["items"]] == [("Tap leakage fix", "500.00"), ("Pipe replacement", "1200.00")]
+
+
+def test_a_search_loads_whole_profiles_for_its_page_only(customer, category):
+    from dispatch.selectors import provider_search
+
+    for i in range(30):
+        make_provider(categories=[category], last_latitude=DELHI[0] + 0.001 * i, last_longitude=DELHI[1])
+    results = provider_search(category_id=category.pk, lat=DELHI[0], lng=DELHI[1], radius_km=5)
+    loaded = []
+    original = results._load
+    results._load = lambda hits: loaded.append(len(hits)) or original(hits)
+
+    page = results[20:30]
+
+    assert len(results) == 30 and loaded == [10]
+    assert [p.distance_km for p in page] == sorted(p.distance_km for p in page)

@@ -40,7 +40,9 @@ ACCEPT_BUDGET = 51
 REJECT_BUDGET = 21
 START_BUDGET = 30
 COMPLETE_BUDGET = 46
-SEARCH_BUDGET = 5
+# One more than the first measure (5), bought on purpose: a narrow query orders and counts every match,
+# then only the page's profiles load with their categories, items and hours, not every match's.
+SEARCH_BUDGET = 6
 LOCATION_PING_BUDGET = 13
 CHAT_MESSAGE_BUDGET = 15
 SOCKET_PUSH_BUDGET = 12
