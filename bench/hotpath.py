@@ -4,6 +4,7 @@
     python -m bench.hotpath --quick            # a few rounds, prints only
     python -m bench.hotpath --json out.json    # also the raw figures (to compare before and after)
     python -m bench.hotpath --profile accept   # also cProfile's top functions of one operation
+    python -m bench.hotpath --sql accept       # also what one accept sent to PostgreSQL and Redis
 
 One process, production settings (`bench.harness.production_env`: DEBUG off, the connection pool,
 Redis as broker, channel layer and rate-limit store, throttles on with rates no run reaches), on
@@ -77,6 +78,7 @@ class Counters:
 
     def __init__(self):
         self.statements = self.round_trips = self.redis = 0
+        self.trail: list[str] | None = None  # while a list: what is sent, one line each (--sql)
 
     def install(self) -> None:
         import psycopg
@@ -102,6 +104,9 @@ class Counters:
 
         def counted(*args, **kwargs):
             setattr(self, counter, getattr(self, counter) + 1)
+            if self.trail is not None and len(args) > 1:
+                sent = args[1] if isinstance(args[1], str | bytes) else str(args[1])
+                self.trail.append(f"{counter:<11} {sent[:150]!r}")
             return original(*args, **kwargs)
 
         setattr(owner, name, counted)
@@ -151,8 +156,9 @@ class PostgresCpu:
 class Samples:
     """Per operation: CPU seconds, statements, round trips, Redis commands, and the summed PostgreSQL CPU."""
 
-    def __init__(self, counters: Counters, pg_cpu: PostgresCpu, profile: str | None):
-        self.counters, self.pg_cpu, self.profile = counters, pg_cpu, profile
+    def __init__(self, counters: Counters, pg_cpu: PostgresCpu, profile: str | None, sql: str | None):
+        self.counters, self.pg_cpu, self.profile, self.sql = counters, pg_cpu, profile, sql
+        self.trail: list[str] = []  # what the last recorded `sql` operation sent
         self.recording = False
         self.data: dict[str, dict] = {}
         self.profiler = cProfile.Profile(time.process_time) if profile else None  # CPU, not waits
@@ -163,11 +169,15 @@ class Samples:
         profiling = self.recording and self.profiler is not None and op == self.profile
         if profiling:
             self.profiler.enable()
+        if self.recording and op == self.sql:
+            self.counters.trail = []
         cpu0, thread0 = time.process_time(), time.thread_time()
         yield
         cpu, thread = time.process_time() - cpu0, time.thread_time() - thread0
         if profiling:
             self.profiler.disable()
+        if self.counters.trail is not None:
+            self.trail, self.counters.trail = self.counters.trail, None
         pg = self.pg_cpu.seconds() - pg0
         if not self.recording:
             return
@@ -518,6 +528,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few rounds; print, do not write docs")
     parser.add_argument("--rounds", type=int, help="measured rounds (default 200; 5 with --quick)")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
+    parser.add_argument("--sql", choices=[op for op, _ in OPERATIONS] + [FLOOR],
+                        help="print what one of this operation's calls sent to PostgreSQL and Redis")
     parser.add_argument("--profile", choices=[op for op, _ in OPERATIONS] + [FLOOR],
                         help="print cProfile's top functions (CPU time) of this operation; its row then "
                         "includes the profiler's overhead")
@@ -569,7 +581,7 @@ def measure(args, rounds: int, warmup: int, workdir: Path, postgres: PrivatePost
     world = World(redis_url)
     counters = Counters()
     counters.install()
-    samples = Samples(counters, PostgresCpu(postgres), args.profile)
+    samples = Samples(counters, PostgresCpu(postgres), args.profile, args.sql)
     server = Server()
     # As config.asgi does in a web process: start-up objects frozen out of full collections.
     from dispatch.gc_tuning import freeze_after_startup, warm_web
@@ -595,6 +607,9 @@ def measure(args, rounds: int, warmup: int, workdir: Path, postgres: PrivatePost
                "kernel leaves schedstat empty): only the means over many operations hold."))
     command = "python -m bench.hotpath" + (" --quick" if args.quick else "") + (
         f" --rounds {args.rounds}" if args.rounds else "")
+    if args.sql:
+        print(f"What the last {args.sql} sent, in order (psycopg sends a BEGIN just before the statement listed "
+              "above it):", *samples.trail, "", sep="\n")
     if samples.profiler is not None:
         print(profile_text(samples.profiler, figures.get(args.profile, {}).get("n", 0)))
     text = render(figures, command, machine(), note)
