@@ -17,11 +17,12 @@ committed already, and a cursor N can skip nothing. Sockets deliver in seq order
 gap from the table (dispatch/realtime/consumers.py), so a client's highest seq is always a safe cursor.
 """
 import logging
+from collections import Counter
 from datetime import timedelta
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from dispatch import outlets
@@ -99,14 +100,14 @@ def emit(
         # The transaction's first event (Django drops the callbacks of a rolled-back transaction
         # or savepoint): whatever is left in the list belongs to a change that never committed.
         pending.clear()
-    pending.append(event.pk)
+    pending.append(event)
     if first:
         transaction.on_commit(_publish_committed)  # in autocommit mode this runs at once
     return event
 
 
-def _pending(conn) -> list[int]:
-    """Ids of events written in the connection's current transaction, to number after its commit."""
+def _pending(conn) -> list[Event]:
+    """Events written in the connection's current transaction, to number after its commit."""
     if not hasattr(conn, "dispatch_unnumbered_events"):
         conn.dispatch_unnumbered_events = []
     return conn.dispatch_unnumbered_events
@@ -121,35 +122,69 @@ def _publish_committed() -> None:
     try:
         numbered = events_sequence(pending)
     except Exception:
-        log.exception("numbering events %s failed; events.repush will number and send them", pending)
+        log.exception("numbering events %s failed; events.repush will number and send them", [e.pk for e in pending])
         return
     for event in numbered:
         push(event)
 
 
-def events_sequence(event_ids: list[int]) -> list[Event]:
+def events_sequence(events: list[Event]) -> list[Event]:
     """Give committed events their users' next `seq`; returns those numbered now, by user and seq.
 
-    Locks the users' EventSequence rows in ascending user order (so two numberings never wait
+    Takes the users' EventSequence rows in ascending user order (so two numberings never wait
     on each other in a circle) and holds them to its commit: one user's events are numbered in
     the order their transactions committed, and a number is visible only once every lower one
     is. Events numbered already (by a racing repush) or gone (rolled back, pruned) are left out.
+
+    Two statements inside the transaction in the usual case: one upsert takes (creating if need
+    be) and advances every counter, returning where each stands, and one UPDATE … RETURNING
+    numbers the events still unnumbered. Only when that finds some numbered or gone meanwhile
+    do the numbers close up (`_close_up`), so a user's seqs never skip.
     """
-    with transaction.atomic():
-        users = sorted(set(Event.objects.filter(pk__in=event_ids, seq__isnull=True).values_list("user_id", flat=True)))
-        if not users:
-            return []
-        EventSequence.objects.bulk_create([EventSequence(user_id=u) for u in users], ignore_conflicts=True)
-        counters = list(EventSequence.objects.select_for_update().filter(user_id__in=users).order_by("user_id"))
-        # Read again under the locks: a repush may have numbered some meanwhile.
-        rows = list(Event.objects.filter(pk__in=event_ids, seq__isnull=True).order_by("id"))
-        for counter in counters:
-            for event in (e for e in rows if e.user_id == counter.user_id):
-                counter.last_seq += 1
-                event.seq = counter.last_seq
-        Event.objects.bulk_update(rows, ["seq"])
-        EventSequence.objects.bulk_update(counters, ["last_seq"])
+    if not events:
+        return []
+    events = sorted(events, key=lambda e: e.pk)
+    wanted = Counter(e.user_id for e in events)
+    with transaction.atomic(), connection.cursor() as cursor:
+        users = sorted(wanted)
+        table = EventSequence._meta.db_table
+        cursor.execute(
+            f"INSERT INTO {table} (user_id, last_seq) VALUES {', '.join(['(%s, %s)'] * len(users))} "
+            f"ON CONFLICT (user_id) DO UPDATE SET last_seq = {table}.last_seq + excluded.last_seq "
+            "RETURNING user_id, last_seq",
+            [value for user in users for value in (user, wanted[user])],
+        )
+        last = dict(cursor.fetchall())
+        next_seq = {user: last[user] - wanted[user] for user in users}
+        for event in events:
+            next_seq[event.user_id] += 1
+            event.seq = next_seq[event.user_id]
+        cursor.execute(
+            f"UPDATE {Event._meta.db_table} SET seq = CASE id {' '.join(['WHEN %s THEN %s'] * len(events))} END "
+            f"WHERE id IN ({', '.join(['%s'] * len(events))}) AND seq IS NULL RETURNING id",
+            [value for e in events for value in (e.pk, e.seq)] + [e.pk for e in events],
+        )
+        numbered = {row[0] for row in cursor.fetchall()}
+        rows = [e for e in events if e.pk in numbered]
+        if len(rows) < len(events):
+            _close_up(cursor, rows, last, wanted, [e for e in events if e.pk not in numbered])
     return sorted(rows, key=lambda e: (e.user_id, e.seq))
+
+
+def _close_up(cursor, rows: list[Event], last: dict, wanted: Counter, skipped: list[Event]) -> None:
+    """Some events were numbered by a racing repush, or are gone: renumber the rest without gaps, and the counters."""
+    for event in skipped:
+        event.seq = None
+    short = {user: wanted[user] - sum(1 for e in rows if e.user_id == user) for user in wanted}
+    start = {user: last[user] - wanted[user] for user in wanted}
+    for event in rows:
+        start[event.user_id] += 1
+        event.seq = start[event.user_id]
+    if rows:
+        Event.objects.bulk_update(rows, ["seq"])
+    EventSequence.objects.bulk_update(
+        [EventSequence(user_id=user, last_seq=last[user] - short[user]) for user in wanted if short[user]], ["last_seq"]
+    )
 
 
 def event_message(event: Event) -> dict:
@@ -219,8 +254,7 @@ def events_repush(*, older_than_s: float | None = None, limit: int = REPUSH_BATC
     age = settings.EVENTS_REPUSH_AFTER_S if older_than_s is None else older_than_s
     cutoff = timezone.now() - timedelta(seconds=age)
     unnumbered = list(
-        Event.objects.filter(pushed=False, seq__isnull=True, created_at__lte=cutoff)
-        .order_by("id").values_list("id", flat=True)[:limit]
+        Event.objects.filter(pushed=False, seq__isnull=True, created_at__lte=cutoff).order_by("id")[:limit]
     )
     if unnumbered:
         events_sequence(unnumbered)

@@ -1,4 +1,5 @@
 """The event log's side effects: a push after commit that never fails its caller, repush of lost pushes, pruning by age."""
+import json
 from datetime import timedelta
 
 import pytest
@@ -8,7 +9,7 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from dispatch import events
-from dispatch.models import Event
+from dispatch.models import Event, EventSequence
 from dispatch.realtime import push
 from tasks.events import prune_events, repush_events
 from tests.conftest import book
@@ -35,8 +36,10 @@ def test_an_event_is_pushed_to_its_users_group_after_commit(customer, django_cap
     event.refresh_from_db()
     assert event.seq == 1
     message = events.event_message(event)
-    # The frame's text rides along, encoded once for all of the user's sockets.
-    assert pushed == [(f"user.{customer.pk}", {"type": "event.push", "event": message, "text": push.encode(message)})]
+    # The frame's text rides along, encoded once for all of the user's sockets (in the order the event
+    # was written; a replay reads the row back from PostgreSQL's jsonb, whose key order differs).
+    assert pushed == [(f"user.{customer.pk}", {"type": "event.push", "event": message, "text": pushed[0][1]["text"]})]
+    assert json.loads(pushed[0][1]["text"]) == message
 
 
 def test_a_rolled_back_change_pushes_nothing(customer, django_capture_on_commit_callbacks, pushed):
@@ -159,3 +162,24 @@ def test_prune_runs_hourly_on_the_housekeeping_queue(settings):
     assert settings.CELERY_BEAT_SCHEDULE["events.prune"] == {"task": "events.prune", "schedule": 3600.0}
     assert celery_app.conf.task_routes["events.prune"] == {"queue": "housekeeping"}
     assert "events.prune" in celery_app.tasks
+
+
+def _written(user, count: int) -> list[Event]:
+    """`count` events of `user` committed but not numbered yet (their after-commit step not run)."""
+    with transaction.atomic():
+        written = [events.emit(user=user, name="JOB_UNFULFILLED") for _ in range(count)]
+    return [Event.objects.get(pk=e.pk) for e in written]
+
+
+def test_numbering_skips_events_a_repush_numbered_meanwhile_and_leaves_no_gap(customer, other_customer):
+    first, second, third = _written(customer, 3)
+    (other,) = _written(other_customer, 1)
+    events.events_sequence([Event.objects.get(pk=second.pk)])  # a repush got there first: seq 1
+    Event.objects.filter(pk=third.pk).delete()  # pruned, or its transaction never was
+
+    numbered = events.events_sequence([first, second, third, other])  # the after-commit step, stale copies
+
+    assert [(e.pk, e.seq) for e in numbered] == [(first.pk, 2), (other.pk, 1)]
+    assert dict(Event.objects.filter(user=customer).values_list("pk", "seq")) == {first.pk: 2, second.pk: 1}
+    assert dict(EventSequence.objects.values_list("user_id", "last_seq")) == {customer.pk: 2, other_customer.pk: 1}
+    assert [e.seq for e in events.events_sequence(_written(customer, 2))] == [3, 4]  # and on from there
