@@ -145,13 +145,19 @@ def _lock_job_and_offer(*, job_id: int, provider: User) -> tuple[Job, Offer]:
     return job, offer
 
 
-def _lock_answerable(*, job_id: int, provider: User, answer: str) -> tuple[Job, Offer]:
-    """Lock the job, then the provider's offer; refuse unless it is live or already given `answer`."""
+def _lock_answerable(*, job_id: int, provider: User, answer: str) -> tuple[Job, Offer, bool]:
+    """Lock the job, then the provider's offer; refuse unless it is live or already given `answer`.
+
+    Returns (job, offer, late). A live offer past its deadline is expired here, under the same
+    locks, and `late` is True: the caller lets the transaction commit (the offer stays EXPIRED
+    and the job is offered on), then refuses the answer (`_refuse_late`).
+    """
     job, offer = _lock_job_and_offer(job_id=job_id, provider=provider)
     if offer.status == answer:
-        return job, offer
-    if offer.status == OfferStatus.OFFERED and offer.expires_at <= timezone.now():
-        raise Conflict(f"Your offer for job {job.pk} expired.")
+        return job, offer, False
+    if offer_expire_locked(job=job, offer=offer):
+        after_commit("dispatch.next_offer", job.pk)
+        return job, offer, True
     reasons = {
         OfferStatus.EXPIRED: "expired",
         OfferStatus.WITHDRAWN: f"was withdrawn (job is {job.status})",
@@ -161,18 +167,11 @@ def _lock_answerable(*, job_id: int, provider: User, answer: str) -> tuple[Job, 
     }
     if offer.status != OfferStatus.OFFERED:
         raise Conflict(f"Your offer for job {job.pk} {reasons[offer.status]}.")
-    return job, offer
+    return job, offer, False
 
 
-def _expire_overdue_offer_of(*, job_id: int, provider: User) -> None:
-    # Committed on its own, so a late answer leaves the offer EXPIRED even though it is refused.
-    overdue = (
-        Offer.objects.filter(job_id=job_id, provider=provider, status=OfferStatus.OFFERED, expires_at__lte=timezone.now())
-        .values_list("pk", flat=True)
-        .first()
-    )
-    if overdue is not None:
-        offer_expire(offer_id=overdue)
+def _refuse_late(job: Job) -> Conflict:
+    return Conflict(f"Your offer for job {job.pk} expired.")
 
 
 def _count_answer(provider_id: int, accepted: bool) -> None:
@@ -187,34 +186,38 @@ def offer_accept(*, job_id: int, provider: User) -> Job:
 
     A repeated accept by the winner answers the same assigned job (a double-tap is harmless).
     """
-    _expire_overdue_offer_of(job_id=job_id, provider=provider)
     with transaction.atomic():
-        job, offer = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.ACCEPTED)
-        if offer.status == OfferStatus.ACCEPTED:
-            return job
-        # Theirs and every other live offer of the job change: all the offer locks at once, ascending.
-        others = Offer.objects.filter(job=job, status=OfferStatus.OFFERED).values_list("provider_id", flat=True)
-        lock_providers_offers([provider.pk, *others])
-        if job.is_scheduled:
-            start = job.scheduled_at
-            hold_place(job=job, provider=provider, start=start, firm=True)
-        else:
-            eta_start = instant_start(job=job, provider=provider)
-            _refuse_if_busy(job=job, provider=provider, start=eta_start)
-            # With room for more than one job (capacity > 1) a new one queues after the time already held.
-            start = first_clear_start(
-                provider_id=provider.pk, earliest=eta_start,
-                duration_min=job.duration_min, policy=policy_for(job.category), exclude_job_id=job.pk,
-            )
-            hold_place(job=job, provider=provider, start=start, firm=True, check_hours=False)
-        job_move(job, JobStatus.ASSIGNED, provider=provider, starts_at=start)
-        offer_move(offer, OfferStatus.ACCEPTED)
-        offer_withdraw_live(job=job, reason="taken")
-        events.emit(user=job.customer, name=EventName.JOB_ACCEPTED, job=job, offer=offer, actor=provider)
-        _count_answer(provider.pk, accepted=True)
-        index_provider_on_commit(provider.pk)
-        wake_waiting_direct_on_commit(provider.pk)
+        job, offer, late = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.ACCEPTED)
+        if not late and offer.status != OfferStatus.ACCEPTED:
+            _accept_locked(job=job, offer=offer, provider=provider)
+    if late:
+        raise _refuse_late(job)
     return job
+
+
+def _accept_locked(*, job: Job, offer: Offer, provider: User) -> None:
+    # Theirs and every other live offer of the job change: all the offer locks at once, ascending.
+    others = Offer.objects.filter(job=job, status=OfferStatus.OFFERED).values_list("provider_id", flat=True)
+    lock_providers_offers([provider.pk, *others])
+    if job.is_scheduled:
+        start = job.scheduled_at
+        hold_place(job=job, provider=provider, start=start, firm=True)
+    else:
+        eta_start = instant_start(job=job, provider=provider)
+        _refuse_if_busy(job=job, provider=provider, start=eta_start)
+        # With room for more than one job (capacity > 1) a new one queues after the time already held.
+        start = first_clear_start(
+            provider_id=provider.pk, earliest=eta_start,
+            duration_min=job.duration_min, policy=policy_for(job.category), exclude_job_id=job.pk,
+        )
+        hold_place(job=job, provider=provider, start=start, firm=True, check_hours=False)
+    job_move(job, JobStatus.ASSIGNED, provider=provider, starts_at=start)
+    offer_move(offer, OfferStatus.ACCEPTED)
+    offer_withdraw_live(job=job, reason="taken")
+    events.emit(user=job.customer, name=EventName.JOB_ACCEPTED, job=job, offer=offer, actor=provider)
+    _count_answer(provider.pk, accepted=True)
+    index_provider_on_commit(provider.pk)
+    wake_waiting_direct_on_commit(provider.pk)
 
 
 def offer_reject(*, job_id: int, provider: User) -> Job:
@@ -222,18 +225,18 @@ def offer_reject(*, job_id: int, provider: User) -> Job:
 
     A repeated reject is harmless.
     """
-    _expire_overdue_offer_of(job_id=job_id, provider=provider)
     with transaction.atomic():
-        job, offer = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.REJECTED)
-        if offer.status == OfferStatus.REJECTED:
-            return job
-        lock_providers_offers([provider.pk])
-        offer_move(offer, OfferStatus.REJECTED)
-        hold_release(job=job, provider_id=provider.pk)
-        events.emit(user=job.customer, name=EventName.JOB_REJECTED, job=job, offer=offer, actor=provider)
-        _count_answer(provider.pk, accepted=False)
-        after_commit("dispatch.next_offer", job.pk)
-        wake_waiting_direct_on_commit(provider.pk)
+        job, offer, late = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.REJECTED)
+        if not late and offer.status != OfferStatus.REJECTED:
+            lock_providers_offers([provider.pk])
+            offer_move(offer, OfferStatus.REJECTED)
+            hold_release(job=job, provider_id=provider.pk)
+            events.emit(user=job.customer, name=EventName.JOB_REJECTED, job=job, offer=offer, actor=provider)
+            _count_answer(provider.pk, accepted=False)
+            after_commit("dispatch.next_offer", job.pk)
+            wake_waiting_direct_on_commit(provider.pk)
+    if late:
+        raise _refuse_late(job)
     return job
 
 

@@ -126,6 +126,19 @@ def test_a_reject_goes_out_as_a_reassignment(customer, category, nearby, publish
     assert _live(job) == [nearby[1].pk]
 
 
+def test_an_answer_after_the_deadline_expires_the_offer_and_sends_the_job_on(
+    customer, category, nearby, published, django_capture_on_commit_callbacks, clock
+):
+    job = _book(customer, category, django_capture_on_commit_callbacks)
+    clock.tick(_until_deadline(job) + 1)
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(Conflict, match="expired"):
+        offer_accept(job_id=job.pk, provider=nearby[0])
+
+    assert Offer.objects.get(job=job, provider=nearby[0]).status == OfferStatus.EXPIRED
+    assert published[-1] == "dispatch.next_offer" and _live(job) == [nearby[1].pk]
+
+
 def test_a_provider_who_rejected_is_not_offered_again(customer, category, nearby, django_capture_on_commit_callbacks, clock):
     job = _book(customer, category, django_capture_on_commit_callbacks)
     for provider in nearby:
