@@ -55,7 +55,10 @@ http_seconds = Histogram(
 
 
 def count_job_move(job, status: str) -> None:
-    """Called by the job state machine inside the move's transaction; counted once it commits."""
+    """Called by the job state machine inside the move's transaction; counted once it commits.
+
+    A caller that has the job's offers in hand sets `job.offer_count`, sparing the metric a COUNT.
+    """
     from dispatch.models import JobStatus
 
     def observe():
@@ -65,7 +68,8 @@ def count_job_move(job, status: str) -> None:
 
             time_to_assign.observe((timezone.now() - job.created_at).total_seconds())
         if status in (JobStatus.ASSIGNED, JobStatus.UNFULFILLED):
-            offers_per_job.observe(job.offers.count())
+            counted = getattr(job, "offer_count", None)
+            offers_per_job.observe(counted if counted is not None else job.offers.count())
 
     transaction.on_commit(observe)
 

@@ -197,8 +197,9 @@ def offer_accept(*, job_id: int, provider: User) -> Job:
 
 def _accept_locked(*, job: Job, offer: Offer, provider: User) -> None:
     # Theirs and every other live offer of the job change: all the offer locks at once, ascending.
-    others = Offer.objects.filter(job=job, status=OfferStatus.OFFERED).values_list("provider_id", flat=True)
-    lock_providers_offers([provider.pk, *others])
+    offers = list(Offer.objects.filter(job=job).values_list("provider_id", "status"))
+    lock_providers_offers([provider.pk, *(pk for pk, status in offers if status == OfferStatus.OFFERED)])
+    job.offer_count = len(offers)  # for the offers-per-job metric
     if job.is_scheduled:
         start = job.scheduled_at
         hold_place(job=job, provider=provider, start=start, firm=True)
