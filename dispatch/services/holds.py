@@ -10,7 +10,7 @@ provider's offer lock if an offer changes (offers.py), then the provider's time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection
 
 from dispatch import events
 from dispatch.errors import Conflict
@@ -54,12 +54,14 @@ def _refuse_clash(*, job: Job, profile: ProviderProfile, start: datetime, clashe
     )
 
 
-def hold_place(*, job: Job, provider: User, start: datetime, firm: bool, check_hours: bool = True) -> Hold:
+def hold_place(*, job: Job, provider: User, start: datetime, firm: bool, check_hours: bool = True) -> None:
     """Hold the provider's time for `job` starting at `start`; 409 naming the clash and the next free starts.
 
     Caller holds the job's row lock. An existing hold of this job and provider is moved
     (and made firm if asked). `check_hours` off skips the working-hours test (an instant
-    job is taken by someone working now, whatever their weekly hours say).
+    job is taken by someone working now, whatever their weekly hours say). No savepoint of
+    its own: after a 409 the caller's transaction, or the savepoint it opened (offer_create),
+    rolls back, as every caller's does.
     """
     policy = policy_for(job.category)
     span = job_span(start=start, duration_min=job.duration_min, policy=policy)
@@ -71,13 +73,12 @@ def hold_place(*, job: Job, provider: User, start: datetime, firm: bool, check_h
     if clashes or (check_hours and not free):
         _refuse_clash(job=job, profile=profile, start=start, clashes=clashes)
     try:
-        with transaction.atomic():
-            hold, _ = Hold.objects.update_or_create(
-                job=job, provider=provider, defaults={"starts_at": span[0], "ends_at": span[1], "firm": firm}
-            )
+        # An UPDATE, and an INSERT if there was nothing to move (update_or_create added a SELECT and three savepoints).
+        moved = Hold.objects.filter(job=job, provider=provider).update(starts_at=span[0], ends_at=span[1], firm=firm)
+        if not moved:
+            Hold.objects.create(job=job, provider=provider, starts_at=span[0], ends_at=span[1], firm=firm)
     except IntegrityError as exc:  # the exclusion constraint: a writer this lock did not cover
         raise Conflict(f"Provider {provider.pk} is not free at {events.iso(start)}.") from exc
-    return hold
 
 
 def hold_release(*, job: Job, provider_id: int | None = None, keep_provider_id: int | None = None) -> int:
