@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import F, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from dispatch.errors import Conflict, Forbidden, NotFound
@@ -29,6 +29,7 @@ from dispatch.models import (
 from matching.geo import EARTH_RADIUS_KM, haversine_km
 
 JOB_RELATED = ("customer", "provider", "category")
+CENTS = Decimal("0.01")
 
 
 def jobs_visible_to(user: User) -> QuerySet[Job]:
@@ -168,7 +169,8 @@ def provider_search(
         if available is not None:
             profiles = profiles.filter(is_online=available)
         order = ("-rating_avg", "-rating_count", "user_id") if ordering == "rating" else ("user_id",)
-        return SearchResults([(pk, None, None) for pk in profiles.order_by(*order).values_list("user_id", flat=True)])
+        hits = [(pk, None, None) for pk in profiles.order_by(*order).values_list("user_id", flat=True)]
+        return SearchResults(hits, category_id=category_id)
 
     radius_km = radius_km if radius_km is not None else settings.SEARCH_DEFAULT_RADIUS_KM
     # The index measures exact positions; the search answers from snapped ones (below), so
@@ -200,19 +202,20 @@ def provider_search(
         hits.append((candidate.provider_id, distance, _public_score(candidate, distance),
                      candidate.breakdown.get("rating", 0.0)))
     hits.sort(key=_PUBLIC_ORDER[ordering])
-    return SearchResults([hit[:3] for hit in hits])
+    return SearchResults([hit[:3] for hit in hits], category_id=category_id)
 
 
 class SearchResults(Sequence):
     """A search's providers in order: (user id, distance_km, score) each, a profile loaded only when read.
 
-    Paginating reads one slice, so one page of profiles (with their categories, items and
-    hours) is loaded, not every provider the search matched. A provider deactivated between
-    the count and the page drops out of the page.
+    Paginating reads one slice, so one page of profiles (with their categories and hours, and
+    each one's lowest price in the searched category as `min_price`) is loaded, not every
+    provider the search matched. A provider deactivated between the count and the page drops
+    out of the page.
     """
 
-    def __init__(self, hits: list[tuple[int, float | None, float | None]]):
-        self.hits = hits
+    def __init__(self, hits: list[tuple[int, float | None, float | None]], *, category_id: int | None = None):
+        self.hits, self.category_id = hits, category_id
 
     def __len__(self) -> int:
         return len(self.hits)
@@ -225,14 +228,24 @@ class SearchResults(Sequence):
     def __iter__(self):
         return iter(self._load(self.hits))
 
-    @staticmethod
-    def _load(hits) -> list[ProviderProfile]:
-        profiles = provider_profiles().in_bulk([pk for pk, _, _ in hits], field_name="user_id")
+    def _load(self, hits) -> list[ProviderProfile]:
+        ids = [pk for pk, _, _ in hits]
+        profiles = (_searchable().select_related("user").prefetch_related("categories", "availability")
+                    .in_bulk(ids, field_name="user_id"))
+        # The lowest price, aggregated by the database rather than every item of every profile loaded.
+        items = ProviderProfile.items.through.objects.filter(providerprofile__user_id__in=ids)
+        if self.category_id is not None:
+            items = items.filter(serviceitem__category_id=self.category_id)
+        prices = dict(items.values("providerprofile_id").annotate(low=Min("serviceitem__price"))
+                      .values_list("providerprofile_id", "low"))
         loaded = []
         for pk, distance, score in hits:
             profile = profiles.get(pk)
             if profile is not None:
                 profile.distance_km, profile.score = distance, score
+                low = prices.get(profile.pk)
+                # As the price column is written (SQLite's MIN loses the places).
+                profile.min_price = Decimal(low).quantize(CENTS) if low is not None else None
                 loaded.append(profile)
         return loaded
 

@@ -117,6 +117,8 @@ class ProviderCardSerializer(serializers.ModelSerializer):
         ]
 
     def get_price(self, profile) -> str | None:
+        if hasattr(profile, "min_price"):  # a search page worked it out (selectors.SearchResults)
+            return str(profile.min_price) if profile.min_price is not None else None
         category_id = self.context.get("category_id")
         prices = [i.price for i in profile.items.all() if category_id is None or i.category_id == category_id]
         return str(min(prices)) if prices else None
