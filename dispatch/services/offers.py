@@ -198,7 +198,8 @@ def offer_accept(*, job_id: int, provider: User) -> Job:
 def _accept_locked(*, job: Job, offer: Offer, provider: User) -> None:
     # Theirs and every other live offer of the job change: all the offer locks at once, ascending.
     offers = list(Offer.objects.filter(job=job).values_list("provider_id", "status"))
-    lock_providers_offers([provider.pk, *(pk for pk, status in offers if status == OfferStatus.OFFERED)])
+    others = [pk for pk, status in offers if status == OfferStatus.OFFERED and pk != provider.pk]
+    lock_providers_offers([provider.pk, *others])
     job.offer_count = len(offers)  # for the offers-per-job metric
     if job.is_scheduled:
         start = job.scheduled_at
@@ -214,7 +215,8 @@ def _accept_locked(*, job: Job, offer: Offer, provider: User) -> None:
         hold_place(job=job, provider=provider, start=start, firm=True, check_hours=False)
     job_move(job, JobStatus.ASSIGNED, provider=provider, starts_at=start)
     offer_move(offer, OfferStatus.ACCEPTED)
-    offer_withdraw_live(job=job, reason="taken")
+    if others:  # batch mode: the job's other live offers end (at batch size 1 there are none to read)
+        offer_withdraw_live(job=job, reason="taken")
     events.emit(user=job.customer, name=EventName.JOB_ACCEPTED, job=job, offer=offer, actor=provider)
     _count_answer(provider.pk, accepted=True)
     index_provider_on_commit(provider.pk)
