@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 # These should only ever go down.
 BOOKING_BUDGET = 18
 DISPATCH_STEP_BUDGET = 20
-ACCEPT_BUDGET = 45
+ACCEPT_BUDGET = 38
 REJECT_BUDGET = 16
 START_BUDGET = 26
 COMPLETE_BUDGET = 42
