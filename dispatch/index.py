@@ -159,6 +159,7 @@ class _LiveIndex:
         self.polled_at = None
         self.built_at = 0.0
         self.rebuilding = False
+        self.stale: set[int] = set()  # providers changed by this process since its last query (`mark_stale`)
 
     def get(self) -> ProviderIndex:
         with self.lock:
@@ -167,14 +168,35 @@ class _LiveIndex:
                 self.index = ProviderIndex(ProviderSnapshot.from_records(_records(ProviderProfile.objects.all())))
                 self.polled_at, self.built_at = started, time.monotonic()
         self._poll()
+        self._refresh_stale()
         self._maybe_rebuild()
         return self.index
+
+    def mark_stale(self, provider_id: int) -> None:
+        with self.lock:
+            if self.index is not None:
+                self.stale.add(provider_id)
+
+    def _refresh_stale(self) -> None:
+        """Re-read the providers this process changed, all in one batch, before the query that needs them."""
+        with self.lock:
+            ids, self.stale = self.stale, set()
+        if not ids:
+            return
+        fresh = {record.provider_id: record for record in _records(ProviderProfile.objects.filter(user_id__in=ids))}
+        for provider_id in ids:
+            if provider_id in fresh:
+                self.index.upsert(fresh[provider_id])
+            else:
+                self.index.remove(provider_id)
 
     def _poll(self) -> None:
         with self.lock:
             if (timezone.now() - self.polled_at).total_seconds() < settings.MATCHING_POLL_S:
                 return
             since, self.polled_at = self.polled_at - POLL_OVERLAP, timezone.now()
+            # Committed before this poll reads, so the poll reads them too (every change bumps updated_at).
+            self.stale = set()
         for record in _records(ProviderProfile.objects.filter(updated_at__gte=since)):
             self.index.upsert(record)
 
@@ -200,6 +222,7 @@ class _LiveIndex:
     def reset(self) -> None:
         with self.lock:
             self.index = None
+            self.stale = set()
 
 
 _live = _LiveIndex()
@@ -215,18 +238,13 @@ def reset_provider_index() -> None:
 
 
 def index_provider_on_commit(provider_id: int) -> None:
-    """After the current transaction commits, push the provider's fresh row into this process's index."""
+    """After the current transaction commits, this process's index re-reads the provider before its next query.
 
-    def push():
-        if _live.index is None:
-            return
-        records = _records(ProviderProfile.objects.filter(user_id=provider_id))
-        if records:
-            _live.index.upsert(records[0])
-        else:
-            _live.index.remove(provider_id)
-
-    transaction.on_commit(push)
+    Deferred, not done on commit: the request or task that changed the provider (an accept,
+    a location ping) does not pay for reading it back, and the providers changed between two
+    queries are read in one batch. Other processes see the change through their poll.
+    """
+    transaction.on_commit(lambda: _live.mark_stale(provider_id))
 
 
 def location_max_age_s() -> float | None:

@@ -38,6 +38,21 @@ def test_a_location_ping_moves_the_provider_in_the_next_search(provider, custome
     assert [r["id"] for r in _search(client_for(customer), radius_km=5, lat=28.9, lng=77.6)] == [provider.pk]
 
 
+def test_a_change_made_in_this_process_is_in_its_index_at_the_next_query_without_a_poll(
+    provider, customer, client_for, settings, django_capture_on_commit_callbacks
+):
+    provider_index()  # built now
+    settings.MATCHING_POLL_S = 10**9  # no poll: only this process's own marks can move the provider
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(provider).post("/providers/me/location/", {"latitude": 28.9, "longitude": 77.6}, format="json")
+    assert not any(r.provider_id == provider.pk
+                   for r in rank_providers(lat=SPOT[0], lng=SPOT[1], radius_km=1, limit=None))
+
+    moved = rank_providers(lat=28.9, lng=77.6, radius_km=5, limit=None)
+
+    assert [r.provider_id for r in moved] == [provider.pk]
+
+
 def test_a_change_written_by_another_process_is_picked_up(provider, customer, client_for):
     provider_index()  # built now, before the change
     ProviderProfile.objects.filter(user=provider).update(is_online=False, updated_at=timezone.now())

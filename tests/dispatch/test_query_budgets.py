@@ -37,14 +37,14 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 # These should only ever go down.
 BOOKING_BUDGET = 18
 DISPATCH_STEP_BUDGET = 20
-ACCEPT_BUDGET = 38
+ACCEPT_BUDGET = 32
 REJECT_BUDGET = 16
-START_BUDGET = 26
-COMPLETE_BUDGET = 42
+START_BUDGET = 20
+COMPLETE_BUDGET = 36
 # One more than the first measure (5), bought on purpose: a narrow query orders and counts every match,
 # then only the page's profiles load with their categories, items and hours, not every match's.
 SEARCH_BUDGET = 6
-LOCATION_PING_BUDGET = 13
+LOCATION_PING_BUDGET = 7
 CHAT_MESSAGE_BUDGET = 11
 SOCKET_PUSH_BUDGET = 8
 # How many fewer statements SQLite sends for the same operation (no advisory locks); lower these with
