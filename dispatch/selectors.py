@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import F, Min, Q, QuerySet, Sum
+from django.db.models import F, Min, Prefetch, Q, QuerySet, Sum
 from django.utils import timezone
 
 from dispatch.errors import Conflict, Forbidden, NotFound
@@ -15,6 +15,7 @@ from dispatch.models import (
     Event,
     Invoice,
     Job,
+    JobItem,
     JobStatus,
     LedgerEntry,
     Message,
@@ -29,12 +30,18 @@ from dispatch.models import (
 from matching.geo import EARTH_RADIUS_KM, haversine_km
 
 JOB_RELATED = ("customer", "provider", "category")
+
+
+def job_items_prefetch(path: str = "job_items") -> Prefetch:
+    """A job's items with each one's catalog item joined in: one query, where "job_items__item" takes two."""
+    return Prefetch(path, queryset=JobItem.objects.select_related("item"))
+
 CENTS = Decimal("0.01")
 
 
 def jobs_visible_to(user: User) -> QuerySet[Job]:
     """Customers see their bookings; providers the jobs assigned to them or offered to them now; ops all."""
-    jobs = Job.objects.select_related(*JOB_RELATED).prefetch_related("job_items__item", "offers")
+    jobs = Job.objects.select_related(*JOB_RELATED).prefetch_related(job_items_prefetch(), "offers")
     if user.is_ops:
         return jobs
     if user.is_provider:
@@ -114,7 +121,7 @@ def offers_for_provider(provider: User) -> QuerySet[Offer]:
     return (
         Offer.objects.filter(provider=provider)
         .select_related("job__customer", "job__category", "provider__provider_profile")
-        .prefetch_related("job__job_items__item")
+        .prefetch_related(job_items_prefetch("job__job_items"))
         .order_by("-offered_at", "-id")
     )
 

@@ -18,6 +18,7 @@ from dispatch.index import rank_providers
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import DispatchPolicy, policy_for, search_ends_at
 from dispatch.provider_time import holds_by_provider, job_span, next_free_starts, working_by_provider
+from dispatch.selectors import job_items_prefetch
 from dispatch.services.holds import hold_release
 from dispatch.services.offers import lock_providers_offers, offer_create, offer_expire_locked
 from dispatch.transitions import job_move
@@ -75,7 +76,7 @@ def _dispatch_step(job: Job) -> list[Offer]:
         return []
     wanted = min(wanted, policy.max_offers - len(offers))
     # Every offer's payload lists the job's items: load them once for the whole step.
-    prefetch_related_objects([job], "job_items__item")
+    prefetch_related_objects([job], job_items_prefetch())
     exclude = {o.provider_id for o in offers}
     created = _offer_to_best(job, policy, exclude=exclude, wanted=wanted, first_rank=len(offers) + 1)
     if not created and not live:
@@ -93,7 +94,7 @@ def _offer_to_requested(job: Job) -> list[Offer] | None:
     None hands the job to automatic dispatch (the provider is busy or not free then).
     """
     provider = User.objects.only("id", "role", "name", "username").get(pk=job.requested_provider_id)
-    prefetch_related_objects([job], "job_items__item")
+    prefetch_related_objects([job], job_items_prefetch())
     try:
         return [offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True})]
     except Conflict:
