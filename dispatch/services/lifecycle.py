@@ -21,7 +21,9 @@ MAX_REASON_LENGTH = 500
 
 
 def _lock_job(job_id: int) -> Job:
-    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    # The job's row only (OF self); its customer, provider and category come along, as every move tells someone.
+    job = (Job.objects.select_for_update(of=("self",)).select_related("customer", "provider", "category")
+           .filter(pk=job_id).first())
     if job is None:
         raise NotFound(f"Job {job_id} not found.")
     return job

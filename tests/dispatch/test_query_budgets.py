@@ -39,8 +39,8 @@ BOOKING_BUDGET = 17
 DISPATCH_STEP_BUDGET = 19
 ACCEPT_BUDGET = 31
 REJECT_BUDGET = 16
-START_BUDGET = 19
-COMPLETE_BUDGET = 35
+START_BUDGET = 16
+COMPLETE_BUDGET = 32
 # One more than the first measure (5), bought on purpose: a narrow query orders and counts every match,
 # then only the page's profiles load with their categories, items and hours, not every match's.
 SEARCH_BUDGET = 6
