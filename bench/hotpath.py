@@ -512,6 +512,18 @@ def render(figures: dict, command: str, machine_line: str, note: str) -> str:
     return "\n".join(lines)
 
 
+def code_version() -> str:
+    """The commit measured, and whether the code under it had uncommitted changes."""
+    import subprocess
+
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], check=False, cwd=Path(__file__).resolve().parent.parent,
+                              capture_output=True, text=True).stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "api", "dispatch", "matching", "tasks", "config")
+    return (git("rev-parse", "--short", "HEAD") or "unknown") + (" with uncommitted changes" if changed else "")
+
+
 def profile_text(profiler: cProfile.Profile, calls: int, top: int = 30) -> str:
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
@@ -597,7 +609,8 @@ def measure(args, rounds: int, warmup: int, workdir: Path, postgres: PrivatePost
     close_old_connections()
     figures = summary(samples)
     load = os.getloadavg()[0]
-    note = (f"{rounds} rounds after {warmup} of warm-up in {time.monotonic() - started:.0f} s; "
+    note = (f"Code: commit {code_version()}. {rounds} rounds after {warmup} of warm-up in "
+            f"{time.monotonic() - started:.0f} s; "
             f"{skipped['no offer']} dispatch steps found nobody free (no accept or reject that round). "
             f"A search found {sorted(found)[len(found) // 2]} providers (median; {min(found)}–{max(found)}), "
             f"the first page of 20 rendered. "
