@@ -78,9 +78,9 @@ def forget() -> None:
 def queues_now(client=None) -> list[dict]:
     """Each Celery queue as it is now, uncached, through `client` if given: messages waiting, live
     consumers and how long the oldest has waited. Raises if Redis cannot be read."""
-    from config.celery import HOUSEKEEPING_QUEUE
+    from config.celery import HOUSEKEEPING_QUEUE, REASSIGN_QUEUE
 
-    names = (OFFERS_QUEUE, HOUSEKEEPING_QUEUE)
+    names = (OFFERS_QUEUE, REASSIGN_QUEUE, HOUSEKEEPING_QUEUE)
     pipe = (client or _client()).pipeline(transaction=False)
     for name in names:
         # Kombu's Redis transport pushes on the left and pops on the right: the oldest is last.
