@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import CENTRE, production_env, seed, setup_django, throttle_env
+from bench.harness import CENTRE, percentile_ms, production_env, seed, setup_django, throttle_env
 from bench.report import machine, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,10 +75,8 @@ def run_mode(gc_freeze: str, seconds: float, world_path: Path, workdir: Path) ->
 
 
 def ms(values: list[float], pct: float) -> str:
-    if not values:
-        return "—"
-    ordered = sorted(values)
-    return f"{ordered[min(len(ordered) - 1, int(pct / 100 * len(ordered)))] * 1000:.1f} ms"
+    value = percentile_ms(values, pct)
+    return "—" if value is None else f"{value:.1f} ms"
 
 
 def render(results: dict, command: str, providers: int) -> str:
