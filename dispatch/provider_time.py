@@ -123,19 +123,33 @@ def provider_is_free(
     return calendar.covers(working, start, end) and not clashes, clashes
 
 
-def first_clear_start(
-    *, provider_id: int, earliest: datetime, duration_min: int, policy: DispatchPolicy, exclude_job_id=None
-) -> datetime:
-    """The first start from `earliest` whose hold (buffer included) clears the provider's existing holds."""
+def clear_start(*, held: Iterable[calendar.Interval], earliest: datetime, duration_min: int, policy: DispatchPolicy) -> datetime:
+    """The first start from `earliest` whose hold (buffer included) clears the `held` intervals (which never overlap)."""
     start = earliest
-    held = Hold.objects.filter(provider_id=provider_id, ends_at__gt=earliest - policy.buffer)
-    if exclude_job_id is not None:
-        held = held.exclude(job_id=exclude_job_id)
-    for hold_start, hold_end in held.order_by("starts_at").values_list("starts_at", "ends_at"):
+    for hold_start, hold_end in sorted(held):
         span = job_span(start=start, duration_min=duration_min, policy=policy)
         if hold_start < span[1] and span[0] < hold_end:
             start = hold_end + policy.buffer
     return start
+
+
+def jobs_in_hand(provider_ids: Iterable[int], *, exclude_job_id=None) -> dict[int, set[int]]:
+    """Each provider's work in hand by job: an IN_PROGRESS job, or an ASSIGNED instant one."""
+    jobs = Job.objects.filter(provider_id__in=list(provider_ids)).filter(
+        Q(status=JobStatus.IN_PROGRESS) | Q(status=JobStatus.ASSIGNED, scheduled_at__isnull=True)
+    )
+    if exclude_job_id is not None:
+        jobs = jobs.exclude(pk=exclude_job_id)
+    load: dict[int, set[int]] = {}
+    for pid, job_id in jobs.values_list("provider_id", "id"):
+        load.setdefault(pid, set()).add(job_id)
+    return load
+
+
+def at_capacity(*, in_hand: set[int], holds: Iterable[tuple[int, datetime, datetime]], now: datetime, until: datetime,
+                capacity: int) -> bool:
+    """Whether jobs in hand plus (job id, start, end) holds overlapping [now, until) reach `capacity`."""
+    return len(in_hand | {job_id for job_id, start, end in holds if start < until and end > now}) >= capacity
 
 
 def busy_provider_ids(provider_ids: Iterable[int], *, until: datetime, capacity: int, exclude_job_id=None) -> set[int]:
@@ -147,16 +161,17 @@ def busy_provider_ids(provider_ids: Iterable[int], *, until: datetime, capacity:
     if not provider_ids:
         return set()
     now = timezone.now()
-    load: dict[int, set[int]] = {}
-    jobs = Job.objects.filter(provider_id__in=provider_ids).filter(
-        Q(status=JobStatus.IN_PROGRESS) | Q(status=JobStatus.ASSIGNED, scheduled_at__isnull=True)
-    )
+    in_hand = jobs_in_hand(provider_ids, exclude_job_id=exclude_job_id)
     holds = Hold.objects.filter(provider_id__in=provider_ids, starts_at__lt=until, ends_at__gt=now)
     if exclude_job_id is not None:
-        jobs, holds = jobs.exclude(pk=exclude_job_id), holds.exclude(job_id=exclude_job_id)
-    for pid, job_id in [*jobs.values_list("provider_id", "id"), *holds.values_list("provider_id", "job_id")]:
-        load.setdefault(pid, set()).add(job_id)
-    return {pid for pid, held in load.items() if len(held) >= capacity}
+        holds = holds.exclude(job_id=exclude_job_id)
+    held: dict[int, list] = {}
+    for pid, job_id, start, end in holds.values_list("provider_id", "job_id", "starts_at", "ends_at"):
+        held.setdefault(pid, []).append((job_id, start, end))
+    return {
+        pid for pid in provider_ids
+        if at_capacity(in_hand=in_hand.get(pid, set()), holds=held.get(pid, []), now=now, until=until, capacity=capacity)
+    }
 
 
 # --- The slot routes (GET /auth/providers/{id}/slots/, GET /services/slots/): one computation.

@@ -4,12 +4,11 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import F, Min, Prefetch, Q, QuerySet, Sum
+from django.db.models import F, Min, Prefetch, Q, QuerySet, Sum, prefetch_related_objects
 from django.utils import timezone
 
 from dispatch.errors import Conflict, Forbidden, NotFound
 from dispatch.index import rank_providers
-from dispatch.policy import no_show_due_at
 from dispatch.models import (
     AuthToken,
     Event,
@@ -27,6 +26,7 @@ from dispatch.models import (
     User,
     Wallet,
 )
+from dispatch.policy import no_show_due_at
 from matching.geo import EARTH_RADIUS_KM, haversine_km
 
 JOB_RELATED = ("customer", "provider", "category")
@@ -53,6 +53,17 @@ def job_for(user: User, job_id: int) -> Job:
     job = jobs_visible_to(user).filter(pk=job_id).first()
     if job is None:
         raise NotFound(f"Job {job_id} not found.")
+    return job
+
+
+def job_shown(job: Job) -> Job:
+    """A job a service just returned, ready for JobSerializer: its items and offers read, the row itself not read again.
+
+    For the user the service let act on the job (so it is theirs to see). The service's job
+    is the row as it committed, with its customer, provider and category loaded by its lock
+    (or its creation); re-reading it through `job_for` cost a visibility join and a query more.
+    """
+    prefetch_related_objects([job], job_items_prefetch(), "offers")
     return job
 
 

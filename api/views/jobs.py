@@ -68,6 +68,10 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         job = selectors.job_for(self.request.user, job_id)
         return Response(self.get_serializer(job).data, status=status_code)
 
+    def _shown(self, job, status_code=status.HTTP_200_OK):
+        """The job a service just returned (the caller's to see, as the service let them act on it)."""
+        return Response(self.get_serializer(selectors.job_shown(job)).data, status=status_code)
+
     def retrieve(self, request, pk=None):
         return self._job(path_id(pk))
 
@@ -90,20 +94,19 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         fields["items"] = fields.pop("item_ids")
         key = request.headers.get("Idempotency-Key")
         if key is None:
-            job = job_book(customer=request.user, **fields)
-        else:
-            if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-                raise Invalid(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.", field="Idempotency-Key")
-            job, _ = job_book_once(
-                idempotency_key=key, fingerprint=_fingerprint(request.data), customer=request.user, **fields
-            )
-        return self._job(job.pk, status.HTTP_201_CREATED)
+            return self._shown(job_book(customer=request.user, **fields), status.HTTP_201_CREATED)
+        if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+            raise Invalid(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.", field="Idempotency-Key")
+        job, created = job_book_once(
+            idempotency_key=key, fingerprint=_fingerprint(request.data), customer=request.user, **fields
+        )
+        # A retry answers the first booking as it stands now, read afresh.
+        return self._shown(job, status.HTTP_201_CREATED) if created else self._job(job.pk, status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: JobSerializer, 409: ERROR})
     @action(detail=True, methods=["post"])
     def accept(self, request, pk=None):
-        job = offer_accept(job_id=path_id(pk), provider=request.user)
-        return self._job(job.pk)
+        return self._shown(offer_accept(job_id=path_id(pk), provider=request.user))
 
     @extend_schema(
         request=None,
@@ -123,14 +126,12 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(request=None, responses={200: JobSerializer, 409: ERROR})
     @action(detail=True, methods=["post"])
     def start_job(self, request, pk=None):
-        job = job_start(job_id=path_id(pk), provider=request.user)
-        return self._job(job.pk)
+        return self._shown(job_start(job_id=path_id(pk), provider=request.user))
 
     @extend_schema(request=None, responses={200: JobSerializer, 409: ERROR})
     @action(detail=True, methods=["post"])
     def complete_job(self, request, pk=None):
-        job = job_complete(job_id=path_id(pk), provider=request.user)
-        return self._job(job.pk)
+        return self._shown(job_complete(job_id=path_id(pk), provider=request.user))
 
     @extend_schema(
         request=ReleaseSerializer,
@@ -158,14 +159,12 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     def no_show(self, request, pk=None):
-        job = job_mark_no_show(job_id=path_id(pk), actor=request.user)
-        return self._job(job.pk)
+        return self._shown(job_mark_no_show(job_id=path_id(pk), actor=request.user))
 
     @extend_schema(request=None, responses={200: JobSerializer, 409: ERROR})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        job = job_cancel(job_id=path_id(pk), actor=request.user)
-        return self._job(job.pk)
+        return self._shown(job_cancel(job_id=path_id(pk), actor=request.user))
 
     @extend_schema(
         methods=["GET"],

@@ -7,16 +7,17 @@ is the backstop), on SQLite the database's single writer. Lock order: job, then 
 provider's offer lock if an offer changes (offers.py), then the provider's time
 (docs/lifecycle.md, "Locks").
 """
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, connection
+from django.utils import timezone
 
 from dispatch import events
 from dispatch.errors import Conflict
 from dispatch.models import Hold, Job, ProviderProfile, User
 from dispatch.policy import policy_for
-from dispatch.provider_time import job_span, next_free_starts, provider_is_free
+from dispatch.provider_time import at_capacity, clear_start, job_span, jobs_in_hand, next_free_starts, provider_is_free
 
 # Namespace of a provider's time lock, `_lock_provider_time` (the other key is the provider id); their
 # offer lock's is offers.OFFERING_LOCK_SPACE (0x0FFE).
@@ -54,27 +55,62 @@ def _refuse_clash(*, job: Job, profile: ProviderProfile, start: datetime, clashe
     )
 
 
-def hold_place(*, job: Job, provider: User, start: datetime, firm: bool, check_hours: bool = True) -> None:
+def hold_place(*, job: Job, provider: User, start: datetime, firm: bool) -> None:
     """Hold the provider's time for `job` starting at `start`; 409 naming the clash and the next free starts.
 
     Caller holds the job's row lock. An existing hold of this job and provider is moved
-    (and made firm if asked). `check_hours` off skips the working-hours test (an instant
-    job is taken by someone working now, whatever their weekly hours say). No savepoint of
+    (and made firm if asked); the hours must cover it. No savepoint of
     its own: after a 409 the caller's transaction, or the savepoint it opened (offer_create),
     rolls back, as every caller's does.
     """
     policy = policy_for(job.category)
-    span = job_span(start=start, duration_min=job.duration_min, policy=policy)
     _lock_provider_time(provider.pk)
     profile = ProviderProfile.objects.get(user=provider)
     free, clashes = provider_is_free(
         profile=profile, start=start, duration_min=job.duration_min, policy=policy, exclude_job_id=job.pk
     )
-    if clashes or (check_hours and not free):
+    if clashes or not free:
         _refuse_clash(job=job, profile=profile, start=start, clashes=clashes)
+    _write_hold(job=job, provider=provider, start=start, firm=firm)
+
+
+def hold_instant(*, job: Job, provider: User, earliest: datetime) -> datetime:
+    """Hold the provider's time for an instant job they take, from `earliest` (their ETA) or the first clear start after.
+
+    Caller holds the job's row lock. Returns the start held. 409 if they are at capacity from
+    now until the job would be done. An instant job is taken by someone working now, whatever
+    their weekly hours say, so only holds count. One read of their holds, under their time
+    lock, serves the capacity test, the clear start and the write: the start it finds clashes
+    with nothing, and nobody can hold their time meanwhile.
+    """
+    policy = policy_for(job.category)
+    now = timezone.now()
+    _lock_provider_time(provider.pk)
+    holds = list(
+        Hold.objects.filter(provider=provider, ends_at__gt=min(now, earliest - policy.buffer)).values_list(
+            "job_id", "starts_at", "ends_at"
+        )
+    )
+    others = [hold for hold in holds if hold[0] != job.pk]
+    until = earliest + timedelta(minutes=job.duration_min)
+    in_hand = jobs_in_hand([provider.pk], exclude_job_id=job.pk).get(provider.pk, set())
+    if at_capacity(in_hand=in_hand, holds=others, now=now, until=until, capacity=policy.capacity):
+        raise Conflict(f"Provider {provider.pk} is busy with another job until after {events.iso(until)}.")
+    start = clear_start(
+        held=[(s, e) for _, s, e in others], earliest=earliest, duration_min=job.duration_min, policy=policy
+    )
+    _write_hold(job=job, provider=provider, start=start, firm=True, exists=len(others) < len(holds))
+    return start
+
+
+def _write_hold(*, job: Job, provider: User, start: datetime, firm: bool, exists: bool | None = None) -> None:
+    """Move the job's hold of this provider to start at `start`, or create it (`exists` False: there is none to move)."""
+    span = job_span(start=start, duration_min=job.duration_min, policy=policy_for(job.category))
     try:
         # An UPDATE, and an INSERT if there was nothing to move (update_or_create added a SELECT and three savepoints).
-        moved = Hold.objects.filter(job=job, provider=provider).update(starts_at=span[0], ends_at=span[1], firm=firm)
+        moved = exists is not False and Hold.objects.filter(job=job, provider=provider).update(
+            starts_at=span[0], ends_at=span[1], firm=firm
+        )
         if not moved:
             Hold.objects.create(job=job, provider=provider, starts_at=span[0], ends_at=span[1], firm=firm)
     except IntegrityError as exc:  # the exclusion constraint: a writer this lock did not cover

@@ -20,9 +20,9 @@ from dispatch.event_names import EventName
 from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import offer_timeout_s, policy_for
-from dispatch.provider_time import busy_provider_ids, first_clear_start
+from dispatch.provider_time import busy_provider_ids
 from dispatch.schedule import after_commit, publish
-from dispatch.services.holds import hold_place, hold_release
+from dispatch.services.holds import hold_instant, hold_place, hold_release
 from dispatch.services.location import eta_minutes
 from dispatch.transitions import job_move, offer_move
 
@@ -205,14 +205,8 @@ def _accept_locked(*, job: Job, offer: Offer, provider: User) -> None:
         start = job.scheduled_at
         hold_place(job=job, provider=provider, start=start, firm=True)
     else:
-        eta_start = instant_start(job=job, provider=provider)
-        _refuse_if_busy(job=job, provider=provider, start=eta_start)
         # With room for more than one job (capacity > 1) a new one queues after the time already held.
-        start = first_clear_start(
-            provider_id=provider.pk, earliest=eta_start,
-            duration_min=job.duration_min, policy=policy_for(job.category), exclude_job_id=job.pk,
-        )
-        hold_place(job=job, provider=provider, start=start, firm=True, check_hours=False)
+        start = hold_instant(job=job, provider=provider, earliest=instant_start(job=job, provider=provider))
     job_move(job, JobStatus.ASSIGNED, provider=provider, starts_at=start)
     offer_move(offer, OfferStatus.ACCEPTED)
     if others:  # batch mode: the job's other live offers end (at batch size 1 there are none to read)
