@@ -1,10 +1,11 @@
 """The event log's side effects: a push after commit that never fails its caller, repush of lost pushes, pruning by age."""
 import json
+import threading
 from datetime import timedelta
 
 import pytest
 from channels.layers import get_channel_layer
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from config.celery import app as celery_app
@@ -183,3 +184,34 @@ def test_numbering_skips_events_a_repush_numbered_meanwhile_and_leaves_no_gap(cu
     assert dict(Event.objects.filter(user=customer).values_list("pk", "seq")) == {first.pk: 2, second.pk: 1}
     assert dict(EventSequence.objects.values_list("user_id", "last_seq")) == {customer.pk: 2, other_customer.pk: 1}
     assert [e.seq for e in events.events_sequence(_written(customer, 2))] == [3, 4]  # and on from there
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_racing_numberings_of_overlapping_events_number_each_once_without_gaps(customer, other_customer):
+    # Given 2 users' committed, unnumbered events, and four numberings (the after-commit step and
+    # repushes) over overlapping sets of them, in different orders, started at once on their own connections
+    written = _written(customer, 15) + _written(other_customer, 15)
+    batches = [written[::2], written[1::2], written[5:25], list(reversed(written))]
+    start, failures = threading.Barrier(len(batches)), []
+
+    def number(batch):
+        try:
+            start.wait()
+            events.events_sequence([Event(pk=e.pk, user_id=e.user_id) for e in batch])
+        except Exception as exc:  # noqa: BLE001 - a deadlock or a unique violation is the failure looked for
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=number, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    # Then nothing failed (no deadlock), and each user's events hold the seqs 1..15, each once, the counters at 15
+    assert failures == []
+    for user in (customer, other_customer):
+        assert sorted(Event.objects.filter(user=user).values_list("seq", flat=True)) == list(range(1, 16))
+    assert dict(EventSequence.objects.values_list("user_id", "last_seq")) == {customer.pk: 15, other_customer.pk: 15}
