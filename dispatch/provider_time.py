@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from django.db.models import Q
+from django.db.models import DateTimeField, Q, Value
 from django.utils import timezone
 
 from dispatch import calendar
@@ -133,17 +133,39 @@ def clear_start(*, held: Iterable[calendar.Interval], earliest: datetime, durati
     return start
 
 
-def jobs_in_hand(provider_ids: Iterable[int], *, exclude_job_id=None) -> dict[int, set[int]]:
-    """Each provider's work in hand by job: an IN_PROGRESS job, or an ASSIGNED instant one."""
-    jobs = Job.objects.filter(provider_id__in=list(provider_ids)).filter(
+# A job in hand has no time of its own in `work_by_provider`'s one query.
+_NO_TIME = Value(None, output_field=DateTimeField())
+
+
+def work_by_provider(
+    provider_ids: Iterable[int], *, holds: Q, exclude_job_id=None
+) -> dict[int, tuple[set[int], list[tuple[int, datetime, datetime]]]]:
+    """Each provider's (jobs in hand, holds matching `holds` as (job id, start, end)), in one query.
+
+    Work in hand: an IN_PROGRESS job, or an ASSIGNED instant one (other than `exclude_job_id`).
+    """
+    provider_ids = list(provider_ids)
+    jobs = Job.objects.filter(provider_id__in=provider_ids).filter(
         Q(status=JobStatus.IN_PROGRESS) | Q(status=JobStatus.ASSIGNED, scheduled_at__isnull=True)
     )
     if exclude_job_id is not None:
         jobs = jobs.exclude(pk=exclude_job_id)
-    load: dict[int, set[int]] = {}
-    for pid, job_id in jobs.values_list("provider_id", "id"):
-        load.setdefault(pid, set()).add(job_id)
-    return load
+    rows = (
+        jobs.order_by().annotate(held_from=_NO_TIME, held_to=_NO_TIME)
+        .values_list("provider_id", "id", "held_from", "held_to")
+        .union(
+            Hold.objects.filter(holds, provider_id__in=provider_ids).order_by()
+            .values_list("provider_id", "job_id", "starts_at", "ends_at"),
+            all=True,
+        )
+    )
+    work: dict[int, tuple[set[int], list]] = {pid: (set(), []) for pid in provider_ids}
+    for pid, job_id, start, end in rows:
+        if start is None:
+            work[pid][0].add(job_id)
+        else:
+            work[pid][1].append((job_id, start, end))
+    return work
 
 
 def at_capacity(*, in_hand: set[int], holds: Iterable[tuple[int, datetime, datetime]], now: datetime, until: datetime,
@@ -161,16 +183,13 @@ def busy_provider_ids(provider_ids: Iterable[int], *, until: datetime, capacity:
     if not provider_ids:
         return set()
     now = timezone.now()
-    in_hand = jobs_in_hand(provider_ids, exclude_job_id=exclude_job_id)
-    holds = Hold.objects.filter(provider_id__in=provider_ids, starts_at__lt=until, ends_at__gt=now)
+    holds = Q(starts_at__lt=until, ends_at__gt=now)
     if exclude_job_id is not None:
-        holds = holds.exclude(job_id=exclude_job_id)
-    held: dict[int, list] = {}
-    for pid, job_id, start, end in holds.values_list("provider_id", "job_id", "starts_at", "ends_at"):
-        held.setdefault(pid, []).append((job_id, start, end))
+        holds &= ~Q(job_id=exclude_job_id)
+    work = work_by_provider(provider_ids, holds=holds, exclude_job_id=exclude_job_id)
     return {
-        pid for pid in provider_ids
-        if at_capacity(in_hand=in_hand.get(pid, set()), holds=held.get(pid, []), now=now, until=until, capacity=capacity)
+        pid for pid, (in_hand, held) in work.items()
+        if at_capacity(in_hand=in_hand, holds=held, now=now, until=until, capacity=capacity)
     }
 
 

@@ -63,8 +63,22 @@ def job_shown(job: Job) -> Job:
     is the row as it committed, with its customer, provider and category loaded by its lock
     (or its creation); re-reading it through `job_for` cost a visibility join and a query more.
     """
-    prefetch_related_objects([job], job_items_prefetch(), "offers")
+    prefetch_related_objects([job], job_items_prefetch(), "offers")  # what the service did not attach (rows_known)
     return job
+
+
+def rows_known(instance, **related) -> None:
+    """Attach rows a service already holds as `instance`'s related rows, as `prefetch_related` would attach them.
+
+    Reading `instance.<name>.all()` then answers them without a query: a service that just wrote
+    or locked a job's items or offers hands them on instead of having them read back.
+    """
+    cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
+    for name, rows in related.items():
+        cache.pop(name, None)
+        queryset = getattr(instance, name).all()
+        queryset._result_cache, queryset._prefetch_done = list(rows), True
+        cache[name] = queryset
 
 
 def job_events_for(user: User, job_id: int) -> QuerySet[Event]:

@@ -13,6 +13,7 @@ from dispatch.event_names import EventName
 from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
 from dispatch.policy import DispatchPolicy, policy_for
 from dispatch.schedule import after_commit
+from dispatch.selectors import rows_known
 from dispatch.services.holds import hold_place
 from dispatch.services.offers import offer_create
 from dispatch.services.wallet import CENT, commission_for, wallet_check_booking
@@ -79,7 +80,8 @@ def job_book(
             total_price=total,
             commission_amount=commission_for(total),
         )
-        JobItem.objects.bulk_create(JobItem(job=job, item=i, price=i.price) for i in items)
+        job_items = JobItem.objects.bulk_create(JobItem(job=job, item=i, price=i.price) for i in items)
+        offers = []
         queued_fields = {"why": "queued"} if queued else {}
         events.emit(user=customer, name=EventName.JOB_CREATED, job=job, actor=customer, **queued_fields)
         if provider is not None:
@@ -87,11 +89,12 @@ def job_book(
                 # Nobody else takes this slot while the chosen provider decides.
                 hold_place(job=job, provider=provider, start=scheduled_at, firm=False)
             try:
-                offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True})
+                offers.append(offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True}))
             except Conflict:
                 pass  # busy with another offer or job: the dispatch step waits for them or falls back
         wallet_check_booking(job=job)
         after_commit("dispatch.offer", job.pk)
+    rows_known(job, job_items=job_items, offers=offers)  # whoever shows the new job reads nothing back
     return job
 
 

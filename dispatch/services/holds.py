@@ -11,13 +11,21 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, connection
+from django.db.models import Q
 from django.utils import timezone
 
 from dispatch import events
 from dispatch.errors import Conflict
 from dispatch.models import Hold, Job, ProviderProfile, User
 from dispatch.policy import policy_for
-from dispatch.provider_time import at_capacity, clear_start, job_span, jobs_in_hand, next_free_starts, provider_is_free
+from dispatch.provider_time import (
+    at_capacity,
+    clear_start,
+    job_span,
+    next_free_starts,
+    provider_is_free,
+    work_by_provider,
+)
 
 # Namespace of a provider's time lock, `_lock_provider_time` (the other key is the provider id); their
 # offer lock's is offers.OFFERING_LOCK_SPACE (0x0FFE).
@@ -86,14 +94,11 @@ def hold_instant(*, job: Job, provider: User, earliest: datetime) -> datetime:
     policy = policy_for(job.category)
     now = timezone.now()
     _lock_provider_time(provider.pk)
-    holds = list(
-        Hold.objects.filter(provider=provider, ends_at__gt=min(now, earliest - policy.buffer)).values_list(
-            "job_id", "starts_at", "ends_at"
-        )
-    )
+    in_hand, holds = work_by_provider(
+        [provider.pk], holds=Q(ends_at__gt=min(now, earliest - policy.buffer)), exclude_job_id=job.pk
+    )[provider.pk]
     others = [hold for hold in holds if hold[0] != job.pk]
     until = earliest + timedelta(minutes=job.duration_min)
-    in_hand = jobs_in_hand([provider.pk], exclude_job_id=job.pk).get(provider.pk, set())
     if at_capacity(in_hand=in_hand, holds=others, now=now, until=until, capacity=policy.capacity):
         raise Conflict(f"Provider {provider.pk} is busy with another job until after {events.iso(until)}.")
     start = clear_start(

@@ -22,6 +22,7 @@ from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile,
 from dispatch.policy import offer_timeout_s, policy_for
 from dispatch.provider_time import busy_provider_ids
 from dispatch.schedule import after_commit, publish
+from dispatch.selectors import rows_known
 from dispatch.services.holds import hold_instant, hold_place, hold_release
 from dispatch.services.location import eta_minutes
 from dispatch.transitions import job_move, offer_move
@@ -133,31 +134,31 @@ def _refuse_if_busy(*, job: Job, provider: User, start) -> None:
         raise Conflict(f"Provider {provider.pk} is busy with another job until after {events.iso(until)}.")
 
 
-def _lock_job_and_offer(*, job_id: int, provider: User) -> tuple[Job, Offer]:
+def _lock_job_and_offers(*, job_id: int, provider: User) -> tuple[Job, Offer, list[Offer]]:
+    """Lock the job, then all its offers (one read: an accept needs the others too); (job, theirs, all)."""
     # The customer and category come along: every answer tells the customer about the job.
     job = Job.objects.select_for_update(of=("self",)).select_related("customer", "category").filter(pk=job_id).first()
-    offer = (
-        Offer.objects.select_for_update().filter(job_id=job_id, provider=provider).first() if job is not None else None
-    )
+    offers = list(Offer.objects.select_for_update().filter(job_id=job_id)) if job is not None else []
+    offer = next((o for o in offers if o.provider_id == provider.pk), None)
     if offer is None:
         # A provider never offered this job must not learn that it exists.
         raise NotFound(f"Job {job_id} not found.")
-    return job, offer
+    return job, offer, offers
 
 
-def _lock_answerable(*, job_id: int, provider: User, answer: str) -> tuple[Job, Offer, bool]:
-    """Lock the job, then the provider's offer; refuse unless it is live or already given `answer`.
+def _lock_answerable(*, job_id: int, provider: User, answer: str) -> tuple[Job, Offer, list[Offer], bool]:
+    """Lock the job, then its offers; refuse unless the provider's is live or already given `answer`.
 
-    Returns (job, offer, late). A live offer past its deadline is expired here, under the same
-    locks, and `late` is True: the caller lets the transaction commit (the offer stays EXPIRED
-    and the job is offered on), then refuses the answer (`_refuse_late`).
+    Returns (job, offer, all the job's offers, late). A live offer past its deadline is expired
+    here, under the same locks, and `late` is True: the caller lets the transaction commit (the
+    offer stays EXPIRED and the job is offered on), then refuses the answer (`_refuse_late`).
     """
-    job, offer = _lock_job_and_offer(job_id=job_id, provider=provider)
+    job, offer, offers = _lock_job_and_offers(job_id=job_id, provider=provider)
     if offer.status == answer:
-        return job, offer, False
+        return job, offer, offers, False
     if offer_expire_locked(job=job, offer=offer):
         after_commit("dispatch.next_offer", job.pk)
-        return job, offer, True
+        return job, offer, offers, True
     reasons = {
         OfferStatus.EXPIRED: "expired",
         OfferStatus.WITHDRAWN: f"was withdrawn (job is {job.status})",
@@ -167,7 +168,7 @@ def _lock_answerable(*, job_id: int, provider: User, answer: str) -> tuple[Job, 
     }
     if offer.status != OfferStatus.OFFERED:
         raise Conflict(f"Your offer for job {job.pk} {reasons[offer.status]}.")
-    return job, offer, False
+    return job, offer, offers, False
 
 
 def _refuse_late(job: Job) -> Conflict:
@@ -187,18 +188,17 @@ def offer_accept(*, job_id: int, provider: User) -> Job:
     A repeated accept by the winner answers the same assigned job (a double-tap is harmless).
     """
     with transaction.atomic():
-        job, offer, late = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.ACCEPTED)
+        job, offer, offers, late = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.ACCEPTED)
         if not late and offer.status != OfferStatus.ACCEPTED:
-            _accept_locked(job=job, offer=offer, provider=provider)
+            _accept_locked(job=job, offer=offer, offers=offers, provider=provider)
     if late:
         raise _refuse_late(job)
     return job
 
 
-def _accept_locked(*, job: Job, offer: Offer, provider: User) -> None:
+def _accept_locked(*, job: Job, offer: Offer, offers: list[Offer], provider: User) -> None:
     # Theirs and every other live offer of the job change: all the offer locks at once, ascending.
-    offers = list(Offer.objects.filter(job=job).values_list("provider_id", "status"))
-    others = [pk for pk, status in offers if status == OfferStatus.OFFERED and pk != provider.pk]
+    others = [o.provider_id for o in offers if o.status == OfferStatus.OFFERED and o is not offer]
     lock_providers_offers([provider.pk, *others])
     job.offer_count = len(offers)  # for the offers-per-job metric
     if job.is_scheduled:
@@ -211,6 +211,8 @@ def _accept_locked(*, job: Job, offer: Offer, provider: User) -> None:
     offer_move(offer, OfferStatus.ACCEPTED)
     if others:  # batch mode: the job's other live offers end (at batch size 1 there are none to read)
         offer_withdraw_live(job=job, reason="taken")
+    else:  # the offers as they now stand: whoever shows the job reads them from here
+        rows_known(job, offers=offers)
     events.emit(user=job.customer, name=EventName.JOB_ACCEPTED, job=job, offer=offer, actor=provider)
     _count_answer(provider.pk, accepted=True)
     index_provider_on_commit(provider.pk)
@@ -223,7 +225,7 @@ def offer_reject(*, job_id: int, provider: User) -> Job:
     A repeated reject is harmless.
     """
     with transaction.atomic():
-        job, offer, late = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.REJECTED)
+        job, offer, _, late = _lock_answerable(job_id=job_id, provider=provider, answer=OfferStatus.REJECTED)
         if not late and offer.status != OfferStatus.REJECTED:
             lock_providers_offers([provider.pk])
             offer_move(offer, OfferStatus.REJECTED)
