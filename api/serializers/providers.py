@@ -82,8 +82,8 @@ class CategoryRefSerializer(serializers.ModelSerializer):
         fields = ["id", "name"]
 
 
-class ProviderCardSerializer(serializers.ModelSerializer):
-    """A provider in search results."""
+class ProviderPublicSerializer(serializers.ModelSerializer):
+    """What anyone may see of a provider: the card's fields, which the detail and the provider's own view extend."""
 
     id = serializers.IntegerField(source="user_id", read_only=True)
     name = serializers.CharField(source="user.display_name", read_only=True)
@@ -133,6 +133,55 @@ class ProviderCardSerializer(serializers.ModelSerializer):
         return round(distance, 1) if distance is not None else None
 
 
+# DRF's own fields, built once, for the card written out below.
+_TIME = MinuteTimeField()
+_FLOAT = serializers.FloatField()
+
+
+class ProviderCardSerializer(ProviderPublicSerializer):
+    """A provider in search results."""
+
+    def to_representation(self, profile) -> dict:
+        """The JSON DRF's field-by-field rendering gives (tests/api/test_provider_card.py checks), written out.
+
+        A search page renders twenty cards, each with categories, weekly hours and portfolio:
+        building and walking DRF's fields for them was most of a search's CPU.
+        """
+        return {
+            "id": profile.user_id,
+            "name": profile.user.display_name,
+            "categories": [{"id": pk, "name": name} for pk, name in _categories(profile)],
+            "rating": _FLOAT.to_representation(profile.rating_avg),
+            "review_count": profile.rating_count,
+            "acceptance_rate": _FLOAT.to_representation(profile.acceptance_rate),
+            "price": self.get_price(profile),
+            "distance_km": self.get_distance_km(profile),
+            "score": self.get_score(profile),
+            "is_online": profile.is_online,
+            "time_zone": profile.time_zone,
+            "availability": [
+                {"weekday": weekday, "start": _TIME.to_representation(start), "end": _TIME.to_representation(end)}
+                for weekday, start, end in _hours(profile)
+            ],
+            "portfolio": [
+                {"title": e["title"], "url": e.get("url", ""), "description": e.get("description", "")}
+                for e in profile.portfolio
+            ],
+        }
+
+
+def _categories(profile) -> list[tuple[int, str]]:
+    """(id, name) of the provider's categories by name: as a search page read them (selectors.SearchResults), or read now."""
+    rows = getattr(profile, "card_categories", None)
+    return rows if rows is not None else [(c.pk, c.name) for c in profile.categories.all()]
+
+
+def _hours(profile) -> list[tuple]:
+    """(weekday, start, end) of the provider's weekly hours, in order: as a search page read them, or read now."""
+    rows = getattr(profile, "card_hours", None)
+    return rows if rows is not None else [(w.weekday, w.start, w.end) for w in profile.availability.all()]
+
+
 class ProviderReviewSerializer(serializers.ModelSerializer):
     customer_name = serializers.CharField(source="job.customer.first_name_only", read_only=True)
 
@@ -141,18 +190,18 @@ class ProviderReviewSerializer(serializers.ModelSerializer):
         fields = ["rating", "comment", "customer_name", "created_at"]
 
 
-class ProviderDetailSerializer(ProviderCardSerializer):
+class ProviderDetailSerializer(ProviderPublicSerializer):
     items = ServiceItemSerializer(many=True, read_only=True)
     reviews = serializers.SerializerMethodField()
 
-    class Meta(ProviderCardSerializer.Meta):
-        fields = [*ProviderCardSerializer.Meta.fields, "bio", "items", "reviews"]
+    class Meta(ProviderPublicSerializer.Meta):
+        fields = [*ProviderPublicSerializer.Meta.fields, "bio", "items", "reviews"]
 
     def get_reviews(self, profile) -> list[dict]:
         return ProviderReviewSerializer(self.context.get("reviews", []), many=True).data
 
 
-class ProviderMeSerializer(ProviderCardSerializer):
+class ProviderMeSerializer(ProviderPublicSerializer):
     """The provider's own view: their exact positions and contact included."""
 
     username = serializers.CharField(source="user.username", read_only=True)
@@ -162,9 +211,9 @@ class ProviderMeSerializer(ProviderCardSerializer):
     latitude = serializers.FloatField(source="base_latitude", read_only=True)
     longitude = serializers.FloatField(source="base_longitude", read_only=True)
 
-    class Meta(ProviderCardSerializer.Meta):
+    class Meta(ProviderPublicSerializer.Meta):
         fields = [
-            *[f for f in ProviderCardSerializer.Meta.fields if f not in ("distance_km", "score")],
+            *[f for f in ProviderPublicSerializer.Meta.fields if f not in ("distance_km", "score")],
             "username",
             "phone",
             "bio",
