@@ -41,13 +41,13 @@ def _lock_provider_job(*, job_id: int, provider: User) -> Job:
 
 
 def _provider_move(*, job_id: int, provider: User, target: str, event: str) -> Job:
-    with transaction.atomic():
-        job = _lock_provider_job(job_id=job_id, provider=provider)
-        job_move(job, target)
-        events.emit(user=job.customer, name=event, job=job, actor=provider)
-        # Busy or free again: matching skips providers at work, so other processes must see it.
-        ProviderProfile.objects.filter(user=provider).update(updated_at=timezone.now())
-        index_provider_on_commit(provider.pk)
+    """Move the provider's job and tell the customer. Caller's transaction; locks the job."""
+    job = _lock_provider_job(job_id=job_id, provider=provider)
+    job_move(job, target)
+    events.emit(user=job.customer, name=event, job=job, actor=provider)
+    # Busy or free again: matching skips providers at work, so other processes must see it.
+    ProviderProfile.objects.filter(user=provider).update(updated_at=timezone.now())
+    index_provider_on_commit(provider.pk)
     return job
 
 
@@ -56,7 +56,10 @@ def job_start(*, job_id: int, provider: User) -> Job:
     running = Job.objects.filter(provider=provider, status=JobStatus.IN_PROGRESS).exclude(pk=job_id).first()
     if running is not None:
         raise Conflict(f"Finish job {running.pk} (IN_PROGRESS) before starting job {job_id}.")
-    return _provider_move(job_id=job_id, provider=provider, target=JobStatus.IN_PROGRESS, event=EventName.JOB_STARTED)
+    with transaction.atomic():
+        return _provider_move(
+            job_id=job_id, provider=provider, target=JobStatus.IN_PROGRESS, event=EventName.JOB_STARTED
+        )
 
 
 def job_complete(*, job_id: int, provider: User) -> Job:

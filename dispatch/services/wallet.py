@@ -8,7 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from dispatch.errors import Forbidden, Invalid, PaymentDeclined, Unprocessable
@@ -38,15 +38,17 @@ def commission_for(total: Decimal) -> Decimal:
     return (total * Decimal(str(settings.COMMISSION_RATE))).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def _kind_of(user: User) -> str:
+    if user.is_customer:
+        return WalletKind.CUSTOMER
+    if user.is_provider:
+        return WalletKind.PROVIDER
+    raise Forbidden("Only customers and providers have a wallet.")
+
+
 def wallet_of(user: User) -> Wallet:
     """The user's wallet, created empty on first use. Takes no lock."""
-    if user.is_customer:
-        kind = WalletKind.CUSTOMER
-    elif user.is_provider:
-        kind = WalletKind.PROVIDER
-    else:
-        raise Forbidden("Only customers and providers have a wallet.")
-    return _get_or_create(user=user, kind=kind)
+    return _get_or_create(user=user, kind=_kind_of(user))
 
 
 def system_wallet(kind: str) -> Wallet:
@@ -70,6 +72,21 @@ def _lock(*wallets: Wallet) -> list[Wallet]:
     """Lock the wallets in id order (every service does, so two never deadlock); fresh rows, in the given order."""
     locked = {w.pk: w for w in Wallet.objects.select_for_update().filter(pk__in=[w.pk for w in wallets]).order_by("pk")}
     return [locked[w.pk] for w in wallets]
+
+
+def _lock_wallets(*owners: User | str) -> list[Wallet]:
+    """Lock the wallets of `owners` (users, or a system wallet's kind) in id order; fresh rows, in the given order.
+
+    One statement when they all exist (the usual case); a wallet's first use creates it, then all are locked as `_lock` does.
+    """
+    keys = [(None, owner) if isinstance(owner, str) else (owner.pk, _kind_of(owner)) for owner in owners]
+    wanted = Q()
+    for user_id, kind in keys:
+        wanted |= Q(user_id=user_id, kind=kind)
+    locked = {(w.user_id, w.kind): w for w in Wallet.objects.select_for_update().filter(wanted).order_by("pk")}
+    if len(locked) < len(set(keys)):
+        return _lock(*[system_wallet(owner) if isinstance(owner, str) else wallet_of(owner) for owner in owners])
+    return [locked[key] for key in keys]
 
 
 def _move(
@@ -189,15 +206,13 @@ def job_settle(*, job: Job) -> Invoice:
         payment_method=job.payment_method,
     )
     if job.payment_method == PaymentMethod.WALLET:
-        customer, provider, platform = _lock(
-            wallet_of(job.customer), wallet_of(job.provider), system_wallet(WalletKind.PLATFORM)
-        )
+        customer, provider, platform = _lock_wallets(job.customer, job.provider, WalletKind.PLATFORM)
         _move(
             kind=TransferKind.JOB_PAYMENT, reference=f"job:{job.pk}:payment", amount=job.total_price,
             source=customer, target=provider, job=job, memo=f"Job {job.pk}",
         )
     else:
-        provider, platform = _lock(wallet_of(job.provider), system_wallet(WalletKind.PLATFORM))
+        provider, platform = _lock_wallets(job.provider, WalletKind.PLATFORM)
     _move(
         kind=TransferKind.COMMISSION, reference=f"job:{job.pk}:commission", amount=job.commission_amount,
         source=provider, target=platform, job=job, memo=f"Commission on job {job.pk} ({job.payment_method})",
@@ -218,9 +233,7 @@ def job_charge_cancellation(*, job: Job) -> Decimal:
     fee = min(settings.CANCELLATION_FEE, job.total_price)
     if fee <= 0:
         return ZERO
-    customer, provider, platform = _lock(
-        wallet_of(job.customer), wallet_of(job.provider), system_wallet(WalletKind.PLATFORM)
-    )
+    customer, provider, platform = _lock_wallets(job.customer, job.provider, WalletKind.PLATFORM)
     fee = min(fee, max(customer.balance - wallet_reserved(job.customer_id), ZERO)).quantize(CENT)
     if fee == 0:
         return ZERO

@@ -41,7 +41,7 @@ DISPATCH_STEP_BUDGET = 15
 ACCEPT_BUDGET = 18
 REJECT_BUDGET = 13
 START_BUDGET = 12
-COMPLETE_BUDGET = 28
+COMPLETE_BUDGET = 27
 # One more than the first measure (5), bought on purpose: a narrow query orders and counts every match,
 # then only the page's profiles load with their categories, items and hours, not every match's.
 SEARCH_BUDGET = 6
