@@ -1,11 +1,14 @@
 """ASGI entry point: the API and pages over HTTP, and the notification WebSocket, from one app."""
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
 
-django_asgi_app = get_asgi_application()
+from config.http_handler import SyncChainASGIHandler  # noqa: E402
+
+django_asgi_app = SyncChainASGIHandler()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 from django.conf import settings  # noqa: E402

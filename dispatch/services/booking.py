@@ -81,7 +81,6 @@ def job_book(
             commission_amount=commission_for(total),
         )
         job_items = JobItem.objects.bulk_create(JobItem(job=job, item=i, price=i.price) for i in items)
-        offers = []
         queued_fields = {"why": "queued"} if queued else {}
         events.emit(user=customer, name=EventName.JOB_CREATED, job=job, actor=customer, **queued_fields)
         if provider is not None:
@@ -89,12 +88,14 @@ def job_book(
                 # Nobody else takes this slot while the chosen provider decides.
                 hold_place(job=job, provider=provider, start=scheduled_at, firm=False)
             try:
-                offers.append(offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True}))
+                offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True})
             except Conflict:
                 pass  # busy with another offer or job: the dispatch step waits for them or falls back
         wallet_check_booking(job=job)
         after_commit("dispatch.offer", job.pk)
-    rows_known(job, job_items=job_items, offers=offers)  # whoever shows the new job reads nothing back
+    # Whoever shows the new job need not read its items back. Not its offers: the dispatch step after
+    # the commit may have made one already (the embedded worker runs it before this line).
+    rows_known(job, job_items=job_items)
     return job
 
 
