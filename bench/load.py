@@ -3,6 +3,7 @@
     python -m bench.load            # writes the load section of docs/benchmarks.md
     python -m bench.load --quick    # one short step; prints only
     python -m bench.load --json F   # also write the figures to F (the smoke test reads them)
+    python -m bench.load --profile-web 12   # also where the web processes' CPU goes at 12/s (py-spy)
 
 The Procfile's web (uvicorn, 2 workers), offers worker, housekeeping worker and beat on a
 private PostgreSQL and Redis (`bench.harness`). N virtual customers book over REST and hold
@@ -16,8 +17,10 @@ import asyncio
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
+from bench import web_profile
 from bench.harness import Crowd, PrivatePostgres, PrivateRedis, ProcessSet, Rig, percentile_ms
 
 RATES = [2, 4, 8, 12, 16, 24, 32, 48, 64]
@@ -30,11 +33,16 @@ SETTLE_S = 5
 WEB_CONCURRENCY = 2  # the Procfile's default
 
 
-async def step(crowd: Crowd, meter, rate: float, seconds: float) -> dict:
+async def step(crowd: Crowd, meter, rate: float, seconds: float, web_pids=None) -> dict:
     errors_before, late_before = len(crowd.errors), crowd.late_answers
     retries_before = crowd.retries
     meter.start()
     started = time.time()
+    profiling = None
+    if web_pids is not None:
+        # After a few seconds of the step, for most of the rest of it.
+        profile_s = max(3.0, min(20.0, seconds - 5))
+        profiling = asyncio.ensure_future(_sample_web(web_pids, delay_s=3.0, seconds=profile_s))
     bookings = await crowd.book_at_rate(rate, seconds)
     booked_until = max((b.booked for b in bookings if b.booked), default=time.time())
     deadline = time.monotonic() + SETTLE_S
@@ -53,12 +61,21 @@ async def step(crowd: Crowd, meter, rate: float, seconds: float) -> dict:
         "errors": crowd.errors[errors_before:], "late_answers": crowd.late_answers - late_before,
         "retries": crowd.retries - retries_before, "cpu": cpu,
     }
+    if profiling is not None:
+        counts, total, profile_s = await profiling
+        result["web_profile"] = {"counts": dict(counts), "total": total, "seconds": profile_s}
     print(json.dumps({k: v for k, v in result.items() if k != "cpu"} | {"cpu": cpu["used_s"]}, default=str), flush=True)
     return result
 
 
+async def _sample_web(pids_of, *, delay_s: float, seconds: float):
+    await asyncio.sleep(delay_s)
+    lines = await asyncio.to_thread(web_profile.sample, pids_of(), seconds)
+    return (*web_profile.parts(lines), seconds)
+
+
 async def ramp(stack: ProcessSet, pg: PrivatePostgres, redis: PrivateRedis, world: dict, rates: list[float],
-               step_s: float, max_total_s: float) -> list[dict]:
+               step_s: float, max_total_s: float, profile_web: float | None = None) -> list[dict]:
     from bench.simulation import CpuMeter
 
     meter = CpuMeter({
@@ -79,7 +96,8 @@ async def ramp(stack: ProcessSet, pg: PrivatePostgres, redis: PrivateRedis, worl
         for rate in rates:
             if results and time.monotonic() - started + step_s + SETTLE_S > max_total_s:
                 break
-            results.append(await step(crowd, meter, rate, step_s))
+            web_pids = (lambda: stack.pids("web")) if profile_web == rate else None
+            results.append(await step(crowd, meter, rate, step_s, web_pids))
             if results[-1]["p99_ms"] is None or results[-1]["p99_ms"] > P99_LIMIT_MS:
                 break
     finally:
@@ -95,6 +113,7 @@ def render(results: list[dict], args, machine_line: str) -> str:
         "",
         "Command: `python -m bench.load"
         + (f" --web-concurrency {args.web_concurrency}" if args.web_concurrency != WEB_CONCURRENCY else "")
+        + (f" --profile-web {args.profile_web:g}" if args.profile_web else "")
         + f"` · machine: {machine_line}.",
         "",
         f"The Procfile's processes (web: uvicorn with {args.web_concurrency} workers; offers worker, threads ×4; housekeeping worker; "
@@ -144,6 +163,12 @@ def render(results: list[dict], args, machine_line: str) -> str:
     for r in results:
         if r["errors"]:
             lines.append(f"- at {r['rate']:g}/s: {r['errors'][:5]}")
+    for r in results:
+        if r.get("web_profile"):
+            profile = r["web_profile"]
+            web_ms = r["cpu"]["used_s"]["web (uvicorn)"] * 1000 / max(1, r["booked"])
+            lines += ["", web_profile.render(Counter(profile["counts"]), profile["total"], rate=r["rate"],
+                                             seconds=profile["seconds"], web_ms_per_booking=web_ms)]
     lines += ["", f"The {os.cpu_count()} cores are shared by every process above and the load generator itself, "
                   f"and other engineers' test runs may have shared the machine (1-min load average "
                   f"{os.getloadavg()[0]:.1f} at the end), so the ceiling is this machine's, not the design's."]
@@ -160,12 +185,17 @@ def main() -> None:
     parser.add_argument("--providers", type=int, default=50)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--web-concurrency", type=int, default=WEB_CONCURRENCY, help="uvicorn worker processes")
+    parser.add_argument("--profile-web", type=float, metavar="RATE",
+                        help="during the step at RATE bookings/s, sample the web processes with py-spy (bench/web_profile.py)")
     args = parser.parse_args()
+    if args.profile_web and web_profile.py_spy() is None:
+        parser.error("--profile-web needs py-spy (in requirements.txt: make install)")
     args.rates = args.rates or ([2] if args.quick else RATES)
     args.step_s = args.step_s or (3 if args.quick else STEP_S)
     with Rig(tag="load", customers=args.customers, providers=args.providers, web_servers=1, web_concurrency=args.web_concurrency,
              offer_timeout_s=OFFER_TIMEOUT_S, sweep_s=5, search_deadline_s=300) as rig:
-        results = asyncio.run(ramp(rig.stack, rig.pg, rig.redis, rig.world, args.rates, args.step_s, args.max_total_s))
+        results = asyncio.run(ramp(rig.stack, rig.pg, rig.redis, rig.world, args.rates, args.step_s, args.max_total_s,
+                                   args.profile_web))
     from bench.report import machine, write_section
 
     text = render(results, args, machine())

@@ -43,10 +43,13 @@ def test_a_worker_killed_mid_dispatch_loses_no_job_assigns_none_twice_and_misses
 
 
 def test_one_load_step_books_over_real_sockets_without_errors_and_splits_the_cpu(tmp_path):
-    (step,) = _bench(tmp_path, "bench.load", "--customers", "4", "--providers", "8")
+    (step,) = _bench(tmp_path, "bench.load", "--customers", "4", "--providers", "8", "--profile-web", "2")
 
     assert step["errors"] == []
     assert step["booked"] == step["bookings"] > 0 and step["assigned"] == step["booked"]
     assert step["p50_ms"] < step["p99_ms"] < 10_000
     used = step["cpu"]["used_s"]
     assert used["web (uvicorn)"] > 0 and used["offers worker"] > 0 and used["PostgreSQL"] > 0
+    # Where the web's CPU went (py-spy of the uvicorn workers during the step): Django's requests among it.
+    profile = step["web_profile"]
+    assert profile["total"] > 0 and profile["counts"]["Django request (worker thread)"] > 0
