@@ -123,7 +123,9 @@ def provider_is_free(
     return calendar.covers(working, start, end) and not clashes, clashes
 
 
-def clear_start(*, held: Iterable[calendar.Interval], earliest: datetime, duration_min: int, policy: DispatchPolicy) -> datetime:
+def clear_start(
+    *, held: Iterable[calendar.Interval], earliest: datetime, duration_min: int, policy: DispatchPolicy
+) -> datetime:
     """The first start from `earliest` whose hold (buffer included) clears the `held` intervals (which never overlap)."""
     start = earliest
     for hold_start, hold_end in sorted(held):
