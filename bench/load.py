@@ -1,7 +1,7 @@
 """A load ramp on the production process set: bookings/s until p99 booking → ASSIGNED passes 2 s.
 
     python -m bench.load            # writes the load section of docs/benchmarks.md
-    python -m bench.load --quick    # one short step; prints only
+    python -m bench.load --quick    # one short step; prints only (so does a run with its own --rates or --step-s)
     python -m bench.load --json F   # also write the figures to F (the smoke test reads them)
     python -m bench.load --profile-web 12   # also where the web processes' CPU goes at 12/s (py-spy)
 
@@ -188,6 +188,8 @@ def main() -> None:
     parser.add_argument("--profile-web", type=float, metavar="RATE",
                         help="during the step at RATE bookings/s, sample the web processes with py-spy (bench/web_profile.py)")
     args = parser.parse_args()
+    # Only the default ramp is the docs' figure: a run with its own rates or steps prints, and leaves them alone.
+    args.writes_docs = not args.quick and args.rates is None and args.step_s is None
     if args.profile_web and web_profile.py_spy() is None:
         parser.error("--profile-web needs py-spy (in requirements.txt: make install)")
     args.rates = args.rates or ([2] if args.quick else RATES)
@@ -202,8 +204,10 @@ def main() -> None:
     print(text)
     if args.json:
         args.json.write_text(json.dumps(results, default=str))
-    if not args.quick:
+    if args.writes_docs:
         write_section("load", text)
+    elif not args.quick:
+        print("(custom --rates or --step-s: docs/benchmarks.md left as it is)")
 
 
 if __name__ == "__main__":
