@@ -79,7 +79,7 @@ def hold_place(*, job: Job, provider: User, start: datetime, firm: bool) -> None
     )
     if clashes or not free:
         _refuse_clash(job=job, profile=profile, start=start, clashes=clashes)
-    _write_hold(job=job, provider=provider, start=start, firm=firm)
+    _write_hold(job=job, provider=provider, start=start, policy=policy, firm=firm)
 
 
 def hold_instant(*, job: Job, provider: User, earliest: datetime) -> datetime:
@@ -100,17 +100,24 @@ def hold_instant(*, job: Job, provider: User, earliest: datetime) -> datetime:
     others = [hold for hold in holds if hold[0] != job.pk]
     until = earliest + timedelta(minutes=job.duration_min)
     if at_capacity(in_hand=in_hand, holds=others, now=now, until=until, capacity=policy.capacity):
-        raise Conflict(f"Provider {provider.pk} is busy with another job until after {events.iso(until)}.")
+        raise busy_conflict(provider_id=provider.pk, until=until)
     start = clear_start(
         held=[(s, e) for _, s, e in others], earliest=earliest, duration_min=job.duration_min, policy=policy
     )
-    _write_hold(job=job, provider=provider, start=start, firm=True, exists=len(others) < len(holds))
+    _write_hold(job=job, provider=provider, start=start, policy=policy, firm=True, exists=len(others) < len(holds))
     return start
 
 
-def _write_hold(*, job: Job, provider: User, start: datetime, firm: bool, exists: bool | None = None) -> None:
+def busy_conflict(*, provider_id: int, until: datetime) -> Conflict:
+    """The 409 for a provider at capacity until the instant job would be done."""
+    return Conflict(f"Provider {provider_id} is busy with another job until after {events.iso(until)}.")
+
+
+def _write_hold(
+    *, job: Job, provider: User, start: datetime, policy, firm: bool, exists: bool | None = None
+) -> None:
     """Move the job's hold of this provider to start at `start`, or create it (`exists` False: there is none to move)."""
-    span = job_span(start=start, duration_min=job.duration_min, policy=policy_for(job.category))
+    span = job_span(start=start, duration_min=job.duration_min, policy=policy)
     try:
         # An UPDATE, and an INSERT if there was nothing to move (update_or_create added a SELECT and three savepoints).
         moved = exists is not False and Hold.objects.filter(job=job, provider=provider).update(

@@ -23,7 +23,7 @@ from dispatch.policy import offer_timeout_s, policy_for
 from dispatch.provider_time import busy_provider_ids
 from dispatch.schedule import after_commit, publish
 from dispatch.selectors import rows_known
-from dispatch.services.holds import hold_instant, hold_place, hold_release
+from dispatch.services.holds import busy_conflict, hold_instant, hold_place, hold_release
 from dispatch.services.location import eta_minutes
 from dispatch.transitions import job_move, offer_move
 
@@ -131,7 +131,7 @@ def _refuse_if_busy(*, job: Job, provider: User, start) -> None:
     until = start + timedelta(minutes=job.duration_min)
     capacity = policy_for(job.category).capacity
     if busy_provider_ids([provider.pk], until=until, capacity=capacity, exclude_job_id=job.pk):
-        raise Conflict(f"Provider {provider.pk} is busy with another job until after {events.iso(until)}.")
+        raise busy_conflict(provider_id=provider.pk, until=until)
 
 
 def _lock_job_and_offers(*, job_id: int, provider: User) -> tuple[Job, Offer, list[Offer]]:

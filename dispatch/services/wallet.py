@@ -148,7 +148,7 @@ def wallet_topup(
     reference = reference or f"topup:{user.pk}:charge:{charge.charge_id}"
     try:
         with transaction.atomic():
-            gateway, wallet = _lock(system_wallet(WalletKind.GATEWAY), wallet)
+            gateway, wallet = _lock_wallets(WalletKind.GATEWAY, user)
             transfer = _move(
                 kind=TransferKind.TOPUP, reference=reference, amount=amount, source=gateway, target=wallet,
                 memo=f"Top-up (charge {charge.charge_id})",
@@ -180,7 +180,7 @@ def wallet_check_booking(*, job: Job) -> None:
     """
     if job.payment_method != PaymentMethod.WALLET:
         return
-    (wallet,) = _lock(wallet_of(job.customer))
+    (wallet,) = _lock_wallets(job.customer)
     reserved = wallet_reserved(job.customer_id)
     if wallet.balance < reserved:
         available = max(wallet.balance - (reserved - job.total_price), ZERO)
