@@ -365,8 +365,10 @@ class Rig:
     process's Django on them (migrated), the seeded world, and the supervised process set."""
 
     def __init__(self, *, tag: str, customers: int, providers: int, web_servers: int, web_concurrency: int,
-                 offer_timeout_s: int, sweep_s: int, search_deadline_s: int, max_connections: int = 300):
+                 offer_timeout_s: int, sweep_s: int, search_deadline_s: int, max_connections: int = 300,
+                 env: dict | None = None):
         self.tag, self.customers, self.providers = tag, customers, providers
+        self.extra_env = env or {}
         self.web_servers, self.web_concurrency = web_servers, web_concurrency
         self.timings = {"offer_timeout_s": offer_timeout_s, "sweep_s": sweep_s, "search_deadline_s": search_deadline_s}
         self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{tag}-"))
@@ -380,6 +382,7 @@ class Rig:
             setup_django(self.pg.url, self.redis.url)
             self.world = seed(customers=self.customers, providers=self.providers, tag=self.tag)
             env = server_env(database_url=self.pg.url, redis_url=self.redis.url, workdir=self.workdir, **self.timings)
+            env.update(self.extra_env)
             ports = [free_port() for _ in range(self.web_servers)]
             self.stack = ProcessSet(env, self.workdir, ports, self.web_concurrency).__enter__()
         except BaseException:

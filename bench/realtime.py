@@ -73,7 +73,7 @@ class Stack:
         base = production_env(database_url=os.environ["DATABASE_URL"], redis_url=os.environ["REDIS_URL"],
                                workdir=self.workdir) if self.production else os.environ
         # Abuse limits off: the fan-out holds thousands of one user's sockets and books in bursts.
-        return {**base, "MATCHING_POLL_S": "0", "MATCHING_LOCATION_MAX_AGE_S": "0", "LOG_LEVEL": "WARNING",
+        return {**base, "MATCHING_RELAY_S": "0", "MATCHING_LOCATION_MAX_AGE_S": "0", "LOG_LEVEL": "WARNING",
                 "DISPATCH_OFFER_TIMEOUT_S": "60", "SOCKET_MAX_PER_USER": "100000", "SOCKET_MAX_FRAMES_PER_S": "1000",
                 **throttle_env()}
 

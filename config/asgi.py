@@ -20,6 +20,11 @@ if settings.DISPATCH_EMBEDDED_WORKER:
 
     start_embedded_sweeper()
 
+from dispatch.index import warm_index_in_background  # noqa: E402
+
+# Before /readyz answers 200 the index holds every provider: no request waits for the snapshot.
+warm_index_in_background()
+
 application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application()})
 
 from dispatch.gc_tuning import freeze_after_startup, warm_web  # noqa: E402

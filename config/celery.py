@@ -3,10 +3,12 @@
 Embedded (no REDIS_URL): tasks run eagerly in the process after commit, and a sweeper
 thread (`dispatch.embedded`) makes offer timeouts fire.
 """
+import logging
 import os
+import time
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import celeryd_after_setup, worker_ready
 from kombu import Exchange, Queue
 
 from dispatch.queue_presence import QueuePresence
@@ -57,6 +59,8 @@ app.conf.update(
         "ops.purge_tokens": {"queue": HOUSEKEEPING_QUEUE},
         "events.repush": {"queue": HOUSEKEEPING_QUEUE},
         "ops.heartbeat": {"queue": HOUSEKEEPING_QUEUE},
+        "location.flush": {"queue": HOUSEKEEPING_QUEUE},
+        "location.reconcile": {"queue": HOUSEKEEPING_QUEUE},
         "webhooks.deliver": {"queue": WEBHOOKS_QUEUE},
         "webhooks.notify": {"queue": WEBHOOKS_QUEUE},
         # A quick query that queues sends: with the other sweeps, not behind slow receivers.
@@ -69,6 +73,27 @@ app.conf.update(
 # Every worker stamps the queues it consumes, so booking can tell a missing worker from a slow one.
 app.steps["consumer"].add(QueuePresence)
 app.autodiscover_tasks(["tasks"], related_name=None)
+
+
+# Queues whose tasks rank providers: a worker consuming any of them reads its index before it consumes.
+MATCHING_QUEUES = {OFFERS_QUEUE, REASSIGN_QUEUE, HOUSEKEEPING_QUEUE}
+
+
+@celeryd_after_setup.connect
+def _warm_matching(sender, instance, **_) -> None:
+    """Read the matching snapshot before the first task: no offer waits for it (a webhooks worker skips it)."""
+    consumed = instance.app.amqp.queues.consume_from  # None: every queue
+    if consumed and not MATCHING_QUEUES & set(consumed):
+        return
+    from dispatch.index import warm_index
+
+    started = time.monotonic()
+    try:
+        held = warm_index()
+    except Exception:  # the first task builds it instead; the worker must not die of a slow database
+        logging.getLogger(__name__).exception("matching index not warmed at start-up")
+        return
+    logging.getLogger(__name__).info("matching index warm: %s providers in %.1f s", held, time.monotonic() - started)
 
 
 @worker_ready.connect

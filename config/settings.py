@@ -290,6 +290,8 @@ DISPATCH_SCHEDULED_RETRY_S = env.int("DISPATCH_SCHEDULED_RETRY_S", default=60)
 DISPATCH_STUCK_AFTER_S = env.int("DISPATCH_STUCK_AFTER_S", default=10)
 # With no broker, the web process also keeps dispatch's clock (see dispatch/embedded.py).
 DISPATCH_EMBEDDED_WORKER = env.bool("DISPATCH_EMBEDDED_WORKER", default=not REDIS_URL)
+# Pings are written to PostgreSQL behind, in one statement per this many seconds (the newest per provider).
+LOCATION_FLUSH_S = env.float("LOCATION_FLUSH_S", default=2.0)
 CELERY_BEAT_SCHEDULE = {
     "dispatch.sweep": {"task": "dispatch.sweep", "schedule": float(DISPATCH_SWEEP_INTERVAL_S)},
     # Offer timeouts: one task per tick reads the deadlines (dispatch.services.dispatching.offers_expire_due).
@@ -313,6 +315,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": WEBHOOKS_SWEEP_INTERVAL_S,
         "options": {"expires": WEBHOOKS_SWEEP_INTERVAL_S},
     },
+    # Pings reach PostgreSQL behind, in one statement per run; tracking is checked against it now and then.
+    "location.flush": {"task": "location.flush", "schedule": LOCATION_FLUSH_S, "options": {"expires": LOCATION_FLUSH_S}},
+    "location.reconcile": {"task": "location.reconcile", "schedule": 60.0, "options": {"expires": 60}},
     # Proves beat and a housekeeping worker are alive; /readyz fails once it lapses.
     "ops.heartbeat": {"task": "ops.heartbeat", "schedule": 5.0, "options": {"expires": 5}},
 }
@@ -326,6 +331,11 @@ COMMISSION_RATE = env.float("COMMISSION_RATE", default=0.15)
 # Live location (SPEC section 6): a provider's pings answer 429 if sooner than this after
 # the last accepted one (0 disables the limit); ETA = great-circle distance at this speed.
 LOCATION_MIN_INTERVAL_S = env.float("LOCATION_MIN_INTERVAL_S", default=2.0)
+# `live`: pings go to the live store (Redis, or this process embedded) and PostgreSQL gets them behind;
+# `database`: each ping locks and writes the provider's row (the path before issue 19, kept to compare).
+LOCATION_PINGS_TO = env.str("LOCATION_PINGS_TO", default="live")
+if LOCATION_PINGS_TO not in ("live", "database"):
+    raise ImproperlyConfigured("LOCATION_PINGS_TO must be live or database.")
 DISPATCH_ETA_SPEED_KMH = env.float("DISPATCH_ETA_SPEED_KMH", default=25.0)
 if LOCATION_MIN_INTERVAL_S < 0 or DISPATCH_ETA_SPEED_KMH <= 0:
     raise ImproperlyConfigured("LOCATION_MIN_INTERVAL_S must be >= 0 and DISPATCH_ETA_SPEED_KMH > 0.")
@@ -384,9 +394,14 @@ MATCHING_WEIGHTS = {
 }
 # A provider whose last position fix is older than this counts as offline (0 disables the rule).
 MATCHING_LOCATION_MAX_AGE_S = env.int("MATCHING_LOCATION_MAX_AGE_S", default=900)
-# How stale another process's provider changes may be when a query runs.
-MATCHING_POLL_S = env.float("MATCHING_POLL_S", default=0.5)
-MATCHING_REBUILD_S = env.int("MATCHING_REBUILD_S", default=600)
+# Every matching process follows the provider change stream (dispatch/index.py, dispatch/live_store.py).
+# Once per this many seconds one process of the fleet re-announces the profiles changed in PostgreSQL
+# (the net under the after-commit announcements; 0: before every query, as tests do).
+MATCHING_RELAY_S = env.float("MATCHING_RELAY_S", default=2.0)
+# The stream keeps about this many entries; a process further behind reloads a snapshot.
+LIVE_STREAM_MAXLEN = env.int("LIVE_STREAM_MAXLEN", default=100_000)
+# Every key of the live store (positions, the stream, tracking) starts with this, in one hash tag.
+LIVE_KEY_PREFIX = env.str("LIVE_KEY_PREFIX", default="dispatch:live")
 SEARCH_DEFAULT_RADIUS_KM = env.float("SEARCH_DEFAULT_RADIUS_KM", default=10.0)
 # Before assignment others see a provider's position snapped to this grid (0.01° ≈ 1.1 km)
 # and distances from it rounded to 0.1 km (dispatch/selectors.py, location privacy).

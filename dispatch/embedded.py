@@ -5,7 +5,8 @@ wait, so offer timeouts would never fire. The sweeper expires overdue offers and
 the next ones, reminds slots due, re-pushes events whose push failed, and queues webhook
 and SMS sends that are due (retries; dispatch.outlets runs them on threads of their own),
 exactly as Celery beat's `dispatch.sweep`, `dispatch.remind`, `events.repush` and
-`webhooks.sweep` do in production.
+`webhooks.sweep` do in production; and writes pings behind
+to the database, as `location.flush` does.
 """
 import logging
 import threading
@@ -39,6 +40,7 @@ def start_embedded_sweeper() -> bool:
 def _run() -> None:
     from dispatch.events import events_repush
     from dispatch.services.dispatching import dispatch_sweep
+    from dispatch.services.location import positions_flush
     from dispatch.services.notifications import notifications_sweep
     from dispatch.services.reminders import jobs_remind
     from dispatch.services.webhooks import deliveries_sweep
@@ -51,6 +53,7 @@ def _run() -> None:
             events_repush()
             deliveries_sweep()
             notifications_sweep()
+            positions_flush()
         except Exception:  # a bad tick must not kill the clock; the next one retries
             log.exception("embedded sweep failed")
         finally:

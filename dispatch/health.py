@@ -78,10 +78,18 @@ def queue_warnings() -> dict[str, str]:
     }
 
 
+def check_matching() -> str | None:
+    """Not ready while this process reads its matching snapshot: a request would wait for it."""
+    from dispatch.index import index_warming
+
+    return "matching index is still loading its start-up snapshot" if index_warming() else None
+
+
 def readiness() -> dict[str, str]:
     """Failed dependencies by name -> why; empty when ready."""
     failures = {}
-    for name, check in (("database", check_database), ("redis", check_redis), ("worker", check_worker)):
+    checks = (("database", check_database), ("redis", check_redis), ("worker", check_worker), ("matching", check_matching))
+    for name, check in checks:
         problem = check()
         if problem:
             failures[name] = problem

@@ -1,14 +1,19 @@
-"""Keeps this process's matching index fed from the database, and asks it on the domain's behalf.
+"""Keeps this process's matching index fed from the provider change stream, and asks it on the domain's behalf.
 
-Each process (ASGI server, Celery worker) holds one `ProviderIndex`. It is built from a
-snapshot on first use, then kept fresh two ways: a change made in this process is
-upserted right after its commit, and every query first picks up profiles changed by
-other processes since the last look (at most `MATCHING_POLL_S` old). A full rebuild runs
-in a background thread every `MATCHING_REBUILD_S` or when the overlay grows large.
+Each process (ASGI server, Celery worker) holds one `ProviderIndex`. It reads one snapshot
+from PostgreSQL (plus the positions not written there yet) when it starts (`warm_index`) or
+after a gap, then follows the change stream in dispatch/live_store.py before each query:
+pings carry their position and are applied as they are; other changes (online, rating,
+categories, hours, busy) name providers to read again, all in one batch. Nobody polls
+PostgreSQL per process: one process of the fleet relays changes whose announcement was lost
+(`relay_changes`). A large overlay is folded into a new tree in the background from the
+index's own records.
 """
+import logging
 import threading
 import time
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -16,10 +21,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from dispatch import metrics
-from dispatch.policy import policy_for
+from dispatch.live_store import Position, StreamHead, live_store
 from dispatch.models import AvailabilityWindow, Hold, Job, JobStatus, Offer, ProviderProfile, Role
+from dispatch.policy import policy_for
 from matching.index import ProviderIndex
 from matching.types import (
     ALWAYS_AVAILABLE,
@@ -32,10 +39,13 @@ from matching.types import (
     ScoreWeights,
 )
 
+log = logging.getLogger(__name__)
+
 # A change is committed a moment after its `updated_at` is stamped; polling with this
 # overlap re-reads such rows instead of missing them.
 POLL_OVERLAP = timedelta(seconds=2)
 OVERLAY_REBUILD_AT = 20_000
+WARN_EVERY_S = 10.0
 
 
 def score_weights(category=None) -> ScoreWeights:
@@ -151,100 +161,220 @@ def recent_offer_counts(provider_ids) -> dict[int, int]:
 
 
 class _LiveIndex:
-    """The process-wide index plus the bookkeeping that keeps it fresh."""
+    """The process-wide index plus where it is in the change stream."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.index: ProviderIndex | None = None
-        self.polled_at = None
-        self.built_at = 0.0
-        self.rebuilding = False
-        self.stale: set[int] = set()  # providers changed by this process since its last query (`mark_stale`)
+        self.epoch: str | None = None
+        self.last_id = "0-0"
+        self.consumed = 0  # the stream's entries-added counter as of the last read: all of those are applied
+        self.compacting = False
+        self.loads = 0  # snapshots read from PostgreSQL (at start and after each gap)
 
     def get(self) -> ProviderIndex:
         with self.lock:
             if self.index is None:
-                started = timezone.now()
-                self.index = ProviderIndex(ProviderSnapshot.from_records(_records(ProviderProfile.objects.all())))
-                self.polled_at, self.built_at = started, time.monotonic()
-        self._poll()
-        self._refresh_stale()
-        self._maybe_rebuild()
-        return self.index
-
-    def mark_stale(self, provider_id: int) -> None:
-        with self.lock:
-            if self.index is not None:
-                self.stale.add(provider_id)
-
-    def _refresh_stale(self) -> None:
-        """Re-read the providers this process changed, all in one batch, before the query that needs them."""
-        with self.lock:
-            ids, self.stale = self.stale, set()
-        if not ids:
-            return
-        fresh = {record.provider_id: record for record in _records(ProviderProfile.objects.filter(user_id__in=ids))}
-        for provider_id in ids:
-            if provider_id in fresh:
-                self.index.upsert(fresh[provider_id])
+                self._load()
             else:
-                self.index.remove(provider_id)
+                self._follow()
+            index = self.index
+        self._maybe_compact(index)
+        return index
 
-    def _poll(self) -> None:
-        with self.lock:
-            if (timezone.now() - self.polled_at).total_seconds() < settings.MATCHING_POLL_S:
-                return
-            since, self.polled_at = self.polled_at - POLL_OVERLAP, timezone.now()
-            # Committed before this poll reads, so the poll reads them too (every change bumps updated_at).
-            self.stale = set()
-        for record in _records(ProviderProfile.objects.filter(updated_at__gte=since)):
-            self.index.upsert(record)
-
-    def _maybe_rebuild(self) -> None:
-        due = time.monotonic() - self.built_at > settings.MATCHING_REBUILD_S or self.index.overlay_size > OVERLAY_REBUILD_AT
-        with self.lock:
-            if not due or self.rebuilding:
-                return
-            self.rebuilding = True
-        threading.Thread(target=self._rebuild, name="matching-rebuild", daemon=True).start()
-
-    def _rebuild(self) -> None:
-        from django.db import connection
-
+    def _load(self) -> None:
+        """Read the snapshot: where the stream is first, then PostgreSQL, then positions not yet written there."""
+        store = live_store()
         try:
-            mark = self.index.mark()
-            self.index.rebuild(ProviderSnapshot.from_records(_records(ProviderProfile.objects.all())), since=mark)
-            self.built_at = time.monotonic()
+            # The fleet's relay starts no later than the first snapshot: whatever changes after it is relayed.
+            store.relay_done(time.time(), only_if_unset=True)
+            head = store.head()
+        except (RedisError, OSError) as exc:
+            # PostgreSQL alone; with no epoch, the first read once the store is back reloads.
+            log.warning("live store unreachable (%s); matching snapshot from PostgreSQL only", exc)
+            head = StreamHead(epoch=None, added=0, last_id="0-0", pending={})
+        records = [_newer_position(r, head.pending.get(r.provider_id)) for r in _records(ProviderProfile.objects.all())]
+        self.index = ProviderIndex(ProviderSnapshot.from_records(records))
+        self.epoch, self.last_id, self.consumed = head.epoch, head.last_id, head.added
+        self.loads += 1
+        metrics.matching_snapshot_loads.inc()
+
+    def _follow(self) -> None:
+        """Apply the stream's entries since the last read; reload after a gap (Redis lost it, or trimmed past us)."""
+        store = live_store()
+        try:
+            relay_changes(store)
+            read = store.read(self.last_id)
+        except (RedisError, OSError) as exc:
+            # Matching goes on with what it holds; changes made meanwhile arrive once the store is back
+            # (announced, relayed, or by a reload if the store lost its data).
+            _warn_unreachable(f"live store unreachable ({exc.__class__.__name__}); matching on the index as it is")
+            return
+        if read.epoch != self.epoch or read.added < self.consumed or read.added - read.length > self.consumed:
+            self._load()
+            return
+        self.last_id, self.consumed = read.last_id, read.added
+        moves: dict[int, Position] = {}
+        again: set[int] = set()
+        for change in read.changes:
+            if change.position is None:
+                again.update(change.ids)
+            elif change.provider_id not in moves or moves[change.provider_id].at < change.position.at:
+                moves[change.provider_id] = change.position
+        if again:
+            fresh = {r.provider_id: r for r in _records(ProviderProfile.objects.filter(user_id__in=again))}
+            for provider_id in again:
+                record = fresh.get(provider_id)
+                if record is None:
+                    self.index.remove(provider_id)
+                    continue
+                held = self.index.record_of(provider_id)
+                # PostgreSQL's position is written behind: the index may already hold a newer one.
+                if held is not None and held.location_at > record.location_at:
+                    record = replace(record, lat=held.lat, lng=held.lng, location_at=held.location_at)
+                self.index.upsert(record)
+        if moves:
+            self.index.move_many(
+                list(moves), [m.lat for m in moves.values()], [m.lng for m in moves.values()], [m.at for m in moves.values()]
+            )
+
+    def _maybe_compact(self, index: ProviderIndex) -> None:
+        """Fold a large overlay into a new tree, in the background, from the index's own records."""
+        with self.lock:
+            if index.overlay_size <= OVERLAY_REBUILD_AT or self.compacting:
+                return
+            self.compacting = True
+        threading.Thread(target=self._compact, args=(index,), name="matching-compact", daemon=True).start()
+
+    def _compact(self, index: ProviderIndex) -> None:
+        try:
+            mark = index.mark()
+            index.rebuild(ProviderSnapshot.from_records(index.records()), since=mark)
         finally:
-            self.rebuilding = False
-            connection.close()
+            self.compacting = False
 
     def reset(self) -> None:
         with self.lock:
             self.index = None
-            self.stale = set()
 
 
 _live = _LiveIndex()
+
+
+_warned_at = -float("inf")
+
+
+def _warn_unreachable(message: str) -> None:
+    """Once per WARN_EVERY_S: every query would say it while Redis is down."""
+    global _warned_at
+    if time.monotonic() - _warned_at > WARN_EVERY_S:
+        _warned_at = time.monotonic()
+        log.warning(message)
+
+
+def _newer_position(record: ProviderRecord, position: Position | None) -> ProviderRecord:
+    if position is None or position.at <= record.location_at:
+        return record
+    return replace(record, lat=position.lat, lng=position.lng, location_at=position.at)
+
+
+def relay_changes(store=None) -> int:
+    """Re-announce the profiles changed in PostgreSQL since the last relay; how many (0 if not due).
+
+    The at-least-once net under `index_provider_on_commit`: a process that died between a commit
+    and its announcement, or a change made outside the services (admin, a shell, a bulk load),
+    still reaches every index. One process of the fleet does it per MATCHING_RELAY_S (a lease in
+    the store), instead of every process polling PostgreSQL.
+    """
+    store = store or live_store()
+    now = time.time()
+    since = store.relay_claim(settings.MATCHING_RELAY_S, now)
+    if since is None:
+        # Not due, or no snapshot was read since the store was emptied (it sets the cursor).
+        return 0
+    started = timezone.now()
+    ids = list(
+        ProviderProfile.objects.filter(
+            updated_at__gte=datetime.fromtimestamp(since, tz=UTC) - POLL_OVERLAP
+        ).values_list("user_id", flat=True)
+    )
+    if ids:
+        store.announce(ids)
+    store.relay_done(started.timestamp())
+    return len(ids)
 
 
 def provider_index() -> ProviderIndex:
     return _live.get()
 
 
+def held_positions(provider_ids) -> dict[int, tuple[float, float]]:
+    """Where this process's index has these providers as of its last query (no stream read): the freshest positions."""
+    index = _live.index or provider_index()
+    return {pid: position for pid in provider_ids if (position := index.position_of(pid)) is not None}
+
+
 def reset_provider_index() -> None:
-    """Forget the index (tests, or after bulk loads); the next query rebuilds it."""
+    """Forget the index (tests, or after bulk loads); the next query reads a snapshot."""
     _live.reset()
 
 
 def index_provider_on_commit(provider_id: int) -> None:
-    """After the current transaction commits, this process's index re-reads the provider before its next query.
+    """After the current transaction commits, announce the provider on the change stream.
 
-    Deferred, not done on commit: the request or task that changed the provider (an accept,
-    a location ping) does not pay for reading it back, and the providers changed between two
-    queries are read in one batch. Other processes see the change through their poll.
+    Every matching process (this one too) reads the provider again before its next query, all
+    providers announced since its last query in one batch. An announcement lost with its process
+    is made again by the relay (`relay_changes`).
     """
-    transaction.on_commit(lambda: _live.mark_stale(provider_id))
+    transaction.on_commit(lambda: _announce([provider_id]))
+
+
+def _announce(provider_ids) -> None:
+    try:
+        live_store().announce(provider_ids)
+    except (RedisError, OSError) as exc:
+        log.warning("provider change not announced (live store unreachable: %s); the relay will", exc)
+
+
+_warming = threading.Event()  # this process started warming its index
+_warm = threading.Event()  # and finished
+
+
+def warm_index() -> int:
+    """Read the snapshot now (a process's start-up) so that no request waits for it; providers held."""
+    _warming.set()
+    held = len(provider_index())
+    _warm.set()
+    return held
+
+
+def index_warming() -> bool:
+    """Whether this process is still reading its start-up snapshot (`/readyz` says so until it is done)."""
+    return _warming.is_set() and not _warm.is_set()
+
+
+def warm_index_in_background(*, retry_s: float = 1.0) -> threading.Thread:
+    """Warm the index on a thread of its own, trying again while the database is not there yet."""
+
+    def run():
+        from django.db import connection
+
+        _warming.set()
+        while True:
+            try:
+                started = time.monotonic()
+                held = warm_index()
+                log.info("matching index warm: %s providers in %.1f s", held, time.monotonic() - started)
+                return
+            except Exception as exc:  # the database or Redis not up yet (make up starts them together)
+                log.warning("matching index not warm yet (%s); trying again", exc.__class__.__name__)
+                time.sleep(retry_s)
+            finally:
+                connection.close()
+
+    thread = threading.Thread(target=run, name="matching-warm", daemon=True)
+    thread.start()
+    return thread
 
 
 def location_max_age_s() -> float | None:

@@ -44,6 +44,10 @@ matching_seconds = Histogram(
     "matching_query_seconds", "One ranked candidate query (index + fairness load)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
 )
+matching_snapshot_loads = Counter(
+    "matching_snapshot_loads_total", "Matching index snapshots read from PostgreSQL (start-up, and after a stream gap)"
+)
+location_flushed = Counter("location_positions_flushed_total", "Provider positions written behind to PostgreSQL")
 connected_sockets = Gauge(
     "dispatch_connected_sockets", "Notification WebSockets held open", multiprocess_mode="livesum"
 )

@@ -1,14 +1,17 @@
 """Read-side queries used by the API and tasks. No writes here."""
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import F, Min, Prefetch, Q, QuerySet, Sum, prefetch_related_objects
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from dispatch.errors import Conflict, Forbidden, NotFound
-from dispatch.index import rank_providers
+from dispatch.index import held_positions, rank_providers
+from dispatch.live_store import live_store
 from dispatch.models import (
     AuthToken,
     AvailabilityWindow,
@@ -219,18 +222,20 @@ def provider_search(
         ordering=ordering,
         within_service_radius=False,
     )
-    columns = {row[0]: row for row in _searchable().filter(user_id__in=[c.provider_id for c in ranked]).values_list(
-        "user_id", "last_latitude", "last_longitude", "base_latitude", "base_longitude", "service_radius_km",
-        "is_online")}
+    ids = [c.provider_id for c in ranked]
+    columns = {row[0]: row for row in _searchable().filter(user_id__in=ids).values_list(
+        "user_id", "service_radius_km", "is_online")}
+    # Positions from the index, not the rows: pings reach PostgreSQL only behind (dispatch/live_store.py).
+    positions = held_positions(ids)
     hits = []
     for candidate in ranked:
         row = columns.get(candidate.provider_id)
-        if row is None or (available is False and row[6]):
+        if row is None or (available is False and row[2]):
             continue
-        position = _public_point(*row[1:5])
+        position = _public_point(*positions.get(candidate.provider_id, (None, None)))
         # Rounded to 0.1 km, as shown.
         distance = None if position is None else round(float(haversine_km(lat, lng, *position)), 1)
-        if distance is None or distance > radius_km or distance > row[5]:
+        if distance is None or distance > radius_km or distance > row[1]:
             continue
         hits.append((candidate.provider_id, distance, _public_score(candidate, distance),
                      candidate.breakdown.get("rating", 0.0)))
@@ -315,10 +320,25 @@ def snap_to_grid(degrees: float) -> float:
     return round(round(degrees / grid) * grid, 6)
 
 
-def _public_point(last_lat, last_lng, base_lat, base_lng) -> tuple[float, float] | None:
+def with_live_positions(profiles):
+    """The profiles with their provider's latest ping where it is newer than the row's (pings reach it behind)."""
+    profiles = list(profiles)
+    try:
+        live = live_store().positions({p.user_id for p in profiles})
+    except (RedisError, OSError):
+        live = {}
+    for profile in profiles:
+        position = live.get(profile.user_id)
+        if position is not None and (
+            profile.last_location_at is None or position.at > profile.last_location_at.timestamp()
+        ):
+            profile.last_latitude, profile.last_longitude = position.lat, position.lng
+            profile.last_location_at = datetime.fromtimestamp(position.at, tz=UTC)
+    return profiles
+
+
+def _public_point(lat, lng) -> tuple[float, float] | None:
     """Where others may think the provider is: their current (or base) position, snapped to the grid."""
-    lat = last_lat if last_lat is not None else base_lat
-    lng = last_lng if last_lng is not None else base_lng
     if lat is None or lng is None:
         return None
     return snap_to_grid(lat), snap_to_grid(lng)

@@ -7,7 +7,7 @@ atomically, keeping the overlay entries newer than that snapshot.
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.neighbors import BallTree
@@ -29,6 +29,9 @@ from matching.types import (
 # hair of slack keeps points on the boundary that the tree's arithmetic would round out.
 PRESELECT_SLACK = 1e-9
 LEAF_SIZE = 40
+# A ping within this of where the tree has the provider moves their row in place (see ProviderIndex.move);
+# every tree search then reaches up to this much further, and the exact test runs on current positions.
+MAX_DRIFT_KM = 1.0
 FIRST_K = 64
 # Up to this many points a radius query beats k-nearest searches (measured at 1M providers,
 # bench/matching.py): a category's tree in a city of towns has empty stretches where a
@@ -40,6 +43,19 @@ TILE_MIN_POINTS = 100_000
 TILE_DEG = 1.0
 TILE_PAD_KM = 12.0  # covers dispatch's radius steps (3, 6, 10 km) and the search default (10 km)
 TILE_MAX_LAT = 60.0
+
+
+def _record_at(snap: ProviderSnapshot, row: int) -> ProviderRecord:
+    bits = int(snap.category_bits[row])
+    return ProviderRecord(
+        provider_id=int(snap.ids[row]), lat=float(snap.lat[row]), lng=float(snap.lng[row]),
+        categories=frozenset(c for c, b in snap.category_bit.items() if bits >> b & 1),
+        rating_avg=float(snap.rating_avg[row]), rating_count=int(snap.rating_count[row]),
+        online=bool(snap.online[row]), location_at=float(snap.location_at[row]),
+        service_radius_km=float(snap.service_radius_km[row]), acceptance_rate=float(snap.acceptance_rate[row]),
+        recent_offers=int(snap.recent_offers[row]), busy_until=float(snap.busy_until[row]),
+        week_hours=snap.week_hours[row].copy(),
+    )
 
 
 def hour_of_week(epoch_s: float) -> int:
@@ -81,6 +97,9 @@ class _Generation:
     by_category_bit: dict[int, _Tree]
     order: np.ndarray  # snapshot rows sorted by provider id, for id -> row lookups
     superseded: np.ndarray  # bool per row
+    built_lat: np.ndarray  # where each row was when the trees were built: moves change only the snapshot's
+    built_lng: np.ndarray
+    drift_km: float = 0.0  # how far any row moved in place since the build: every tree search reaches this further
 
     @classmethod
     def build(cls, snapshot: ProviderSnapshot) -> "_Generation":
@@ -92,7 +111,8 @@ class _Generation:
             if len(rows):
                 # Dispatch always names a category: only these trees are worth tiling.
                 by_bit[bit] = _Tree.over(snapshot, rows, tiled=True)
-        return cls(snapshot, everyone, by_bit, np.argsort(snapshot.ids, kind="stable"), np.zeros(n, dtype=bool))
+        return cls(snapshot, everyone, by_bit, np.argsort(snapshot.ids, kind="stable"), np.zeros(n, dtype=bool),
+                   snapshot.lat.copy(), snapshot.lng.copy())
 
     def tree_for(self, category_id: int | None) -> _Tree | None:
         if category_id is None:
@@ -116,13 +136,15 @@ class ProviderIndex:
         self._overlay: dict[int, tuple[int, ProviderRecord | None]] = {}  # id -> (seq, record or None=removed)
         self._seq = 0
         self._overlay_arrays: ProviderSnapshot | None = None  # the overlay as arrays, rebuilt on change
+        self._replay: dict[int, tuple[float, float, float]] | None = None  # in-place moves since `mark`
         self._gen = _Generation.build(snapshot or ProviderSnapshot.from_records([]))
 
     # --- keeping it current ---------------------------------------------------------
 
     def mark(self) -> int:
-        """Call before reading a snapshot: `rebuild(snapshot, since=mark)` keeps later changes."""
+        """Call before reading a snapshot: `rebuild(snapshot, since=mark)` keeps later changes (moves too)."""
         with self._lock:
+            self._replay = {}
             return self._seq
 
     def rebuild(self, snapshot: ProviderSnapshot, since: int | None = None) -> None:
@@ -137,6 +159,9 @@ class ProviderIndex:
                 if row is not None:
                     gen.superseded[row] = True
             self._gen = gen
+            replay, self._replay = self._replay or {}, None
+            for pid, (lat, lng, at) in replay.items():
+                self._move_locked(pid, lat, lng, at)
 
     def upsert(self, record: ProviderRecord) -> None:
         """A provider changed (moved, went on/offline, new rating): visible to the next query."""
@@ -147,12 +172,124 @@ class ProviderIndex:
 
     def _put(self, provider_id: int, record: ProviderRecord | None) -> None:
         with self._lock:
-            self._seq += 1
-            self._overlay[provider_id] = (self._seq, record)
-            self._overlay_arrays = None
+            self._put_locked(provider_id, record)
+
+    def _put_locked(self, provider_id: int, record: ProviderRecord | None) -> None:
+        self._seq += 1
+        self._overlay[provider_id] = (self._seq, record)
+        self._overlay_arrays = None
+        row = self._gen.row_of(provider_id)
+        if row is not None:
+            self._gen.superseded[row] = True
+
+    def record_of(self, provider_id: int) -> ProviderRecord | None:
+        """The provider as the next query sees them, or None if the index does not hold them."""
+        with self._lock:
+            entry = self._overlay.get(provider_id)
+            if entry is not None:
+                return entry[1]
             row = self._gen.row_of(provider_id)
-            if row is not None:
-                self._gen.superseded[row] = True
+            if row is None or self._gen.superseded[row]:
+                return None
+            return _record_at(self._gen.snapshot, row)
+
+    def position_of(self, provider_id: int) -> tuple[float, float] | None:
+        """Where the index has the provider (their last position, else their base), or None."""
+        with self._lock:
+            entry = self._overlay.get(provider_id)
+            if entry is not None:
+                return None if entry[1] is None else (entry[1].lat, entry[1].lng)
+            row = self._gen.row_of(provider_id)
+            if row is None or self._gen.superseded[row]:
+                return None
+            return float(self._gen.snapshot.lat[row]), float(self._gen.snapshot.lng[row])
+
+    def move(self, provider_id: int, lat: float, lng: float, location_at: float) -> bool:
+        """Move a held provider to a newer position (an older one is ignored); whether it moved.
+
+        A provider still in the tree who stays within MAX_DRIFT_KM of where the tree has them is
+        moved in place (their snapshot row; tree searches reach the drift further), so a stream
+        of pings costs no overlay: queries stay as fast as on a still fleet. Farther, they go to
+        the overlay like any other change.
+        """
+        with self._lock:
+            moved = self._move_locked(provider_id, lat, lng, location_at)
+            if moved and self._replay is not None:
+                self._replay[provider_id] = (lat, lng, location_at)
+            return moved
+
+    def move_many(self, ids, lats, lngs, ats) -> int:
+        """`move` for a batch (the change stream's pings since the last query), the common case in numpy; how many moved.
+
+        Ids must be distinct (the newest ping of each provider).
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        lats, lngs, ats = (np.asarray(a, dtype=np.float64) for a in (lats, lngs, ats))
+        if not len(ids):
+            return 0
+        with self._lock:
+            gen, snap = self._gen, self._gen.snapshot
+            rows = np.full(len(ids), -1, dtype=np.int64)
+            if len(snap):
+                pos = np.searchsorted(snap.ids, ids, sorter=gen.order)
+                pos = np.minimum(pos, len(snap) - 1)
+                found = snap.ids[gen.order[pos]] == ids
+                rows[found] = gen.order[pos[found]]
+            in_tree = rows >= 0
+            in_tree[in_tree] = ~gen.superseded[rows[in_tree]]
+            if self._overlay:
+                in_tree &= np.fromiter((int(i) not in self._overlay for i in ids), dtype=bool, count=len(ids))
+            tree_rows = rows[in_tree]
+            away = np.atleast_1d(haversine_km(gen.built_lat[tree_rows], gen.built_lng[tree_rows],
+                                              lats[in_tree], lngs[in_tree]))
+            newer = ats[in_tree] > snap.location_at[tree_rows]
+            near = newer & (away <= MAX_DRIFT_KM)
+            if near.any():
+                gen.drift_km = max(gen.drift_km, float(away[near].max()))
+                place = tree_rows[near]
+                snap.lat[place], snap.lng[place] = lats[in_tree][near], lngs[in_tree][near]
+                snap.location_at[place] = ats[in_tree][near]
+            moved = int(near.sum())
+            # The rest one by one: providers in the overlay, or moved beyond the drift, or not held at all.
+            rest = np.flatnonzero(~in_tree)
+            far = np.flatnonzero(in_tree)[newer & ~near]
+            for i in np.concatenate([rest, far]):
+                moved += self._move_locked(int(ids[i]), float(lats[i]), float(lngs[i]), float(ats[i]))
+            if self._replay is not None:
+                for i in range(len(ids)):
+                    self._replay[int(ids[i])] = (float(lats[i]), float(lngs[i]), float(ats[i]))
+            return moved
+
+    def _move_locked(self, provider_id: int, lat: float, lng: float, location_at: float) -> bool:
+        entry = self._overlay.get(provider_id)
+        if entry is not None:
+            record = entry[1]
+            if record is None or record.location_at >= location_at:
+                return False
+            self._put_locked(provider_id, replace(record, lat=lat, lng=lng, location_at=location_at))
+            return True
+        gen = self._gen
+        row = gen.row_of(provider_id)
+        if row is None or gen.superseded[row]:
+            return False
+        snap = gen.snapshot
+        if snap.location_at[row] >= location_at:
+            return False
+        away = float(haversine_km(gen.built_lat[row], gen.built_lng[row], lat, lng))
+        if away > MAX_DRIFT_KM:
+            self._put_locked(provider_id, replace(_record_at(snap, row), lat=lat, lng=lng, location_at=location_at))
+            return True
+        # The drift first: a query between these writes searches wide enough for either position.
+        gen.drift_km = max(gen.drift_km, away)
+        snap.lat[row], snap.lng[row], snap.location_at[row] = lat, lng, location_at
+        return True
+
+    def records(self) -> list[ProviderRecord]:
+        """Every provider the index holds, as records (to compact it into a new tree without reading them again)."""
+        with self._lock:
+            gen, overlay = self._gen, dict(self._overlay)
+        kept = [_record_at(gen.snapshot, row) for row in np.flatnonzero(~gen.superseded)]
+        return kept + [record for _, record in overlay.values() if record is not None]
 
     @property
     def overlay_size(self) -> int:
@@ -181,7 +318,8 @@ class ProviderIndex:
         """Every provider passing the query's filters, with exact distances; unranked."""
         gen, superseded, overlay = self._view()
         tree = gen.tree_for(q.category_id)
-        rows = _rows_within(tree, q.lat, q.lng, q.radius_km) if tree is not None and q.radius_km >= 0 else _NO_ROWS
+        reach_km = q.radius_km + gen.drift_km
+        rows = _rows_within(tree, q.lat, q.lng, reach_km) if tree is not None and q.radius_km >= 0 else _NO_ROWS
         return _candidates(gen, superseded, overlay, rows, q)
 
     def query(
@@ -222,16 +360,16 @@ class ProviderIndex:
             tree = gen.tree_for(q.category_id)
             if tree is None or q.radius_km < 0:
                 continue
-            target = _tile_for(tree, q.lat, q.lng, q.radius_km) or tree
+            target = _tile_for(tree, q.lat, q.lng, q.radius_km + gen.drift_km) or tree
             if target is _NO_TILE:
                 continue
             if len(target.rows) <= RADIUS_QUERY_MAX_POINTS:
                 batches.setdefault(id(target), (target, []))[1].append(i)
             else:
-                found[i] = _rows_within(tree, q.lat, q.lng, q.radius_km)
+                found[i] = _rows_within(tree, q.lat, q.lng, q.radius_km + gen.drift_km)
         for tree, members in batches.values():
             points = np.radians([[queries[i].lat, queries[i].lng] for i in members])
-            reach = _reach(np.array([queries[i].radius_km for i in members]))
+            reach = _reach(np.array([queries[i].radius_km + gen.drift_km for i in members]))
             for i, points_found in zip(members, tree.tree.query_radius(points, r=reach)):
                 found[i] = tree.rows[points_found]
         return [

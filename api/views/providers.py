@@ -64,7 +64,7 @@ class ProviderMeView(GenericAPIView):
     serializer_class = ProviderMeSerializer
 
     def _me(self, request):
-        return selectors.provider_profiles().get(user=request.user)
+        return selectors.with_live_positions([selectors.provider_profiles().get(user=request.user)])[0]
 
     @extend_schema(responses=ProviderMeSerializer)
     def get(self, request):
@@ -104,8 +104,8 @@ class ProviderLocationView(APIView):
     def post(self, request):
         data = LocationPingSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        profile = provider_location_update(provider=request.user, **data.validated_data)
-        return Response({"latitude": profile.last_latitude, "longitude": profile.last_longitude})
+        position = provider_location_update(provider=request.user, **data.validated_data)
+        return Response({"latitude": position.lat, "longitude": position.lng})
 
 
 class ProviderAvailabilityView(APIView):

@@ -39,7 +39,7 @@ from collections import Counter, deque
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.routing import URLRouter
 from django.conf import settings
@@ -398,13 +398,19 @@ async def _chat_frame(scope, frame: dict) -> dict:
     return {"type": "chat_ack", "message_id": message.pk, "job_id": job_id, "created_at": created_at}
 
 
+# Off the loop on the executor's threads, not the one thread database calls share: a ping touches
+# only the live store (PostgreSQL only while the store is down), and at fleet rates one thread would
+# queue every provider's pings behind each other.
+_location_update = DatabaseSyncToAsync(provider_location_update, thread_sensitive=False)
+
+
 async def _location_frame(scope, frame: dict) -> dict:
     """`{"type": "location", "latitude", "longitude"}` -> `provider_location_update`, as the REST ping
     (whose one-ping-per-interval rule is the service's own, so it holds here too)."""
-    profile = await database_sync_to_async(provider_location_update)(
+    position = await _location_update(
         provider=scope["user"], latitude=frame.get("latitude"), longitude=frame.get("longitude")
     )
-    return {"type": "location_ack", "latitude": profile.last_latitude, "longitude": profile.last_longitude}
+    return {"type": "location_ack", "latitude": position.lat, "longitude": position.lng}
 
 
 # Client frame type -> its action; each takes the socket's scope (its user, its client address) and

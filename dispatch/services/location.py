@@ -14,24 +14,28 @@ so a reload or a reconnect does not wait for the next ping. See docs/realtime.md
 import logging
 import math
 import time
+from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
+from redis.exceptions import RedisError
 
-from dispatch import events, rate_limits
+from dispatch import events, metrics, rate_limits
 from dispatch.clean import number_parse
 from dispatch.errors import Forbidden, Invalid, RateLimited
 from dispatch.event_names import EventName
 from dispatch.index import index_provider_on_commit
-from dispatch.models import Job, JobStatus, ProviderProfile, User
+from dispatch.live_store import Position, live_store
+from dispatch.models import Job, ProviderProfile, User
 from dispatch.realtime.push import push_live
+from dispatch.selectors import with_live_positions
+from dispatch.transitions import TRACKED, tracking_entry
 from matching.geo import haversine_km
 
 log = logging.getLogger(__name__)
 
-# Jobs whose customer follows the provider's position.
-TRACKED = (JobStatus.ASSIGNED, JobStatus.IN_PROGRESS)
 # The rate-limit scope of the one-ping-per-interval rule (dispatch/rate_limits.py: Redis when
 # there is one, so the limit holds across server processes).
 PING_SCOPE = "location_ping"
@@ -69,6 +73,14 @@ def _ping_ident(provider: User) -> str:
     return f"{provider.pk}:{provider.date_joined.timestamp()}"
 
 
+def _too_soon(wait_s: float) -> PingTooSoon:
+    return PingTooSoon(
+        f"Too many location pings: at most one every {settings.LOCATION_MIN_INTERVAL_S:g} s; "
+        f"try again in {wait_s:.1f} s.",
+        retry_after_s=wait_s,
+    )
+
+
 def _claim_ping(provider: User) -> None:
     """Take this interval's one ping for `provider`, atomically; raise PingTooSoon if it is taken."""
     interval = settings.LOCATION_MIN_INTERVAL_S
@@ -76,70 +88,163 @@ def _claim_ping(provider: User) -> None:
         return
     allowed, wait = rate_limits.hit(PING_SCOPE, _ping_ident(provider), limit=1, window_s=interval, now=clock())
     if not allowed:
-        raise PingTooSoon(
-            f"Too many location pings: at most one every {interval:g} s; try again in {wait:.1f} s.",
-            retry_after_s=wait,
-        )
+        raise _too_soon(wait)
 
 
-def provider_location_update(*, provider: User, latitude: float, longitude: float) -> ProviderProfile:
+def provider_location_update(*, provider: User, latitude: float, longitude: float) -> Position:
     """Record a GPS ping and show it to the customer of each of the provider's ASSIGNED or IN_PROGRESS jobs.
 
-    At most one ping per LOCATION_MIN_INTERVAL_S is accepted, claimed atomically in
-    dispatch.rate_limits before anything is written, so two pings racing from two
-    processes cannot both pass; one sooner raises PingTooSoon and writes nothing. Locks
-    the profile row. An accepted ping moves the provider in the matching index (on
-    commit) and, after the commit, pushes PROVIDER_LOCATION (push-only: see the module
-    docstring) with the ETA to each such job's address. Nobody else is told.
+    At most one ping per LOCATION_MIN_INTERVAL_S is accepted, claimed atomically with the write,
+    so two pings racing from two processes cannot both pass; one sooner raises PingTooSoon and
+    writes nothing. An accepted ping is one round trip to the live store (dispatch/live_store.py):
+    the limit, the position, an entry on the change stream every matching index follows, and the
+    provider's tracked jobs back. PostgreSQL gets it behind (`positions_flush`). Then
+    PROVIDER_LOCATION (push-only: see the module docstring) with the ETA goes to each tracked
+    job's customer. Nobody else is told.
+
+    With LOCATION_PINGS_TO=database (the path before the live store, kept to compare), or while
+    the store is unreachable, the ping locks and writes the provider's row instead (the limit then
+    from dispatch.rate_limits, which lets pings through while Redis is down), and the change is
+    announced after the commit (or relayed once the store is back).
     """
     if not provider.is_provider:
         raise Forbidden("Only providers send location pings.")
     latitude = coordinate_clean(latitude, name="latitude", bound=90)
     longitude = coordinate_clean(longitude, name="longitude", bound=180)
-    _claim_ping(provider)
+    position = Position(latitude, longitude, timezone.now().timestamp())
+    tracked = None
+    if settings.LOCATION_PINGS_TO == "live":
+        try:
+            outcome = live_store().ping(
+                provider.pk, position, limit_key=_ping_ident(provider), interval_s=settings.LOCATION_MIN_INTERVAL_S,
+                now=clock(),
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("live store unreachable (%s); writing the ping to PostgreSQL", exc)
+        else:
+            if not outcome.accepted:
+                raise _too_soon(outcome.wait_s)
+            tracked = outcome.tracked
+    if tracked is None:
+        _claim_ping(provider)
+        tracked = _ping_into_database(provider, position)
+    updates = [
+        (job["customer_id"], _location_payload(job_id=job_id, job=job, provider=provider, position=position))
+        for job_id, job in sorted(tracked.items())
+    ]
+    if updates:
+        push_live(updates)
+    return position
+
+
+def _ping_into_database(provider: User, position: Position) -> dict[int, dict]:
+    """The ping written straight to the provider's row (the store is down); their tracked jobs from PostgreSQL."""
     with transaction.atomic():
         profile = ProviderProfile.objects.select_for_update().get(user=provider)
-        profile.last_latitude, profile.last_longitude = latitude, longitude
-        profile.last_location_at = timezone.now()
+        profile.last_latitude, profile.last_longitude = position.lat, position.lng
+        profile.last_location_at = datetime.fromtimestamp(position.at, tz=UTC)
         profile.save(update_fields=["last_latitude", "last_longitude", "last_location_at", "updated_at"])
         index_provider_on_commit(provider.pk)
-        tracked = list(Job.objects.filter(provider=provider, status__in=TRACKED).order_by("id"))
-        updates = [(job.customer_id, provider_location_payload(job=job, profile=profile)) for job in tracked]
-        if updates:
-            transaction.on_commit(lambda: push_live(updates))
-    return profile
+        return tracked_by_provider(provider_ids=[provider.pk]).get(provider.pk, {})
 
 
-def provider_location_payload(*, job: Job, profile: ProviderProfile) -> dict:
-    """The brief's job_update shape for PROVIDER_LOCATION, from the provider's recorded position."""
-    provider = profile.user
-    eta = eta_minutes(
-        from_lat=profile.last_latitude, from_lng=profile.last_longitude, to_lat=job.latitude, to_lng=job.longitude
-    )
+def tracked_by_provider(*, provider_ids=None) -> dict[int, dict[int, dict]]:
+    """provider -> job -> tracking entry, for every ASSIGNED / IN_PROGRESS job (of these providers), from PostgreSQL."""
+    jobs = Job.objects.filter(status__in=TRACKED, provider__isnull=False)
+    if provider_ids is not None:
+        jobs = jobs.filter(provider_id__in=provider_ids)
+    tracked: dict[int, dict[int, dict]] = {}
+    for job in jobs.only("id", "provider_id", "customer_id", "latitude", "longitude"):
+        tracked.setdefault(job.provider_id, {})[job.pk] = tracking_entry(job)
+    return tracked
+
+
+def tracking_reconcile() -> int:
+    """Make the live store's tracking match PostgreSQL (after a Redis restart or a lost update); jobs tracked."""
+    tracked = tracked_by_provider()
+    live_store().tracking_replace(tracked)
+    return sum(len(jobs) for jobs in tracked.values())
+
+
+def positions_flush() -> int:
+    """Write the positions pinged since the last flush to PostgreSQL; how many providers' rows it gave.
+
+    One statement per batch, each row only if the position is newer than the one it holds, and
+    without touching `updated_at` (a position is not a change the relay needs to re-announce: the
+    stream carried it). A flush killed half-way leaves its batch in the store, and the next flush
+    writes it first; writing it twice changes nothing.
+    """
+    store = live_store()
+    written = 0
+    for _ in range(2):  # a batch a killed flush left behind, then the pings since
+        batch = store.flush_take()
+        if not batch:
+            break
+        written += _positions_write(batch)
+        store.flush_done()
+    metrics.location_flushed.inc(written)
+    return written
+
+
+def _positions_write(batch: dict[int, Position]) -> int:
+    ids = sorted(batch)
+    stamps = [datetime.fromtimestamp(batch[i].at, tz=UTC) for i in ids]
+    if connection.vendor == "postgresql":
+        table = ProviderProfile._meta.db_table
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Rows are locked in id order (the subquery), so two flushes of one batch cannot deadlock.
+            cursor.execute(
+                f"UPDATE {table} AS p SET last_latitude = v.lat, last_longitude = v.lng, last_location_at = v.at"
+                f" FROM (SELECT id FROM {table} WHERE user_id = ANY(%s) ORDER BY id FOR UPDATE) AS locked,"
+                " unnest(%s::bigint[], %s::float8[], %s::float8[], %s::timestamptz[]) AS v(user_id, lat, lng, at)"
+                " WHERE p.id = locked.id AND p.user_id = v.user_id"
+                " AND (p.last_location_at IS NULL OR p.last_location_at < v.at)",
+                [ids, ids, [batch[i].lat for i in ids], [batch[i].lng for i in ids], stamps],
+            )
+            return cursor.rowcount
+    written = 0
+    with transaction.atomic():
+        for provider_id, at in zip(ids, stamps):
+            position = batch[provider_id]
+            written += ProviderProfile.objects.filter(
+                Q(last_location_at__isnull=True) | Q(last_location_at__lt=at), user_id=provider_id
+            ).update(last_latitude=position.lat, last_longitude=position.lng, last_location_at=at)
+    return written
+
+
+def _location_payload(*, job_id: int, job: dict, provider: User, position: Position) -> dict:
+    """The brief's job_update shape for PROVIDER_LOCATION, from a position and the tracked job's address."""
+    eta = eta_minutes(from_lat=position.lat, from_lng=position.lng, to_lat=job["lat"], to_lng=job["lng"])
     return {
         "type": "job_update",
         "event": EventName.PROVIDER_LOCATION,
-        "job_id": job.pk,
+        "job_id": job_id,
         "provider_name": provider.display_name,
         "provider_id": provider.pk,
         "message": f"📍 {provider.display_name} is about {eta} min away.",
-        "timestamp": events.iso(profile.last_location_at),
-        "latitude": profile.last_latitude,
-        "longitude": profile.last_longitude,
+        "timestamp": events.iso(datetime.fromtimestamp(position.at, tz=UTC)),
+        "latitude": position.lat,
+        "longitude": position.lng,
         "eta_minutes": eta,
     }
 
 
 def tracked_positions(*, customer_id: int) -> list[dict]:
-    """PROVIDER_LOCATION payloads of the customer's ASSIGNED / IN_PROGRESS jobs whose provider has a position (reads only)."""
-    jobs = (
+    """PROVIDER_LOCATION payloads of the customer's ASSIGNED / IN_PROGRESS jobs whose provider has a position (reads only).
+
+    The position is the newest of the provider's row and the live store's (not yet written behind).
+    """
+    jobs = list(
         Job.objects.filter(customer_id=customer_id, status__in=TRACKED, provider__isnull=False)
-        .select_related("provider__provider_profile__user").order_by("id")
+        .select_related("provider__provider_profile").order_by("id")
     )
-    return [
-        provider_location_payload(job=job, profile=job.provider.provider_profile)
-        for job in jobs
-        if job.provider.provider_profile.last_latitude is not None
-    ]
-
-
+    with_live_positions([job.provider.provider_profile for job in jobs])
+    payloads = []
+    for job in jobs:
+        profile = job.provider.provider_profile
+        if profile.last_latitude is not None:
+            position = Position(profile.last_latitude, profile.last_longitude, profile.last_location_at.timestamp())
+            payloads.append(
+                _location_payload(job_id=job.pk, job=tracking_entry(job), provider=job.provider, position=position)
+            )
+    return payloads

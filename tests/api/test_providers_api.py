@@ -2,6 +2,7 @@
 import pytest
 
 from dispatch.models import ProviderProfile
+from dispatch.services.location import positions_flush
 from tests.factories import DELHI, make_provider
 
 pytestmark = pytest.mark.django_db
@@ -101,6 +102,9 @@ def test_location_ping_and_going_offline(provider, client_for):
 
     assert client.post("/providers/me/location/", {"latitude": 28.7, "longitude": 77.3}, format="json").status_code == 200
     assert client.post("/providers/me/availability/", {"online": False}, format="json").json() == {"online": False}
+    me = client.get("/providers/me/").json()  # the ping at once, though PostgreSQL gets it behind
+    assert (me["last_latitude"], me["last_longitude"], me["is_online"]) == (28.7, 77.3, False)
+    positions_flush()
     profile = ProviderProfile.objects.get(user=provider)
     assert (profile.last_latitude, profile.last_longitude, profile.is_online) == (28.7, 77.3, False)
     assert profile.last_location_at is not None

@@ -224,7 +224,6 @@ class ProviderTime(RuleBasedStateMachine):
 @pytest.fixture
 def world(db, settings):
     settings.MATCHING_LOCATION_MAX_AGE_S = 0  # the clock jumps by hours: nobody's location goes stale
-    settings.MATCHING_REBUILD_S = 10**9  # nor does a background rebuild start (it could not see these rows)
     category = CategoryFactory(name="Handyman", slug="handyman")
     items = [
         ItemFactory(category=category, name=f"{m}-minute fix", price=Decimal("300.00"), duration_min=m)

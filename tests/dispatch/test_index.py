@@ -38,11 +38,11 @@ def test_a_location_ping_moves_the_provider_in_the_next_search(provider, custome
     assert [r["id"] for r in _search(client_for(customer), radius_km=5, lat=28.9, lng=77.6)] == [provider.pk]
 
 
-def test_a_change_made_in_this_process_is_in_its_index_at_the_next_query_without_a_poll(
+def test_a_ping_made_in_this_process_is_in_its_index_at_the_next_query_without_a_relay(
     provider, customer, client_for, settings, django_capture_on_commit_callbacks
 ):
     provider_index()  # built now
-    settings.MATCHING_POLL_S = 10**9  # no poll: only this process's own marks can move the provider
+    settings.MATCHING_RELAY_S = 10**9  # no relay: only the stream entry of the ping can move the provider
     with django_capture_on_commit_callbacks(execute=True):
         client_for(provider).post("/providers/me/location/", {"latitude": 28.9, "longitude": 77.6}, format="json")
     assert not any(r.provider_id == provider.pk

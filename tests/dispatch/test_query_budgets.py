@@ -26,7 +26,7 @@ from rest_framework.test import APIClient
 
 from dispatch import events
 from dispatch.event_names import EventName
-from dispatch.index import provider_index
+from dispatch.index import provider_index, relay_changes
 from dispatch.services.accounts import token_issue
 from tasks.dispatching import dispatch_job
 from tests.conftest import book
@@ -45,7 +45,8 @@ COMPLETE_BUDGET = 27
 # One more than the first measure (5), bought on purpose: a narrow query orders and counts every match,
 # then only the page's profiles load with their categories, items and hours, not every match's.
 SEARCH_BUDGET = 6
-LOCATION_PING_BUDGET = 7
+# The token only: the ping goes to the live store, and PostgreSQL gets it behind (issue 19).
+LOCATION_PING_BUDGET = 1
 CHAT_MESSAGE_BUDGET = 8
 SOCKET_PUSH_BUDGET = 5
 # How many more statements SQLite sends for the same operation (numbering events: 3 more per transaction
@@ -66,9 +67,10 @@ def published(monkeypatch):
 
 @pytest.fixture
 def warm_index(settings):
-    """The matching index as a running process has it: built, and not polled again during the operation."""
+    """The matching index as a running process has it: built, this interval's relay done and applied."""
+    settings.MATCHING_RELAY_S = 10**9
+    relay_changes()
     provider_index()
-    settings.MATCHING_POLL_S = 10**9
 
 
 @pytest.fixture
@@ -172,14 +174,17 @@ def test_search_stays_within_its_query_budget_whatever_the_number_of_results(cus
     assert response.json()["count"] == SEARCH_PROVIDERS
 
 
-def test_location_ping_stays_within_its_query_budget(assigned_job, provider, warm_index, within_budget):
+def test_location_ping_stays_within_its_query_budget(assigned_job, provider, warm_index, within_budget, monkeypatch):
     client = signed_in(provider)
+    pushed_live = []
+    monkeypatch.setattr("dispatch.services.location.push_live", pushed_live.extend)
 
     with within_budget(LOCATION_PING_BUDGET, "location_ping"):
         response = client.post("/providers/me/location/", {"latitude": DELHI[0] + 0.005, "longitude": DELHI[1]},
                                format="json")
 
     assert response.status_code == 200, response.content
+    assert len(pushed_live) == 1  # the assigned job's customer was told, without reading the job
 
 
 def test_chat_message_stays_within_its_query_budget(assigned_job, customer, within_budget):

@@ -6,6 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from dispatch.models import Message, ProviderProfile
+from dispatch.services.location import positions_flush
 from tests.sockets import received_events, run, sockets_of, token_of
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("in_memory_layer")]
@@ -178,6 +179,7 @@ async def test_a_location_frame_reaches_only_the_jobs_customer(
     assert await stranger_socket.receive_nothing(timeout=0.2)
     assert await rival_socket.receive_nothing(timeout=0.1)
     assert await provider_socket.receive_nothing(timeout=0.1)
+    await run(positions_flush)  # PostgreSQL gets the position behind
     profile = await run(lambda: ProviderProfile.objects.get(user=provider))
     assert (profile.last_latitude, profile.last_longitude) == (28.63, 77.22)
 
@@ -223,6 +225,7 @@ async def test_a_second_ping_too_soon_is_an_error_frame_and_changes_nothing(
 
     assert error["type"] == "error" and error["code"] == "rate_limited" and "60 s" in error["detail"]
     assert await customer_socket.receive_nothing(timeout=0.2)
+    await run(positions_flush)
     profile = await run(lambda: ProviderProfile.objects.get(user=provider))
     assert (profile.last_latitude, profile.last_longitude) == (28.63, 77.22)
     await assert_still_open(provider_socket)

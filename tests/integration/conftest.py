@@ -42,7 +42,7 @@ class Worker:
             "DISPATCH_STUCK_AFTER_S": "1",
             "DISPATCH_SEARCH_DEADLINE_S": str(SEARCH_DEADLINE_S),
             "DISPATCH_RETRY_S": "1",
-            "MATCHING_POLL_S": "0",
+            "MATCHING_RELAY_S": "0",
             "MATCHING_LOCATION_MAX_AGE_S": "0",
         }
 

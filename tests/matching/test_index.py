@@ -315,3 +315,72 @@ def test_tiles_find_everything_across_cell_edges(corner_lat, corner_lng, radius_
 
     _same_up_to_ties(got, brute_force_query(snapshot, query, limit=None, ordering="distance"))
     assert len(got) > 0 or radius_km < 11
+
+
+def _moving_fleet(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    records = [
+        ProviderRecord(provider_id=i + 1, lat=28.6 + rng.uniform(-0.1, 0.1), lng=77.2 + rng.uniform(-0.1, 0.1),
+                       categories=frozenset({int(rng.integers(1, 3))}), location_at=NOW - 60,
+                       rating_avg=float(rng.uniform(3, 5)), rating_count=int(rng.integers(0, 50)))
+        for i in range(n)
+    ]
+    return rng, records
+
+
+def _steps(rng, index: ProviderIndex, count: int, far_share: float):
+    """Pings: mostly a few hundred metres (in place), some kilometres (the overlay), some stale (ignored)."""
+    ids = rng.choice(np.arange(1, len(index) + 1), size=count, replace=False)
+    lats, lngs, ats = [], [], []
+    for pid in ids:
+        lat, lng = index.position_of(int(pid))
+        reach = 0.05 if rng.random() < far_share else 0.004
+        lats.append(lat + rng.uniform(-reach, reach))
+        lngs.append(lng + rng.uniform(-reach, reach))
+        ats.append(NOW - 120 if rng.random() < 0.1 else NOW + rng.uniform(0, 10))
+    return ids, lats, lngs, ats
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+@pytest.mark.parametrize("batched", [True, False])
+def test_moved_providers_are_found_exactly_where_they_are_now(search, batched):
+    with _searching(search):
+        rng, records = _moving_fleet(3000, seed=3)
+        index = ProviderIndex(ProviderSnapshot.from_records(records))
+        for _ in range(4):
+            ids, lats, lngs, ats = _steps(rng, index, 400, far_share=0.1)
+            if batched:
+                index.move_many(ids, lats, lngs, ats)
+            else:
+                for args in zip(ids, lats, lngs, ats):
+                    index.move(int(args[0]), *args[1:])
+        now = ProviderSnapshot.from_records(index.records())
+        assert 0 < index._gen.drift_km <= matching_index.MAX_DRIFT_KM and index.overlay_size > 0
+        for _ in range(40):
+            q = MatchQuery(lat=28.6 + rng.uniform(-0.1, 0.1), lng=77.2 + rng.uniform(-0.1, 0.1), radius_km=3.0,
+                           now=NOW, category_id=int(rng.integers(1, 3)))
+            _same_up_to_ties(index.query(q, limit=None), brute_force_query(now, q, limit=None))
+
+
+def test_a_stale_ping_never_moves_a_provider_back():
+    _, records = _moving_fleet(10, seed=4)
+    index = ProviderIndex(ProviderSnapshot.from_records(records))
+    assert index.move(1, 28.61, 77.21, NOW)
+    assert not index.move(1, 28.70, 77.30, NOW - 1)
+    assert index.move_many([1, 2], [28.70, 28.62], [77.30, 77.22], [NOW - 1, NOW]) == 1
+
+    assert index.position_of(1) == (28.61, 77.21) and index.position_of(2) == (28.62, 77.22)
+
+
+def test_moves_made_while_a_rebuild_reads_its_snapshot_are_kept():
+    _, records = _moving_fleet(50, seed=5)
+    index = ProviderIndex(ProviderSnapshot.from_records(records))
+    mark = index.mark()
+    snapshot = ProviderSnapshot.from_records(index.records())  # read before the moves below
+    index.move_many([1], [records[0].lat + 0.001], [records[0].lng], [NOW])  # in place, on the old tree
+    index.move(2, 28.0, 77.0, NOW)  # far: the overlay
+
+    index.rebuild(snapshot, since=mark)
+
+    assert index.position_of(1) == (records[0].lat + 0.001, records[0].lng)
+    assert index.position_of(2) == (28.0, 77.0)

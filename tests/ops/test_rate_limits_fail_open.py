@@ -1,6 +1,8 @@
 """Rate limits fail open: with their Redis unreachable, pings and chat still answer (limits lapse)."""
 import pytest
 
+from dispatch.models import ProviderProfile
+
 pytestmark = pytest.mark.django_db
 
 NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens on port 1
@@ -19,6 +21,9 @@ def test_location_pings_answer_while_the_limit_store_is_down(limits_unreachable,
                                              format="json")
 
         assert response.status_code == 200, response.content
+    # The live store is that Redis too: the ping went straight to the provider's row instead.
+    profile = ProviderProfile.objects.get(user=provider)
+    assert (profile.last_latitude, profile.last_longitude) == (28.6, 77.2)
 
 
 def test_chat_answers_while_the_limit_store_is_down(limits_unreachable, client_for, assigned_job):
