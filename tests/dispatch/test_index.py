@@ -9,8 +9,8 @@ from django.utils import timezone
 from dispatch.index import provider_index, rank_providers, reset_provider_index, week_hours_of
 from dispatch.models import Hold, ProviderProfile
 from dispatch.services.offers import offer_accept
-from tests.conftest import book
 from matching.scoring import hour_bits
+from tests.conftest import book
 from tests.factories import make_provider
 
 pytestmark = pytest.mark.django_db
@@ -131,3 +131,42 @@ def test_weekly_windows_pack_into_hour_bits():
     assert not hour_bits(week[None, :], monday_11)[0]
     assert hour_bits(week[None, :], sunday_23)[0]
     assert week_hours_of([]).all()
+
+
+def test_the_start_up_snapshot_read_as_columns_is_the_one_read_as_records(
+    in_progress_job, provider, other_provider, category, other_category, customer
+):
+    """`snapshot_of_everyone` (arrays, for start-up at a million providers) holds exactly what a snapshot of
+    `_records` (one object per provider, for small re-reads) holds: categories, hours in their zone, busy, load."""
+    from datetime import time as wall
+
+    from dispatch.index import _records, snapshot_of_everyone
+    from dispatch.models import AvailabilityWindow
+    from matching.types import ProviderSnapshot
+
+    evening = make_provider(categories=[category, other_category], time_zone="Asia/Kolkata", is_online=False,
+                            rating_avg=4.2, rating_count=7)
+    AvailabilityWindow.objects.create(provider=evening.provider_profile, weekday=2, start=wall(18), end=wall(23))
+    AvailabilityWindow.objects.create(provider=evening.provider_profile, weekday=5, start=wall(22), end=wall(2))
+    make_provider(categories=[], last_latitude=None, last_longitude=None, base_latitude=28.5, base_longitude=77.1)
+    make_provider(categories=[category], last_latitude=None, last_longitude=None, base_latitude=None,
+                  base_longitude=None)  # nowhere: left out
+    gone = make_provider(categories=[category])
+    gone.is_active = False
+    gone.save()
+    book(customer, category, other_provider)  # a live offer: load
+
+    columns = snapshot_of_everyone()
+    records = ProviderSnapshot.from_records(_records(ProviderProfile.objects.all()))
+
+    def by_id(snap: ProviderSnapshot):
+        order = np.argsort(snap.ids)
+        named = {c: i for c, i in snap.category_bit.items()}
+        served = [frozenset(c for c, b in named.items() if int(bits) >> b & 1) for bits in snap.category_bits[order]]
+        fields = ("ids", "lat", "lng", "rating_avg", "rating_count", "online", "location_at", "service_radius_km",
+                  "acceptance_rate", "recent_offers", "busy_until")
+        return {f: getattr(snap, f)[order].tolist() for f in fields} | {"served": served,
+                                                                       "week": snap.week_hours[order].tolist()}
+
+    assert by_id(columns) == by_id(records)
+    assert gone.pk not in columns.ids.tolist() and len(columns) == 4  # the two, the evening one, the base-only one
