@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -120,35 +121,55 @@ def _records(profiles_qs) -> list[ProviderRecord]:
     return records
 
 
+SNAPSHOT_CHUNK = 50_000
+
+
+def _chunks(queryset, fields, chunk: int = SNAPSHOT_CHUNK):
+    """The rows of `queryset` (as `values_list(*fields)`), a list of at most `chunk` tuples at a time.
+
+    On PostgreSQL a server-side cursor: a million rows never sit in memory as Python tuples at once.
+    """
+    rows = queryset.values_list(*fields).iterator(chunk_size=chunk)
+    while batch := list(islice(rows, chunk)):
+        yield batch
+
+
+def _floats(batch, i: int) -> np.ndarray:
+    return np.fromiter((np.nan if row[i] is None else row[i] for row in batch), dtype=np.float64, count=len(batch))
+
+
 def snapshot_of_everyone() -> ProviderSnapshot:
-    """Every active provider as arrays, read column by column: the start-up snapshot, no object per provider.
+    """Every active provider as arrays, read in chunks column by column: the start-up snapshot.
 
     The same providers and values as `_records(ProviderProfile.objects.all())` (tested), at a
-    fraction of the time and memory: at a million providers a record object each is most of both.
+    fraction of the time and memory: at a million providers an object per provider, or every
+    row as a tuple at once, would be most of both.
     """
-    active = ProviderProfile.objects.filter(user__role=Role.PROVIDER, user__is_active=True)
-    profile_rows = list(active.values_list(
-        "id", "user_id", "base_latitude", "base_longitude", "last_latitude", "last_longitude", "last_location_at",
-        "is_online", "service_radius_km", "rating_avg", "rating_count", "acceptance_rate", "time_zone",
-    ).order_by("id"))
-    n = len(profile_rows)
-    if not n:
+    active = ProviderProfile.objects.filter(user__role=Role.PROVIDER, user__is_active=True).order_by("id")
+    fields = ("id", "user_id", "base_latitude", "base_longitude", "last_latitude", "last_longitude", "last_location_at",
+              "is_online", "service_radius_km", "rating_avg", "rating_count", "acceptance_rate")
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in fields}
+    for batch in _chunks(active, fields):
+        for i, name in enumerate(fields):
+            if name == "last_location_at":
+                column = np.fromiter((r[i].timestamp() if r[i] else 0.0 for r in batch), np.float64, len(batch))
+            elif name == "is_online":
+                column = np.fromiter((r[i] for r in batch), bool, len(batch))
+            else:
+                column = _floats(batch, i)
+            parts[name].append(column)
+    if not parts["id"]:
         return ProviderSnapshot.from_records([])
+    col = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    del parts
+    n = len(col["id"])
+    profile_ids, user_ids = col["id"].astype(np.int64), col["user_id"].astype(np.int64)
+    lat = np.where(np.isnan(col["last_latitude"]), col["base_latitude"], col["last_latitude"])
+    lng = np.where(np.isnan(col["last_longitude"]), col["base_longitude"], col["last_longitude"])
 
-    def column(i, dtype, none=np.nan):
-        return np.fromiter((none if row[i] is None else row[i] for row in profile_rows), dtype=dtype, count=n)
-
-    profile_ids, user_ids = column(0, np.int64), column(1, np.int64)
-    last_lat, last_lng = column(4, np.float64), column(5, np.float64)
-    lat = np.where(np.isnan(last_lat), column(2, np.float64), last_lat)
-    lng = np.where(np.isnan(last_lng), column(3, np.float64), last_lng)
-    location_at = np.fromiter((row[6].timestamp() if row[6] else 0.0 for row in profile_rows), dtype=np.float64, count=n)
-
-    links = np.array(
-        ProviderProfile.categories.through.objects.filter(providerprofile_id__in=active.values("id")).values_list(
-            "providerprofile_id", "servicecategory_id"),
-        dtype=np.int64,
-    ).reshape(-1, 2)
+    served = ProviderProfile.categories.through.objects.filter(providerprofile_id__in=active.values("id")).order_by()
+    link_parts = [np.array(batch, dtype=np.int64) for batch in _chunks(served, ("providerprofile_id", "servicecategory_id"))]
+    links = np.concatenate(link_parts) if link_parts else np.zeros((0, 2), dtype=np.int64)
     category_bit = {int(c): b for b, c in enumerate(np.unique(links[:, 1]))}
     if len(category_bit) > MAX_CATEGORIES:
         raise ValueError(f"at most {MAX_CATEGORIES} categories are supported, got {len(category_bit)}")
@@ -156,24 +177,26 @@ def snapshot_of_everyone() -> ProviderSnapshot:
     for category, bit in category_bit.items():
         serving = links[links[:, 1] == category, 0]
         bits[np.searchsorted(profile_ids, serving)] |= np.uint64(1) << np.uint64(bit)
+    del links, link_parts
 
     week = np.tile(ALWAYS_AVAILABLE, (n, 1))
     windows: dict[int, list] = {}
-    for pid, *window in AvailabilityWindow.objects.filter(provider_id__in=active.values("id")).values_list(
-        "provider_id", "weekday", "start", "end"
-    ):
-        windows.setdefault(pid, []).append(window)
+    zones: dict[int, str] = {}
+    for pid, weekday, start, end, zone in AvailabilityWindow.objects.filter(
+        provider_id__in=active.values("id")
+    ).values_list("provider_id", "weekday", "start", "end", "provider__time_zone"):
+        windows.setdefault(pid, []).append((weekday, start, end))
+        zones[pid] = zone
     for pid, wins in windows.items():
-        row = int(np.searchsorted(profile_ids, pid))
-        week[row] = week_hours_of(wins, profile_rows[row][12])
+        week[int(np.searchsorted(profile_ids, pid))] = week_hours_of(wins, zones[pid])
 
     load, busy = recent_offer_counts(None), busy_until_by_provider(None)
     keep = ~(np.isnan(lat) | np.isnan(lng))
     return ProviderSnapshot(
         ids=user_ids[keep], lat=lat[keep], lng=lng[keep], category_bits=bits[keep], category_bit=category_bit,
-        rating_avg=column(9, np.float64)[keep], rating_count=column(10, np.float64)[keep],
-        online=column(7, bool)[keep], location_at=location_at[keep],
-        service_radius_km=column(8, np.float64)[keep], acceptance_rate=column(11, np.float64)[keep],
+        rating_avg=col["rating_avg"][keep], rating_count=col["rating_count"][keep], online=col["is_online"][keep],
+        location_at=col["last_location_at"][keep], service_radius_km=col["service_radius_km"][keep],
+        acceptance_rate=col["acceptance_rate"][keep],
         recent_offers=np.fromiter((load.get(int(u), 0) for u in user_ids), dtype=np.float64, count=n)[keep],
         busy_until=np.fromiter((busy.get(int(u), 0.0) for u in user_ids), dtype=np.float64, count=n)[keep],
         week_hours=week[keep],

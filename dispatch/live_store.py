@@ -15,10 +15,12 @@ A ping is one round trip (a Lua script). Every Redis key carries the same hash t
 scripts also run on a Redis Cluster (all keys in one slot). The in-process store (embedded
 mode, no REDIS_URL) keeps the same interface and semantics under one lock.
 """
+import asyncio
 import json
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from dataclasses import dataclass
 
@@ -157,7 +159,9 @@ return redis.call('HGETALL', KEYS[2])
 
 class RedisLiveStore:
     def __init__(self, url: str):
+        self.url = url
         self.client = redis_client(url, timeout_s=REDIS_TIMEOUT_S)
+        self._async_scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its script
         p = _prefix()
         self.pending, self.flushing = f"{p}:positions:pending", f"{p}:positions:flushing"
         self.stream, self.epoch = f"{p}:provider-changes", f"{p}:provider-changes:epoch"
@@ -178,9 +182,24 @@ class RedisLiveStore:
             keys=[self.pending, self.stream, self._tracking(provider_id), f"{_prefix()}:ping-limit:{limit_key}"],
             args=[provider_id, position.encode(), settings.LIVE_STREAM_MAXLEN, repr(now), repr(interval_s)],
         )
-        if not accepted:
-            return PingOutcome(False, float(answer), {})
-        return PingOutcome(True, 0.0, {int(job_id): json.loads(value) for job_id, value in _pairs(answer).items()})
+        return _ping_outcome(accepted, answer)
+
+    async def ping_async(self, provider_id: int, position: Position, *, limit_key: str = "", interval_s: float = 0.0,
+                         now: float = 0.0) -> PingOutcome:
+        """`ping` on the caller's event loop (redis.asyncio, one client per loop): a socket's ping needs no thread."""
+        loop = asyncio.get_running_loop()
+        script = self._async_scripts.get(loop)
+        if script is None:
+            import redis.asyncio
+
+            client = redis.asyncio.Redis.from_url(self.url, socket_timeout=REDIS_TIMEOUT_S,
+                                                  socket_connect_timeout=REDIS_TIMEOUT_S)
+            script = self._async_scripts[loop] = client.register_script(PING)
+        accepted, answer = await script(
+            keys=[self.pending, self.stream, self._tracking(provider_id), f"{_prefix()}:ping-limit:{limit_key}"],
+            args=[provider_id, position.encode(), settings.LIVE_STREAM_MAXLEN, repr(now), repr(interval_s)],
+        )
+        return _ping_outcome(accepted, answer)
 
     def announce(self, provider_ids) -> None:
         ids = ",".join(str(i) for i in sorted(set(provider_ids)))
@@ -254,6 +273,12 @@ class RedisLiveStore:
             self.client.delete(*keys)
 
 
+def _ping_outcome(accepted, answer) -> PingOutcome:
+    if not accepted:
+        return PingOutcome(False, float(answer), {})
+    return PingOutcome(True, 0.0, {int(job_id): json.loads(value) for job_id, value in _pairs(answer).items()})
+
+
 def _newest(*sources: dict) -> dict[int, Position]:
     """Merge id -> encoded position maps, keeping the latest position of each provider."""
     merged: dict[int, Position] = {}
@@ -302,6 +327,9 @@ class MemoryLiveStore:
             self._pending[provider_id] = position
             self._append(Change(provider_id=provider_id, position=position))
             return PingOutcome(True, 0.0, {job_id: dict(v) for job_id, v in self._tracking.get(provider_id, {}).items()})
+
+    async def ping_async(self, provider_id: int, position: Position, **limit) -> PingOutcome:
+        return self.ping(provider_id, position, **limit)  # in memory: nothing to wait for
 
     def announce(self, provider_ids) -> None:
         with self._lock:

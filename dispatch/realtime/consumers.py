@@ -39,7 +39,7 @@ from collections import Counter, deque
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.db import DatabaseSyncToAsync, database_sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.routing import URLRouter
 from django.conf import settings
@@ -52,7 +52,7 @@ from dispatch.realtime import credential_watch, push
 from dispatch.realtime.socket_auth import AllowedHostsOrNoOriginValidator, TokenAuthMiddleware
 from dispatch.services.accounts import token_is_live
 from dispatch.services.chat import message_send
-from dispatch.services.location import provider_location_update, tracked_positions
+from dispatch.services.location import provider_location_update_async, tracked_positions
 
 log = logging.getLogger(__name__)
 
@@ -398,16 +398,11 @@ async def _chat_frame(scope, frame: dict) -> dict:
     return {"type": "chat_ack", "message_id": message.pk, "job_id": job_id, "created_at": created_at}
 
 
-# Off the loop on the executor's threads, not the one thread database calls share: a ping touches
-# only the live store (PostgreSQL only while the store is down), and at fleet rates one thread would
-# queue every provider's pings behind each other.
-_location_update = DatabaseSyncToAsync(provider_location_update, thread_sensitive=False)
-
-
 async def _location_frame(scope, frame: dict) -> dict:
     """`{"type": "location", "latitude", "longitude"}` -> `provider_location_update`, as the REST ping
     (whose one-ping-per-interval rule is the service's own, so it holds here too)."""
-    position = await _location_update(
+    # On the loop: the live store's one round trip is awaited, no thread hop (at fleet rates the hop was most of it).
+    position = await provider_location_update_async(
         provider=scope["user"], latitude=frame.get("latitude"), longitude=frame.get("longitude")
     )
     return {"type": "location_ack", "latitude": position.lat, "longitude": position.lng}

@@ -128,6 +128,19 @@ def sockets_close(*, user_id: int, token_ids: list[int] | None = None, keep_toke
         log.exception("could not tell the sockets of user %s that their credentials ended", user_id)
 
 
+async def push_live_async(updates: list[tuple[int, dict]]) -> None:
+    """`push_live` from a coroutine on the serving loop (a socket's ping): awaited, never raises."""
+    try:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        for user_id, payload in updates:
+            await layer.group_send(user_group(user_id), {"type": LIVE_PUSH_TYPE, "event": payload,
+                                                         "text": encode(payload)})
+    except Exception:
+        log.exception("live push of %d updates failed; the next ping brings them again", len(updates))
+
+
 def push_live(updates: list[tuple[int, dict]]) -> None:
     """Send each (user id, payload) to that user's sockets, once, through the push loop (no event loop made
     per ping). Never raises: the next ping is the retry."""

@@ -16,6 +16,7 @@ import math
 import time
 from datetime import UTC, datetime
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
@@ -29,7 +30,7 @@ from dispatch.event_names import EventName
 from dispatch.index import index_provider_on_commit
 from dispatch.live_store import Position, live_store
 from dispatch.models import Job, ProviderProfile, User
-from dispatch.realtime.push import push_live
+from dispatch.realtime.push import push_live, push_live_async
 from dispatch.selectors import with_live_positions
 from dispatch.transitions import TRACKED, tracking_entry
 from matching.geo import haversine_km
@@ -107,34 +108,71 @@ def provider_location_update(*, provider: User, latitude: float, longitude: floa
     from dispatch.rate_limits, which lets pings through while Redis is down), and the change is
     announced after the commit (or relayed once the store is back).
     """
+    position = _ping_position(provider, latitude, longitude)
+    tracked = None
+    if settings.LOCATION_PINGS_TO == "live":
+        try:
+            outcome = live_store().ping(provider.pk, position, **_ping_limit(provider))
+        except (RedisError, OSError) as exc:
+            log.warning("live store unreachable (%s); writing the ping to PostgreSQL", exc)
+        else:
+            tracked = _accepted(outcome)
+    if tracked is None:
+        tracked = _ping_through_database(provider, position)
+    updates = _location_updates(provider, position, tracked)
+    if updates:
+        push_live(updates)
+    return position
+
+
+async def provider_location_update_async(*, provider: User, latitude: float, longitude: float) -> Position:
+    """`provider_location_update` for a socket's frame, on its event loop: the store's round trip is awaited,
+    with no hop to a thread; the database path (the setting, or the store down) runs on a thread."""
+    position = _ping_position(provider, latitude, longitude)
+    tracked = None
+    if settings.LOCATION_PINGS_TO == "live":
+        try:
+            outcome = await live_store().ping_async(provider.pk, position, **_ping_limit(provider))
+        except (RedisError, OSError) as exc:
+            log.warning("live store unreachable (%s); writing the ping to PostgreSQL", exc)
+        else:
+            tracked = _accepted(outcome)
+    if tracked is None:
+        tracked = await database_sync_to_async(_ping_through_database)(provider, position)
+    updates = _location_updates(provider, position, tracked)
+    if updates:
+        await push_live_async(updates)
+    return position
+
+
+def _ping_position(provider: User, latitude, longitude) -> Position:
     if not provider.is_provider:
         raise Forbidden("Only providers send location pings.")
     latitude = coordinate_clean(latitude, name="latitude", bound=90)
     longitude = coordinate_clean(longitude, name="longitude", bound=180)
-    position = Position(latitude, longitude, timezone.now().timestamp())
-    tracked = None
-    if settings.LOCATION_PINGS_TO == "live":
-        try:
-            outcome = live_store().ping(
-                provider.pk, position, limit_key=_ping_ident(provider), interval_s=settings.LOCATION_MIN_INTERVAL_S,
-                now=clock(),
-            )
-        except (RedisError, OSError) as exc:
-            log.warning("live store unreachable (%s); writing the ping to PostgreSQL", exc)
-        else:
-            if not outcome.accepted:
-                raise _too_soon(outcome.wait_s)
-            tracked = outcome.tracked
-    if tracked is None:
-        _claim_ping(provider)
-        tracked = _ping_into_database(provider, position)
-    updates = [
+    return Position(latitude, longitude, timezone.now().timestamp())
+
+
+def _ping_limit(provider: User) -> dict:
+    return {"limit_key": _ping_ident(provider), "interval_s": settings.LOCATION_MIN_INTERVAL_S, "now": clock()}
+
+
+def _accepted(outcome) -> dict[int, dict]:
+    if not outcome.accepted:
+        raise _too_soon(outcome.wait_s)
+    return outcome.tracked
+
+
+def _ping_through_database(provider: User, position: Position) -> dict[int, dict]:
+    _claim_ping(provider)
+    return _ping_into_database(provider, position)
+
+
+def _location_updates(provider: User, position: Position, tracked: dict[int, dict]) -> list[tuple[int, dict]]:
+    return [
         (job["customer_id"], _location_payload(job_id=job_id, job=job, provider=provider, position=position))
         for job_id, job in sorted(tracked.items())
     ]
-    if updates:
-        push_live(updates)
-    return position
 
 
 def _ping_into_database(provider: User, position: Position) -> dict[int, dict]:
