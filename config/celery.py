@@ -82,10 +82,15 @@ MATCHING_QUEUES = {OFFERS_QUEUE, REASSIGN_QUEUE, HOUSEKEEPING_QUEUE}
 @celeryd_after_setup.connect
 def _warm_matching(sender, instance, **_) -> None:
     """Read the matching snapshot before the first task: no offer waits for it (a webhooks worker skips it)."""
-    consumed = instance.app.amqp.queues.consume_from  # None: every queue
-    if consumed and not MATCHING_QUEUES & set(consumed):
-        return
+    from dispatch import regions
     from dispatch.index import warm_index
+
+    consumed = instance.app.amqp.queues.consume_from  # None: every queue
+    # Started for some regions (`-Q offers.north,reassign.north`): it holds only their providers.
+    regions.serve(regions.queues_of(consumed) if consumed else None)
+    bases = {name.partition(".")[0] for name in consumed or ()}
+    if consumed and not MATCHING_QUEUES & bases:
+        return
 
     started = time.monotonic()
     try:

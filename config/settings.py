@@ -292,6 +292,8 @@ DISPATCH_STUCK_AFTER_S = env.int("DISPATCH_STUCK_AFTER_S", default=10)
 DISPATCH_EMBEDDED_WORKER = env.bool("DISPATCH_EMBEDDED_WORKER", default=not REDIS_URL)
 # Pings are written to PostgreSQL behind, in one statement per this many seconds (the newest per provider).
 LOCATION_FLUSH_S = env.float("LOCATION_FLUSH_S", default=2.0)
+# Regions (dispatch/regions.py): `name:min_lat,min_lng,max_lat,max_lng;…`; empty: one region, as before.
+DISPATCH_REGIONS = env.str("DISPATCH_REGIONS", default="")
 CELERY_BEAT_SCHEDULE = {
     "dispatch.sweep": {"task": "dispatch.sweep", "schedule": float(DISPATCH_SWEEP_INTERVAL_S)},
     # Offer timeouts: one task per tick reads the deadlines (dispatch.services.dispatching.offers_expire_due).
@@ -321,6 +323,19 @@ CELERY_BEAT_SCHEDULE = {
     # Proves beat and a housekeeping worker are alive; /readyz fails once it lapses.
     "ops.heartbeat": {"task": "ops.heartbeat", "schedule": 5.0, "options": {"expires": 5}},
 }
+# Each region's sweep and offer timeouts run on its own reassign queue, in the worker that holds its
+# providers, and claim only its jobs (the entries above are the default region's).
+for _region in filter(None, (part.split(":")[0].strip() for part in DISPATCH_REGIONS.split(";"))):
+    for _default in ("dispatch.sweep", "dispatch.expire_due"):
+        CELERY_BEAT_SCHEDULE[_default]["kwargs"] = {"region": ""}  # the default region's jobs only
+    CELERY_BEAT_SCHEDULE[f"dispatch.sweep.{_region}"] = {
+        "task": "dispatch.sweep", "schedule": float(DISPATCH_SWEEP_INTERVAL_S), "kwargs": {"region": _region},
+        "options": {"queue": f"reassign.{_region}"},
+    }
+    CELERY_BEAT_SCHEDULE[f"dispatch.expire_due.{_region}"] = {
+        "task": "dispatch.expire_due", "schedule": DISPATCH_EXPIRY_TICK_S, "kwargs": {"region": _region},
+        "options": {"queue": f"reassign.{_region}", "expires": DISPATCH_EXPIRY_TICK_S},
+    }
 HEALTH_WORKER_STALE_S = env.int("HEALTH_WORKER_STALE_S", default=30)
 # With DEBUG off, /metrics answers only ops: an ops user's token, or `Authorization: Bearer <this>`
 # (a Prometheus scraper's, which has no user). Empty: no bearer token is accepted (docs/security.md).

@@ -12,7 +12,7 @@ index's own records.
 import logging
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from zoneinfo import ZoneInfo
@@ -24,7 +24,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from dispatch import metrics
+from dispatch import metrics, regions
 from dispatch.live_store import Position, StreamHead, live_store
 from dispatch.models import AvailabilityWindow, Hold, Job, JobStatus, Offer, ProviderProfile, Role
 from dispatch.policy import policy_for
@@ -74,8 +74,17 @@ def week_hours_of(windows, time_zone: str = "UTC") -> np.ndarray:
     return np.packbits(np.roll(hours, -shift))[:WEEK_BYTES]
 
 
-def _records(profiles_qs) -> list[ProviderRecord]:
-    """ProviderRecords for the given profiles, with categories, windows, load and busy flags."""
+@dataclass(frozen=True)
+class _Moved:
+    lat: float
+    lng: float
+    location_at: float
+
+
+def _records(profiles_qs, *, regional: bool = True) -> list[ProviderRecord]:
+    """ProviderRecords for the given profiles, with categories, windows, load and busy flags.
+
+    `regional`: only those inside this process's regions (dispatch/regions.py; all, if it serves every one)."""
     rows = list(
         profiles_qs.filter(user__role=Role.PROVIDER, user__is_active=True).values(
             "id", "user_id", "base_latitude", "base_longitude", "last_latitude", "last_longitude", "last_location_at",
@@ -99,7 +108,7 @@ def _records(profiles_qs) -> list[ProviderRecord]:
     for r in rows:
         lat = r["last_latitude"] if r["last_latitude"] is not None else r["base_latitude"]
         lng = r["last_longitude"] if r["last_longitude"] is not None else r["base_longitude"]
-        if lat is None or lng is None:
+        if lat is None or lng is None or (regional and not regions.held(lat, lng)):
             continue
         records.append(
             ProviderRecord(
@@ -192,6 +201,7 @@ def snapshot_of_everyone() -> ProviderSnapshot:
 
     load, busy = recent_offer_counts(None), busy_until_by_provider(None)
     keep = ~(np.isnan(lat) | np.isnan(lng))
+    keep[keep] = regions.held(lat[keep], lng[keep])  # a worker started for some regions holds only theirs
     return ProviderSnapshot(
         ids=user_ids[keep], lat=lat[keep], lng=lng[keep], category_bits=bits[keep], category_bit=category_bit,
         rating_avg=col["rating_avg"][keep], rating_count=col["rating_count"][keep], online=col["is_online"][keep],
@@ -309,22 +319,42 @@ class _LiveIndex:
                 again.update(change.ids)
             elif change.provider_id not in moves or moves[change.provider_id].at < change.position.at:
                 moves[change.provider_id] = change.position
+        latest = {pid: _Moved(m.lat, m.lng, m.at) for pid, m in moves.items()}  # the stream's newest positions
+        if moves and regions.serving() is not None:
+            self._cross_borders(moves, again)
         if again:
-            fresh = {r.provider_id: r for r in _records(ProviderProfile.objects.filter(user_id__in=again))}
+            fresh = {r.provider_id: r for r in _records(ProviderProfile.objects.filter(user_id__in=again), regional=False)}
             for provider_id in again:
                 record = fresh.get(provider_id)
                 if record is None:
                     self.index.remove(provider_id)
                     continue
-                held = self.index.record_of(provider_id)
-                # PostgreSQL's position is written behind: the index may already hold a newer one.
-                if held is not None and held.location_at > record.location_at:
-                    record = replace(record, lat=held.lat, lng=held.lng, location_at=held.location_at)
-                self.index.upsert(record)
+                # PostgreSQL's position is written behind: the index, or the stream, may have a newer one.
+                for newer in (self.index.record_of(provider_id), latest.get(provider_id)):
+                    if newer is not None and newer.location_at > record.location_at:
+                        record = replace(record, lat=newer.lat, lng=newer.lng, location_at=newer.location_at)
+                if regions.held(record.lat, record.lng):
+                    self.index.upsert(record)
+                else:
+                    self.index.remove(provider_id)
+                moves.pop(provider_id, None)  # read again at their newest position already
         if moves:
             self.index.move_many(
                 list(moves), [m.lat for m in moves.values()], [m.lng for m in moves.values()], [m.at for m in moves.values()]
             )
+
+    def _cross_borders(self, moves: dict[int, Position], again: set[int]) -> None:
+        """A worker holding some regions: a provider who drove out of them leaves its index; one who drove in
+        is read in full (the stream's entry has only the position)."""
+        ids = list(moves)
+        inside = regions.held([moves[i].lat for i in ids], [moves[i].lng for i in ids])
+        for provider_id, holds in zip(ids, inside):
+            known = self.index.position_of(provider_id) is not None
+            if known and not holds:
+                self.index.remove(provider_id)
+                del moves[provider_id]
+            elif not known and holds:
+                again.add(provider_id)
 
     def _maybe_compact(self, index: ProviderIndex) -> None:
         """Fold a large overlay into a new tree, in the background, from the index's own records."""

@@ -14,12 +14,25 @@ from django.db import transaction
 ENQUEUED_AT = "enqueued_at"  # message header: epoch seconds when the task was published
 
 
-def publish(task_name: str, *args, eta: datetime | None = None, connection=None) -> None:
-    """Send the task now, stamped with the time; `connection` reuses a broker connection."""
+def publish(task_name: str, *args, eta: datetime | None = None, connection=None, queue: str | None = None) -> None:
+    """Send the task now, stamped with the time; `connection` reuses a broker connection; `queue` overrides
+    the task's route (a region's dispatch queue)."""
     current_app.tasks[task_name].apply_async(
-        args=args, eta=eta, headers={ENQUEUED_AT: time.time()}, connection=connection
+        args=args, eta=eta, headers={ENQUEUED_AT: time.time()}, connection=connection,
+        **({"queue": queue} if queue else {}),
     )
 
 
-def after_commit(task_name: str, *args, eta: datetime | None = None) -> None:
-    transaction.on_commit(lambda: publish(task_name, *args, eta=eta))
+def after_commit(task_name: str, *args, eta: datetime | None = None, queue: str | None = None) -> None:
+    transaction.on_commit(lambda: publish(task_name, *args, eta=eta, queue=queue))
+
+
+def dispatch_after_commit(job, *, reassign: bool = False) -> None:
+    """After the commit, the job's next dispatch step on its region's queue: `offers` for a first offer,
+    `reassign` (ahead of first offers) for the next one after a reject, an expiry, a release or going offline."""
+    from dispatch.regions import queue
+
+    if reassign:
+        after_commit("dispatch.next_offer", job.pk, queue=queue("reassign", job.region) if job.region else None)
+    else:
+        after_commit("dispatch.offer", job.pk, queue=queue("offers", job.region) if job.region else None)

@@ -18,8 +18,8 @@ def dispatch_next(job_id: int) -> int:
 
 
 @shared_task(name="dispatch.expire_due")
-def expire_due() -> int:
-    return offers_expire_due()
+def expire_due(region: str | None = None) -> int:
+    return offers_expire_due(region=region)
 
 
 @shared_task(name="dispatch.expire_offer")
@@ -30,8 +30,8 @@ def expire_offer(offer_id: int) -> int:
 
 
 @shared_task(name="dispatch.sweep")
-def sweep() -> int:
-    return dispatch_sweep()
+def sweep(region: str | None = None) -> int:
+    return dispatch_sweep(region=region)
 
 
 @shared_task(name="dispatch.remind")

@@ -44,6 +44,8 @@ class Job(models.Model):
     search_started_at = models.DateTimeField(null=True, blank=True)
     # Nobody was free at the last dispatch step: the sweeper looks again from then.
     retry_at = models.DateTimeField(null=True, blank=True)
+    # The region whose queues and workers dispatch it (dispatch/regions.py); "" is the default region.
+    region = models.CharField(max_length=40, blank=True, default="", db_index=True)
     # Set once, by the one reminder run that sent JOB_REMINDER (the database is the timer).
     reminded_at = models.DateTimeField(null=True, blank=True)
     payment_method = models.CharField(max_length=8, choices=PaymentMethod.choices, default=PaymentMethod.CASH)

@@ -12,7 +12,8 @@ from dispatch.errors import Conflict, Forbidden, Invalid, Overloaded, Unprocessa
 from dispatch.event_names import EventName
 from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
 from dispatch.policy import DispatchPolicy, policy_for
-from dispatch.schedule import after_commit
+from dispatch.regions import region_of
+from dispatch.schedule import dispatch_after_commit
 from dispatch.selectors import rows_known
 from dispatch.services.holds import hold_place
 from dispatch.services.offers import offer_create
@@ -72,6 +73,7 @@ def job_book(
             address=address,
             latitude=latitude,
             longitude=longitude,
+            region=region_of(latitude, longitude),
             scheduled_at=scheduled_at,
             starts_at=scheduled_at,
             duration_min=sum(i.duration_min for i in items),
@@ -92,7 +94,7 @@ def job_book(
             except Conflict:
                 pass  # busy with another offer or job: the dispatch step waits for them or falls back
         wallet_check_booking(job=job)
-        after_commit("dispatch.offer", job.pk)
+        dispatch_after_commit(job)
     # Whoever shows the new job need not read its items back. Not its offers: the dispatch step after
     # the commit may have made one already (the embedded worker runs it before this line).
     rows_known(job, job_items=job_items)

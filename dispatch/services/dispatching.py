@@ -203,8 +203,10 @@ def slot_alternatives(job: Job) -> list:
     return [s for s in starts if s != job.scheduled_at][:ALTERNATIVES]
 
 
-def offers_expire_due() -> int:
+def offers_expire_due(*, region: str | None = None) -> int:
     """Expire every live offer past its deadline and send each job's next offer; returns how many jobs moved.
+
+    With `region`, only that region's jobs (its worker runs this on its own reassign queue).
 
     What times offers out: run every DISPATCH_EXPIRY_TICK_S (beat's `dispatch.expire_due`, on
     the reassign queue; the embedded sweeper thread), it reads the deadlines from the Offer
@@ -215,11 +217,11 @@ def offers_expire_due() -> int:
     """
     overdue = Job.objects.filter(status=JobStatus.PENDING, offers__status=OfferStatus.OFFERED,
                                  offers__expires_at__lte=timezone.now())
-    return _step_each(overdue)
+    return _step_each(_of_region(overdue, region))
 
 
-def dispatch_sweep() -> int:
-    """Find jobs whose timers or tasks were lost and run their dispatch step; returns how many.
+def dispatch_sweep(*, region: str | None = None) -> int:
+    """Find jobs whose timers or tasks were lost and run their dispatch step; returns how many (of `region` only, if given).
 
     Each job is claimed with `SELECT … FOR UPDATE SKIP LOCKED` in its own transaction, so
     two sweepers (or a sweeper and a dispatch task) never work on the same job at once, and
@@ -234,7 +236,12 @@ def dispatch_sweep() -> int:
         .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
         .exclude(offers__status=OfferStatus.OFFERED)
     )
-    return offers_expire_due() + _step_each(stuck)
+    return offers_expire_due(region=region) + _step_each(_of_region(stuck, region))
+
+
+def _of_region(jobs, region: str | None):
+    """Jobs of one region (dispatch/regions.py), or all of them (None: no regions, or the embedded sweeper)."""
+    return jobs if region is None else jobs.filter(region=region)
 
 
 def _step_each(candidates) -> int:

@@ -11,7 +11,7 @@ from dispatch.event_names import EventName
 from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import no_show_due_at
-from dispatch.schedule import after_commit
+from dispatch.schedule import dispatch_after_commit
 from dispatch.services.holds import hold_release
 from dispatch.services.offers import ACCEPTANCE_MEMORY, offer_withdraw_live
 from dispatch.services.wallet import job_charge_cancellation, job_settle
@@ -171,5 +171,5 @@ def _redispatch_without_provider(*, job: Job, actor: User, reason: str, why: str
         fields["original_scheduled_at"] = events.iso(slot)
     events.emit(user=job.customer, name=EventName.JOB_PROVIDER_RELEASED, job=job, actor=actor, why=why, **fields)
     events.emit(user=provider, name=EventName.JOB_RELEASED, job=job, actor=actor, why=why, reason=reason)
-    after_commit("dispatch.next_offer", job.pk)
+    dispatch_after_commit(job, reassign=True)
     return job

@@ -21,7 +21,8 @@ from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import offer_timeout_s, policy_for
 from dispatch.provider_time import busy_provider_ids
-from dispatch.schedule import after_commit, publish
+from dispatch.regions import queue
+from dispatch.schedule import dispatch_after_commit, publish
 from dispatch.selectors import rows_known
 from dispatch.services.holds import busy_conflict, hold_instant, hold_place, hold_release
 from dispatch.services.location import eta_minutes
@@ -157,7 +158,7 @@ def _lock_answerable(*, job_id: int, provider: User, answer: str) -> tuple[Job, 
     if offer.status == answer:
         return job, offer, offers, False
     if offer_expire_locked(job=job, offer=offer):
-        after_commit("dispatch.next_offer", job.pk)
+        dispatch_after_commit(job, reassign=True)
         return job, offer, offers, True
     reasons = {
         OfferStatus.EXPIRED: "expired",
@@ -232,7 +233,7 @@ def offer_reject(*, job_id: int, provider: User) -> Job:
             hold_release(job=job, provider_id=provider.pk)
             events.emit(user=job.customer, name=EventName.JOB_REJECTED, job=job, offer=offer, actor=provider)
             _count_answer(provider.pk, accepted=False)
-            after_commit("dispatch.next_offer", job.pk)
+            dispatch_after_commit(job, reassign=True)
             wake_waiting_direct_on_commit(provider.pk)
     if late:
         raise _refuse_late(job)
@@ -304,7 +305,7 @@ def offer_withdraw_for_provider(*, provider: User, reason: str) -> list[int]:
             events.emit(
                 user=provider, name=EventName.OFFER_WITHDRAWN, job=job, offer=offer, offer_id=offer.pk, reason=reason
             )
-            after_commit("dispatch.next_offer", job.pk)
+            dispatch_after_commit(job, reassign=True)
             withdrawn.append(offer.pk)
     return withdrawn
 
@@ -319,8 +320,8 @@ def wake_waiting_direct_on_commit(provider_id: int) -> None:
     def wake():
         waiting = Job.objects.filter(
             requested_provider_id=provider_id, status=JobStatus.PENDING, offers__isnull=True
-        ).values_list("pk", flat=True)
-        for job_id in waiting[:10]:
-            publish("dispatch.offer", job_id)
+        ).values_list("pk", "region")
+        for job_id, region in waiting[:10]:
+            publish("dispatch.offer", job_id, queue=queue("offers", region) if region else None)
 
     transaction.on_commit(wake)
