@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from dispatch.redis_client import redis_client
+from dispatch.redis_client import async_redis_client, redis_client
 
 REDIS_TIMEOUT_S = 2.0
 
@@ -190,10 +190,7 @@ class RedisLiveStore:
         loop = asyncio.get_running_loop()
         script = self._async_scripts.get(loop)
         if script is None:
-            import redis.asyncio
-
-            client = redis.asyncio.Redis.from_url(self.url, socket_timeout=REDIS_TIMEOUT_S,
-                                                  socket_connect_timeout=REDIS_TIMEOUT_S)
+            client = async_redis_client(self.url, timeout_s=REDIS_TIMEOUT_S)
             script = self._async_scripts[loop] = client.register_script(PING)
         accepted, answer = await script(
             keys=[self.pending, self.stream, self._tracking(provider_id), f"{_prefix()}:ping-limit:{limit_key}"],

@@ -4,10 +4,14 @@ rate limits, metrics); Celery's broker and Channels' layer keep their own connec
 A client is shared per process, URL and timeout: redis-py's clients are thread-safe and pool
 their connections, so a caller asking again gets the same pool, not a new connection.
 """
+import asyncio
 import threading
+import weakref
 
 _clients: dict[tuple[str, float], object] = {}
 _lock = threading.Lock()
+# redis.asyncio clients belong to the event loop that made them: one per loop, URL and timeout.
+_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def redis_client(url: str, *, timeout_s: float):
@@ -24,4 +28,18 @@ def redis_client(url: str, *, timeout_s: float):
                 client = _clients[key] = redis.Redis.from_url(
                     url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
                 )
+    return client
+
+
+def async_redis_client(url: str, *, timeout_s: float):
+    """`redis_client` for the running event loop (redis.asyncio): a socket's coroutine awaits it, no thread."""
+    loop = asyncio.get_running_loop()
+    clients = _async_clients.setdefault(loop, {})
+    client = clients.get((url, timeout_s))
+    if client is None:
+        import redis.asyncio
+
+        client = clients[(url, timeout_s)] = redis.asyncio.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
     return client
