@@ -11,6 +11,7 @@ import weakref
 _clients: dict[tuple[str, float], object] = {}
 _lock = threading.Lock()
 # redis.asyncio clients belong to the event loop that made them: one per loop, URL and timeout.
+ASYNC_MAX_CONNECTIONS = 32
 _async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -39,7 +40,11 @@ def async_redis_client(url: str, *, timeout_s: float):
     if client is None:
         import redis.asyncio
 
-        client = clients[(url, timeout_s)] = redis.asyncio.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        # A bounded pool that makes a burst wait for a connection (at most timeout_s) instead of failing
+        # with "Too many connections": a thousand sockets pinging at once need a few dozen connections.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=ASYNC_MAX_CONNECTIONS, timeout=timeout_s,
+            socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
         )
+        client = clients[(url, timeout_s)] = redis.asyncio.Redis(connection_pool=pool)
     return client
