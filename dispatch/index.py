@@ -402,6 +402,9 @@ def _newer_positions(snapshot: ProviderSnapshot, positions: dict[int, Position])
             snapshot.lat[row], snapshot.lng[row], snapshot.location_at[row] = position.lat, position.lng, position.at
 
 
+_relay_tried_at = -float("inf")
+
+
 def relay_changes(store=None) -> int:
     """Re-announce the profiles changed in PostgreSQL since the last relay; how many (0 if not due).
 
@@ -410,9 +413,15 @@ def relay_changes(store=None) -> int:
     still reaches every index. One process of the fleet does it per MATCHING_RELAY_S (a lease in
     the store), instead of every process polling PostgreSQL.
     """
+    global _relay_tried_at
+    interval = settings.MATCHING_RELAY_S
+    # Ask for the fleet's lease at most once an interval from each process: a query pays no round trip for it.
+    if interval > 0 and time.monotonic() - _relay_tried_at < interval:
+        return 0
+    _relay_tried_at = time.monotonic()
     store = store or live_store()
     now = time.time()
-    since = store.relay_claim(settings.MATCHING_RELAY_S, now)
+    since = store.relay_claim(interval, now)
     if since is None:
         # Not due, or no snapshot was read since the store was emptied (it sets the cursor).
         return 0
@@ -440,7 +449,9 @@ def held_positions(provider_ids) -> dict[int, tuple[float, float]]:
 
 def reset_provider_index() -> None:
     """Forget the index (tests, or after bulk loads); the next query reads a snapshot."""
+    global _relay_tried_at
     _live.reset()
+    _relay_tried_at = -float("inf")
 
 
 def index_provider_on_commit(provider_id: int) -> None:
