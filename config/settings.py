@@ -413,6 +413,9 @@ MATCHING_LOCATION_MAX_AGE_S = env.int("MATCHING_LOCATION_MAX_AGE_S", default=900
 # Once per this many seconds one process of the fleet re-announces the profiles changed in PostgreSQL
 # (the net under the after-commit announcements; 0: before every query, as tests do).
 MATCHING_RELAY_S = env.float("MATCHING_RELAY_S", default=2.0)
+# A thread of each matching process applies the change stream this often, off the queries' path (a query
+# then sees changes up to ~this old); 0: every query applies it first (tests: read-your-own-writes).
+MATCHING_FOLLOW_S = env.float("MATCHING_FOLLOW_S", default=0.05)
 # The stream keeps about this many entries; a process further behind reloads a snapshot.
 LIVE_STREAM_MAXLEN = env.int("LIVE_STREAM_MAXLEN", default=100_000)
 # Every key of the live store (positions, the stream, tracking) starts with this, in one hash tag.

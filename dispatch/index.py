@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 # overlap re-reads such rows instead of missing them.
 POLL_OVERLAP = timedelta(seconds=2)
 OVERLAY_REBUILD_AT = 20_000
+# A query drains the stream itself when the follower thread has not read it for this many intervals.
+FOLLOW_LAG_INTERVALS = 4
 WARN_EVERY_S = 10.0
 
 
@@ -268,16 +270,52 @@ class _LiveIndex:
         self.consumed = 0  # the stream's entries-added counter as of the last read: all of those are applied
         self.compacting = False
         self.loads = 0  # snapshots read from PostgreSQL (at start and after each gap)
+        self.followed_at = -float("inf")  # monotonic time of the last read of the stream
+        self.follower: threading.Thread | None = None
 
     def get(self) -> ProviderIndex:
-        with self.lock:
-            if self.index is None:
-                self._load()
-            else:
-                self._follow()
-            index = self.index
+        index = self.index
+        if index is None or not self._follower_keeps_up():
+            # Not the follower's lock when it keeps up: a query must not wait while it applies a batch.
+            with self.lock:
+                if self.index is None:
+                    self._load()
+                    self._start_follower()
+                elif not self._follower_keeps_up():
+                    self._follow()
+                index = self.index
         self._maybe_compact(index)
         return index
+
+    def _start_follower(self) -> None:
+        """With MATCHING_FOLLOW_S set, a thread applies the stream that often, so queries do not pay for it."""
+        every = settings.MATCHING_FOLLOW_S
+        if every <= 0 or (self.follower is not None and self.follower.is_alive()):
+            return
+        self.follower = threading.Thread(target=self._keep_following, args=(every,), name="matching-follow",
+                                         daemon=True)
+        self.follower.start()
+
+    def _follower_keeps_up(self) -> bool:
+        """The thread read the stream lately: a query uses the index as it is (at most a few intervals old)."""
+        every = settings.MATCHING_FOLLOW_S
+        alive = self.follower is not None and self.follower.is_alive()
+        return every > 0 and alive and time.monotonic() - self.followed_at < FOLLOW_LAG_INTERVALS * every
+
+    def _keep_following(self, every: float) -> None:
+        from django.db import connection
+
+        while True:
+            time.sleep(every)
+            try:
+                with self.lock:
+                    if self.index is None:
+                        return  # reset (tests): the next query loads and starts a new thread
+                    self._follow()
+            except Exception:  # noqa: BLE001  (a failed read must not stop the thread; queries drain meanwhile)
+                log.exception("matching: following the change stream failed; trying again")
+            finally:
+                connection.close()  # back to the pool between reads
 
     def _load(self) -> None:
         """Read the snapshot: where the stream is first, then PostgreSQL, then positions not yet written there."""
@@ -310,8 +348,10 @@ class _LiveIndex:
             return
         if read.epoch != self.epoch or read.added < self.consumed or read.added - read.length > self.consumed:
             self._load()
+            self.followed_at = time.monotonic()
             return
         self.last_id, self.consumed = read.last_id, read.added
+        self.followed_at = time.monotonic()
         moves: dict[int, Position] = {}
         again: set[int] = set()
         for change in read.changes:

@@ -112,6 +112,7 @@ def _tasks_run_in_process():
 def _fresh_matching_index(settings):
     """Each test's providers live in its own transaction: start every test with no index."""
     settings.MATCHING_RELAY_S = 0  # the relay runs before every query: a test's rows are never announced
+    settings.MATCHING_FOLLOW_S = 0  # every query applies the stream first: a change is in the very next one
     _live_store_clear()
     reset_provider_index()
     yield

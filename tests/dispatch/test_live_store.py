@@ -179,3 +179,20 @@ def test_matching_goes_on_from_postgresql_while_the_live_store_is_unreachable(pr
 
     assert _row(provider) == FAR
     assert _found_near(SPOT, other_provider)  # queries still answer, on the index as it is
+
+
+def test_a_follower_thread_applies_the_stream_off_the_queries_path(provider, settings):
+    import time
+
+    settings.MATCHING_RELAY_S = 10**9
+    settings.MATCHING_FOLLOW_S = 0.02
+    relay_changes()  # this interval's relay is done: the thread only reads the stream
+    index = provider_index()  # loads, and starts the follower
+
+    provider_location_update(provider=provider, latitude=FAR[0], longitude=FAR[1])
+    deadline = time.monotonic() + 2
+    while index.position_of(provider.pk) != FAR and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    assert index.position_of(provider.pk) == FAR  # no query asked: the thread moved them
+    assert live_index._live._follower_keeps_up()

@@ -43,6 +43,7 @@ class Worker:
             "DISPATCH_SEARCH_DEADLINE_S": str(SEARCH_DEADLINE_S),
             "DISPATCH_RETRY_S": "1",
             "MATCHING_RELAY_S": "0",
+            "MATCHING_FOLLOW_S": "0",  # the worker's next dispatch sees what the test just changed
             "MATCHING_LOCATION_MAX_AGE_S": "0",
         }
 
