@@ -2,7 +2,8 @@
 
 Each process (ASGI server, Celery worker) holds one `ProviderIndex`. It reads one snapshot
 from PostgreSQL (plus the positions not written there yet) when it starts (`warm_index`) or
-after a gap, then follows the change stream in dispatch/live_store.py before each query:
+after a gap, then follows the change stream in dispatch/live_store.py, on a thread every
+MATCHING_FOLLOW_S (or before each query when that is 0):
 pings carry their position and are applied as they are; other changes (online, rating,
 categories, hours, busy) name providers to read again, all in one batch. Nobody polls
 PostgreSQL per process: one process of the fleet relays changes whose announcement was lost
