@@ -65,7 +65,7 @@ def test_racing_completions_of_cash_jobs_keep_the_platform_account_right(categor
 
 def test_racing_wallet_bookings_cannot_spend_the_same_balance_twice(customer, category, client_for, monkeypatch):
     # No dispatch: with no provider nearby it would end the jobs UNFULFILLED, freeing their holds.
-    monkeypatch.setattr("dispatch.services.booking.after_commit", lambda *args, **kwargs: None)
+    monkeypatch.setattr("dispatch.services.booking.dispatch_after_commit", lambda *args, **kwargs: None)
     wallet_topup(user=customer, amount=Decimal("3400.00"), payment_token="tok_test")  # two jobs' worth
     booking = {
         "category": category.pk, "address": "1 Main St", "latitude": 28.62, "longitude": 77.21,
