@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -150,11 +151,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-records", action="store_true", help="leave the old loader out (it is slow at 1M)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     sizes = [20_000] if args.quick else SIZES
     results = measure(sizes, with_records=not args.no_records)
     text = render(results, "python -m bench.cold_start" + (" --quick" if args.quick else ""))
     print(text)
+    if args.json:
+        args.json.write_text(json.dumps(results))
     if not args.quick and not args.no_records:
         write_section("cold-start", text)
 

@@ -10,9 +10,11 @@ the pings since the last query applied before each one (`MATCHING_FOLLOW_S=0`). 
 step of up to 100 m, a fleet on the move. Wall time per query.
 """
 import argparse
+import json
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -141,11 +143,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rate", type=float, default=PINGS_PER_S)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     n = 100_000 if args.quick else 1_000_000
     result = measure(n, args.rate, 5 if args.quick else SECONDS)
     text = render(result, "python -m bench.matching_pings" + (" --quick" if args.quick else ""))
     print(text)
+    if args.json:
+        args.json.write_text(json.dumps(result))
     if not args.quick and args.rate == PINGS_PER_S:
         write_section("matching-pings", text)
 
