@@ -5,7 +5,6 @@ thread (`dispatch.embedded`) makes offer timeouts fire.
 """
 import logging
 import os
-import time
 
 from celery import Celery
 from celery.signals import celeryd_after_setup, worker_ready
@@ -92,13 +91,10 @@ def _warm_matching(sender, instance, **_) -> None:
     if consumed and not MATCHING_QUEUES & bases:
         return
 
-    started = time.monotonic()
     try:
-        held = warm_index()
+        warm_index()
     except Exception:  # the first task builds it instead; the worker must not die of a slow database
         logging.getLogger(__name__).exception("matching index not warmed at start-up")
-        return
-    logging.getLogger(__name__).info("matching index warm: %s providers in %.1f s", held, time.monotonic() - started)
 
 
 @worker_ready.connect

@@ -13,7 +13,7 @@ index's own records.
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from zoneinfo import ZoneInfo
@@ -75,13 +75,6 @@ def week_hours_of(windows, time_zone: str = "UTC") -> np.ndarray:
             last += 24
         hours[np.arange(first, last) % HOURS_PER_WEEK] = True
     return np.packbits(np.roll(hours, -shift))[:WEEK_BYTES]
-
-
-@dataclass(frozen=True)
-class _Moved:
-    lat: float
-    lng: float
-    location_at: float
 
 
 def _records(profiles_qs, *, regional: bool = True) -> list[ProviderRecord]:
@@ -304,8 +297,6 @@ class _LiveIndex:
         return every > 0 and alive and time.monotonic() - self.followed_at < FOLLOW_LAG_INTERVALS * every
 
     def _keep_following(self, every: float) -> None:
-        from django.db import connection
-
         while True:
             time.sleep(every)
             try:
@@ -313,7 +304,7 @@ class _LiveIndex:
                     if self.index is None:
                         return  # reset (tests): the next query loads and starts a new thread
                     self._follow()
-            except Exception:  # noqa: BLE001  (a failed read must not stop the thread; queries drain meanwhile)
+            except Exception:  # a failed read must not stop the thread; queries drain meanwhile
                 log.exception("matching: following the change stream failed; trying again")
             finally:
                 connection.close()  # back to the pool between reads
@@ -360,7 +351,7 @@ class _LiveIndex:
                 again.update(change.ids)
             elif change.provider_id not in moves or moves[change.provider_id].at < change.position.at:
                 moves[change.provider_id] = change.position
-        latest = {pid: _Moved(m.lat, m.lng, m.at) for pid, m in moves.items()}  # the stream's newest positions
+        latest = dict(moves)  # the stream's newest positions (moves loses those handled below)
         if moves and regions.serving() is not None:
             self._cross_borders(moves, again)
         if again:
@@ -371,9 +362,10 @@ class _LiveIndex:
                     self.index.remove(provider_id)
                     continue
                 # PostgreSQL's position is written behind: the index, or the stream, may have a newer one.
-                for newer in (self.index.record_of(provider_id), latest.get(provider_id)):
-                    if newer is not None and newer.location_at > record.location_at:
-                        record = replace(record, lat=newer.lat, lng=newer.lng, location_at=newer.location_at)
+                held = self.index.record_of(provider_id)
+                if held is not None:
+                    record = _newer_record(record, Position(held.lat, held.lng, held.location_at))
+                record = _newer_record(record, latest.get(provider_id))
                 if regions.held(record.lat, record.lng):
                     self.index.upsert(record)
                 else:
@@ -431,6 +423,12 @@ def _warn_unreachable(message: str) -> None:
         log.warning(message)
 
 
+def _newer_record(record: ProviderRecord, position: Position | None) -> ProviderRecord:
+    if position is None or position.at <= record.location_at:
+        return record
+    return replace(record, lat=position.lat, lng=position.lng, location_at=position.at)
+
+
 def _newer_positions(snapshot: ProviderSnapshot, positions: dict[int, Position]) -> None:
     """Put each pending position (not yet written to PostgreSQL) into the snapshot where it is newer."""
     if not positions or not len(snapshot):
@@ -461,8 +459,7 @@ def relay_changes(store=None) -> int:
         return 0
     _relay_tried_at = time.monotonic()
     store = store or live_store()
-    now = time.time()
-    since = store.relay_claim(interval, now)
+    since = store.relay_claim(interval)
     if since is None:
         # Not due, or no snapshot was read since the store was emptied (it sets the cursor).
         return 0
@@ -519,8 +516,10 @@ _warm = threading.Event()  # and finished
 def warm_index() -> int:
     """Read the snapshot now (a process's start-up) so that no request waits for it; providers held."""
     _warming.set()
+    started = time.monotonic()
     held = len(provider_index())
     _warm.set()
+    log.info("matching index warm: %s providers in %.1f s", held, time.monotonic() - started)
     return held
 
 
@@ -533,14 +532,10 @@ def warm_index_in_background(*, retry_s: float = 1.0) -> threading.Thread:
     """Warm the index on a thread of its own, trying again while the database is not there yet."""
 
     def run():
-        from django.db import connection
-
         _warming.set()
         while True:
             try:
-                started = time.monotonic()
-                held = warm_index()
-                log.info("matching index warm: %s providers in %.1f s", held, time.monotonic() - started)
+                warm_index()
                 return
             except Exception as exc:  # noqa: BLE001  (the database or Redis not up yet: make up starts them together)
                 log.warning("matching index not warm yet (%s); trying again", exc.__class__.__name__)

@@ -178,10 +178,7 @@ class RedisLiveStore:
              now: float = 0.0) -> PingOutcome:
         """Unless `limit_key` had a ping accepted less than `interval_s` before `now`: store the position and
         append it to the stream; with the provider's tracked jobs (job id -> what tracking holds). One round trip."""
-        accepted, answer = self._ping(
-            keys=[self.pending, self.stream, self._tracking(provider_id), f"{_prefix()}:ping-limit:{limit_key}"],
-            args=[provider_id, position.encode(), settings.LIVE_STREAM_MAXLEN, repr(now), repr(interval_s)],
-        )
+        accepted, answer = self._ping(**self._ping_call(provider_id, position, limit_key, interval_s, now))
         return _ping_outcome(accepted, answer)
 
     async def ping_async(self, provider_id: int, position: Position, *, limit_key: str = "", interval_s: float = 0.0,
@@ -192,11 +189,15 @@ class RedisLiveStore:
         if script is None:
             client = async_redis_client(self.url, timeout_s=REDIS_TIMEOUT_S)
             script = self._async_scripts[loop] = client.register_script(PING)
-        accepted, answer = await script(
-            keys=[self.pending, self.stream, self._tracking(provider_id), f"{_prefix()}:ping-limit:{limit_key}"],
-            args=[provider_id, position.encode(), settings.LIVE_STREAM_MAXLEN, repr(now), repr(interval_s)],
-        )
+        accepted, answer = await script(**self._ping_call(provider_id, position, limit_key, interval_s, now))
         return _ping_outcome(accepted, answer)
+
+    def _ping_call(self, provider_id: int, position: Position, limit_key: str, interval_s: float, now: float) -> dict:
+        """The PING script's keys and arguments (see PING)."""
+        return {
+            "keys": [self.pending, self.stream, self._tracking(provider_id), f"{_prefix()}:ping-limit:{limit_key}"],
+            "args": [provider_id, position.encode(), settings.LIVE_STREAM_MAXLEN, repr(now), repr(interval_s)],
+        }
 
     def announce(self, provider_ids) -> None:
         ids = ",".join(str(i) for i in sorted(set(provider_ids)))
@@ -251,7 +252,7 @@ class RedisLiveStore:
                 pipe.hset(key, mapping={job_id: json.dumps(v) for job_id, v in entries.items()})
             pipe.execute()
 
-    def relay_claim(self, interval_s: float, now: float) -> float | None:
+    def relay_claim(self, interval_s: float) -> float | None:
         """Claim this interval's relay for the caller: the time the last relay read up to, or None if not due.
 
         A process that claims it and dies leaves the claim to lapse after `interval_s`.
@@ -374,7 +375,7 @@ class MemoryLiveStore:
         with self._lock:
             self._tracking = {pid: dict(entries) for pid, entries in jobs.items() if entries}
 
-    def relay_claim(self, interval_s: float, now: float) -> float | None:
+    def relay_claim(self, interval_s: float) -> float | None:
         with self._lock:
             if interval_s > 0 and time.monotonic() < self._relay_until:
                 return None

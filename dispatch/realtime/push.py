@@ -128,6 +128,11 @@ def sockets_close(*, user_id: int, token_ids: list[int] | None = None, keep_toke
         log.exception("could not tell the sockets of user %s that their credentials ended", user_id)
 
 
+def _live_message(payload: dict) -> dict:
+    """A PROVIDER_LOCATION for a user's group, its frame encoded once for all their sockets."""
+    return {"type": LIVE_PUSH_TYPE, "event": payload, "text": encode(payload)}
+
+
 async def push_live_async(updates: list[tuple[int, dict]]) -> None:
     """`push_live` from a coroutine on the serving loop (a socket's ping): awaited, never raises."""
     try:
@@ -135,8 +140,7 @@ async def push_live_async(updates: list[tuple[int, dict]]) -> None:
         if layer is None:
             return
         for user_id, payload in updates:
-            await layer.group_send(user_group(user_id), {"type": LIVE_PUSH_TYPE, "event": payload,
-                                                         "text": encode(payload)})
+            await layer.group_send(user_group(user_id), _live_message(payload))
     except Exception:
         log.exception("live push of %d updates failed; the next ping brings them again", len(updates))
 
@@ -149,6 +153,6 @@ def push_live(updates: list[tuple[int, dict]]) -> None:
         if layer is None:
             return
         for user_id, payload in updates:
-            publish(layer, user_group(user_id), {"type": LIVE_PUSH_TYPE, "event": payload})
+            publish(layer, user_group(user_id), _live_message(payload))
     except Exception:
         log.exception("live push of %d updates failed; the next ping brings them again", len(updates))

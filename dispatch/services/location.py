@@ -118,7 +118,7 @@ def provider_location_update(*, provider: User, latitude: float, longitude: floa
         else:
             tracked = _accepted(outcome)
     if tracked is None:
-        tracked = _ping_through_database(provider, position)
+        tracked = _ping_into_database(provider, position)
     updates = _location_updates(provider, position, tracked)
     if updates:
         push_live(updates)
@@ -138,7 +138,7 @@ async def provider_location_update_async(*, provider: User, latitude: float, lon
         else:
             tracked = _accepted(outcome)
     if tracked is None:
-        tracked = await database_sync_to_async(_ping_through_database)(provider, position)
+        tracked = await database_sync_to_async(_ping_into_database)(provider, position)
     updates = _location_updates(provider, position, tracked)
     if updates:
         await push_live_async(updates)
@@ -163,11 +163,6 @@ def _accepted(outcome) -> dict[int, dict]:
     return outcome.tracked
 
 
-def _ping_through_database(provider: User, position: Position) -> dict[int, dict]:
-    _claim_ping(provider)
-    return _ping_into_database(provider, position)
-
-
 def _location_updates(provider: User, position: Position, tracked: dict[int, dict]) -> list[tuple[int, dict]]:
     return [
         (job["customer_id"], _location_payload(job_id=job_id, job=job, provider=provider, position=position))
@@ -176,7 +171,9 @@ def _location_updates(provider: User, position: Position, tracked: dict[int, dic
 
 
 def _ping_into_database(provider: User, position: Position) -> dict[int, dict]:
-    """The ping written straight to the provider's row (the store is down); their tracked jobs from PostgreSQL."""
+    """The ping written straight to the provider's row (the setting, or the store down), under dispatch.rate_limits'
+    limit; their tracked jobs from PostgreSQL."""
+    _claim_ping(provider)
     with transaction.atomic():
         profile = ProviderProfile.objects.select_for_update().get(user=provider)
         profile.last_latitude, profile.last_longitude = position.lat, position.lng
