@@ -40,9 +40,11 @@ async def step(crowd: Crowd, meter, rate: float, seconds: float, web_pids=None) 
     started = time.time()
     profiling = None
     if web_pids is not None:
-        # After a few seconds of the step, for most of the rest of it.
-        profile_s = max(3.0, min(20.0, seconds - 5))
-        profiling = asyncio.ensure_future(_sample_web(web_pids, delay_s=3.0, seconds=profile_s))
+        # Past the step's warm-up, for most of the rest of it; a short (--quick) step starts sooner,
+        # else the whole window would fall after its last booking and catch almost nothing.
+        delay_s = min(3.0, seconds / 6)
+        profile_s = max(2.0, min(20.0, seconds - delay_s - 2))
+        profiling = asyncio.ensure_future(_sample_web(web_pids, delay_s=delay_s, seconds=profile_s))
     bookings = await crowd.book_at_rate(rate, seconds)
     booked_until = max((b.booked for b in bookings if b.booked), default=time.time())
     deadline = time.monotonic() + SETTLE_S

@@ -43,7 +43,8 @@ def test_a_worker_killed_mid_dispatch_loses_no_job_assigns_none_twice_and_misses
 
 
 def test_one_load_step_books_over_real_sockets_without_errors_and_splits_the_cpu(tmp_path):
-    (step,) = _bench(tmp_path, "bench.load", "--customers", "4", "--providers", "8", "--profile-web", "2")
+    (step,) = _bench(tmp_path, "bench.load", "--customers", "4", "--providers", "8", "--profile-web", "2",
+                     "--step-s", "6")
 
     assert step["errors"] == []
     assert step["booked"] == step["bookings"] > 0 and step["assigned"] == step["booked"]
