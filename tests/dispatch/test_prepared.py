@@ -1,0 +1,105 @@
+"""Prepared queries answer exactly as the ORM's querysets do, with new values each run, and refuse what they cannot keep."""
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, transaction
+from django.db.models import F
+from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from dispatch.models import Job, ProviderProfile
+from dispatch.prepared import Prepared, PreparedUpdate
+from tests.conftest import book
+
+pytestmark = pytest.mark.django_db
+
+JOB_WITH_PEOPLE = Prepared(
+    lambda job_id: Job.objects.select_related("customer", "category").filter(pk=job_id)[:1], job_id=int
+)
+JOBS_OF = Prepared(
+    lambda customer_id, since: Job.objects.filter(customer_id=customer_id, created_at__gte=since).order_by("pk")
+    .values_list("pk", "status"),
+    customer_id=int, since=timezone.datetime,
+)
+LOCKED_JOB = Prepared(lambda job_id: Job.objects.select_for_update(of=("self",)).filter(pk=job_id)[:1], job_id=int)
+
+
+def test_a_prepared_query_returns_the_same_instances_and_relations_as_the_orm(customer, category, other_customer):
+    first, second = book(customer, category), book(other_customer, category)
+
+    for job in (first, second):
+        got = JOB_WITH_PEOPLE.first(job_id=job.pk)
+        expected = Job.objects.select_related("customer", "category").get(pk=job.pk)
+        assert (got.pk, got.status, got.latitude, got.created_at) == (
+            expected.pk, expected.status, expected.latitude, expected.created_at
+        )
+        # select_related came along: no query to reach them.
+        with CaptureQueriesContext(connection) as queries:
+            assert (got.customer.email, got.category.slug) == (expected.customer.email, expected.category.slug)
+        assert len(queries) == 0
+    assert JOB_WITH_PEOPLE.first(job_id=10**6) is None
+
+
+def test_each_run_swaps_in_its_own_values_datetimes_included(customer, category, other_customer):
+    mine = [book(customer, category) for _ in range(3)]
+    book(other_customer, category)
+    since = Job.objects.get(pk=mine[1].pk).created_at
+
+    assert JOBS_OF.all(customer_id=customer.pk, since=since - timedelta(days=1)) == [(j.pk, j.status) for j in mine]
+    assert JOBS_OF.all(customer_id=customer.pk, since=since) == [(j.pk, j.status) for j in mine[1:]]
+    assert JOBS_OF.all(customer_id=other_customer.pk, since=since + timedelta(days=1)) == []
+
+
+def test_one_statement_per_run_and_the_sql_is_built_once(customer, category):
+    job = book(customer, category)
+    JOB_WITH_PEOPLE.first(job_id=job.pk)
+
+    with CaptureQueriesContext(connection) as queries:
+        JOB_WITH_PEOPLE.first(job_id=job.pk)
+        JOB_WITH_PEOPLE.first(job_id=job.pk + 1)
+    assert len(queries) == 2 and queries[0]["sql"].split("WHERE")[0] == queries[1]["sql"].split("WHERE")[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locking_query_needs_a_transaction_as_the_orm_does(customer, category):
+    job = book(customer, category)
+    with transaction.atomic():
+        assert LOCKED_JOB.first(job_id=job.pk).pk == job.pk
+    with pytest.raises(TransactionManagementError):
+        LOCKED_JOB.first(job_id=job.pk)
+
+
+def test_a_prepared_update_changes_the_rows_it_names_with_each_runs_values(provider, other_provider):
+    rate = PreparedUpdate(
+        lambda provider_id, answered, now: (
+            ProviderProfile.objects.filter(user_id=provider_id),
+            {"acceptance_rate": F("acceptance_rate") * 0.5 + answered, "updated_at": now},
+        ),
+        provider_id=int, answered=float, now=timezone.datetime,
+    )
+    ProviderProfile.objects.update(acceptance_rate=1.0)
+    then = timezone.now() + timedelta(minutes=5)
+
+    assert rate.run(provider_id=provider.pk, answered=0.25, now=then) == 1
+    assert rate.run(provider_id=10**6, answered=0.0, now=then) == 0
+
+    mine, theirs = (ProviderProfile.objects.get(user=p) for p in (provider, other_provider))
+    assert mine.acceptance_rate == pytest.approx(0.75) and mine.updated_at == then
+    assert theirs.acceptance_rate == 1.0 and theirs.updated_at != then
+
+
+def test_an_argument_that_never_reaches_the_sql_is_refused_when_compiled(customer, category):
+    book(customer, category)
+    dropped = Prepared(lambda job_id: Job.objects.all()[:1], job_id=int)
+    with pytest.raises(ImproperlyConfigured, match="job_id"):
+        dropped.first(job_id=1)
+    with pytest.raises(ImproperlyConfigured):
+        Prepared(lambda ids: Job.objects.filter(pk__in=ids), ids=list)
+
+
+def test_a_run_must_name_every_argument(customer, category):
+    job = book(customer, category)
+    with pytest.raises(TypeError):
+        JOB_WITH_PEOPLE.first(pk=job.pk)
