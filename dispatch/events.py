@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from dispatch import outlets
 from dispatch.models import Event, EventSequence, Job, Offer, User
+from dispatch.prepared import PreparedUpdate
 from dispatch.realtime.push import PUSH_TYPE, publish, user_group
 from matching.geo import haversine_km
 
@@ -257,6 +258,12 @@ def offer_payload(offer: Offer, *, distance_km: float | None = None) -> dict:
     }
 
 
+# Once per event pushed: prepared (dispatch/prepared.py).
+_MARK_PUSHED = PreparedUpdate(
+    lambda event_id: (Event.objects.filter(pk=event_id, pushed=False), {"pushed": True}), event_id=int
+)
+
+
 def push(event: Event) -> bool:
     """Send a committed event to its user's sockets and mark it pushed; False if it could not.
 
@@ -267,7 +274,7 @@ def push(event: Event) -> bool:
     """
     try:
         if not outlets.to_socket(event.name):
-            Event.objects.filter(pk=event.pk, pushed=False).update(pushed=True)
+            _MARK_PUSHED.run(event_id=event.pk)
             return True
         layer = get_channel_layer()
         if layer is None:
@@ -278,7 +285,7 @@ def push(event: Event) -> bool:
         except Exception:
             log.warning("push of event %s failed once; retrying", event.pk)
             publish(layer, group, message)
-        Event.objects.filter(pk=event.pk, pushed=False).update(pushed=True)
+        _MARK_PUSHED.run(event_id=event.pk)
         return True
     except Exception:
         log.exception("push of event %s to user %s failed; events.repush will send it again", event.pk, event.user_id)

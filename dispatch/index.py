@@ -47,7 +47,11 @@ log = logging.getLogger(__name__)
 # A change is committed a moment after its `updated_at` is stamped; polling with this
 # overlap re-reads such rows instead of missing them.
 POLL_OVERLAP = timedelta(seconds=2)
-OVERLAY_REBUILD_AT = 20_000
+# The overlay is folded into a new tree once it holds this share of the tree (within these bounds): a
+# query after any change turns the whole overlay into arrays again, and a small fleet's tree costs
+# less to rebuild than that does a few times over.
+OVERLAY_REBUILD_SHARE = 0.02
+OVERLAY_REBUILD_MIN, OVERLAY_REBUILD_MAX = 64, 20_000
 # A query drains the stream itself when the follower thread has not read it for this many intervals.
 FOLLOW_LAG_INTERVALS = 4
 WARN_EVERY_S = 10.0
@@ -392,7 +396,8 @@ class _LiveIndex:
     def _maybe_compact(self, index: ProviderIndex) -> None:
         """Fold a large overlay into a new tree, in the background, from the index's own records."""
         with self.lock:
-            if index.overlay_size <= OVERLAY_REBUILD_AT or self.compacting:
+            limit = min(OVERLAY_REBUILD_MAX, max(OVERLAY_REBUILD_MIN, int(index.tree_size * OVERLAY_REBUILD_SHARE)))
+            if index.overlay_size <= limit or self.compacting:
                 return
             self.compacting = True
         threading.Thread(target=self._compact, args=(index,), name="matching-compact", daemon=True).start()

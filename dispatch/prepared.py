@@ -13,47 +13,95 @@ rows through the ORM's own iterables (model instances, `select_related`, `values
 
 Rules, checked when a query is compiled: every argument must reach the SQL as a parameter
 (not be inlined, dropped or turned into something else), so an argument is a plain value of its
-declared type (int, float, str or datetime; no lists: `__in` compiles one placeholder per
-element). Whatever the build reads besides its arguments (settings, the clock) is read once.
+declared type: int, float, str, datetime, or a list of ids given to the `any_of` lookup below
+(`__in` compiles one placeholder per element, so its SQL changes with the list's length).
+Whatever the build reads besides its arguments (settings, the clock) is read once.
 (django-prepared-queries did this for Django < 2.2 and is not kept up.)
 """
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router, transaction
-from django.db.models import QuerySet, sql
+from django.db.models import Field, ForeignObject, Lookup, QuerySet, sql
 from django.db.transaction import TransactionManagementError
 
-# A stand-in per argument (by position and type), unlike any value a query holds; ints stay
+# A stand-in per kind of argument (and its position), unlike any value a query holds; ints stay
 # within 32 bits, as Django turns an out-of-range integer lookup into an empty result.
-_STAND_INS: dict[type, Callable[[int], object]] = {
-    int: lambda n: -2_111_000_000 - n,
-    float: lambda n: -7.319e-300 - n * 1e-310,
-    str: lambda n: f"\x1fprepared-argument-{n}\x1f",
-    datetime: lambda n: datetime(1901, 2, 3, 4, 5, 6, 700_000 + n, tzinfo=UTC),
+_STAND_INS: dict[str, Callable[[int], object]] = {
+    "int": lambda n: -2_111_000_000 - n,
+    "float": lambda n: -7.319e-300 - n * 1e-310,
+    "str": lambda n: f"\x1fprepared-argument-{n}\x1f",
+    "datetime": lambda n: datetime(1901, 2, 3, 4, 5, 6, 700_000 + n, tzinfo=UTC),
+    "list": lambda n: [-2_111_000_000 - n],
 }
+# Kept in a dict: a test's frozen clock (freezegun) swaps module attributes holding the datetime class.
+_CLASSES = {"datetime": datetime, "list": list, "float": float, "int": int, "str": str}
 
 
-def _checked(arguments: dict[str, type]) -> dict[str, type]:
-    unknown = {name: kind for name, kind in arguments.items() if kind not in _STAND_INS}
+def _kind(cls: type) -> str | None:
+    if cls is bool:
+        return None
+    return next((name for name, base in _CLASSES.items() if isinstance(cls, type) and issubclass(cls, base)), None)
+
+
+class AnyOf(Lookup):
+    """`field__any_of=[…]`: membership in a list sent as one parameter, whatever its length.
+
+    PostgreSQL: `field = ANY(%s)` with an array; SQLite: `field IN (SELECT value FROM json_each(%s))`.
+    Unlike `__in`, the SQL does not change with the list, so a `Prepared` query can take the list.
+    """
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def get_prep_lookup(self):
+        return [self.lhs.output_field.get_prep_value(value) for value in self.rhs]
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        if connection.vendor == "postgresql":
+            return f"{lhs} = ANY(%s)", (*lhs_params, list(self.rhs))
+        return f"{lhs} IN (SELECT value FROM json_each(%s))", (*lhs_params, _json_list(self.rhs))
+
+
+# Foreign keys take only lookups registered from ForeignObject down, not Field's.
+Field.register_lookup(AnyOf)
+ForeignObject.register_lookup(AnyOf)
+
+
+def _json_list(values) -> str:
+    return json.dumps(list(values))
+
+
+def _list(values) -> list:
+    return list(values)
+
+
+def _checked(arguments: dict[str, type]) -> dict[str, str]:
+    """The arguments' kinds by name ("int", "datetime", …); ImproperlyConfigured for any other type."""
+    kinds = {name: _kind(cls) for name, cls in arguments.items()}
+    unknown = [name for name, kind in kinds.items() if kind is None]
     if unknown:
-        raise ImproperlyConfigured(f"Prepared arguments are int, float, str or datetime: {unknown}")
-    return arguments
+        raise ImproperlyConfigured(f"Prepared arguments are int, float, str, datetime or list: not {unknown}")
+    return kinds
 
 
-def _stand_ins(arguments: dict[str, type]) -> dict[str, object]:
+def _stand_ins(arguments: dict[str, str]) -> dict[str, object]:
     return {name: _STAND_INS[kind](n) for n, (name, kind) in enumerate(arguments.items())}
 
 
-def _slots(arguments: dict[str, type], params, connection) -> dict[int, tuple[str, Callable]]:
+def _slots(arguments: dict[str, str], params, connection) -> dict[int, tuple[str, Callable]]:
     """Where each argument's stand-in landed in the compiled parameters, and how a value is adapted there."""
     slots: dict[int, tuple[str, Callable]] = {}
     for name, stand_in in _stand_ins(arguments).items():
-        adapters = [_same, connection.ops.adapt_datetimefield_value] if arguments[name] is datetime else [_same]
+        adapters = {
+            "datetime": [_same, connection.ops.adapt_datetimefield_value], "list": [_list, _json_list]
+        }.get(arguments[name], [_same])
         for position, param in enumerate(params):
             for adapt in adapters:
                 adapted = adapt(stand_in)
@@ -62,7 +110,8 @@ def _slots(arguments: dict[str, type], params, connection) -> dict[int, tuple[st
                     break
         if name not in {slot_name for slot_name, _ in slots.values()}:
             raise ImproperlyConfigured(
-                f"Prepared argument {name!r} does not reach the SQL as a parameter (inlined, dropped or transformed)."
+                f"Prepared argument {name!r} does not reach the SQL as a parameter (inlined, dropped or transformed): "
+                f"its stand-in {stand_in!r}, the parameters {list(params)!r}."
             )
     return slots
 
@@ -107,7 +156,7 @@ class Prepared:
         return rows[0] if rows else None
 
     def _run(self, values: dict) -> list:
-        template = self._template or self._built()
+        template = self._template if self._template is not None else self._built()  # bool() would run it
         using = template.db
         connection = connections[using]
         if template.query.select_for_update and connection.get_autocommit():

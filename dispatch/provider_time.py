@@ -4,7 +4,7 @@ The arithmetic is `dispatch.calendar` (pure); this module feeds it rows. Read-on
 writes (placing and releasing holds) are `dispatch.services.holds`.
 """
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db.models import DateTimeField, Q, Value
@@ -13,6 +13,7 @@ from django.utils import timezone
 from dispatch import calendar
 from dispatch.models import AvailabilityWindow, Hold, Job, JobStatus, ProviderProfile, TimeOff
 from dispatch.policy import DispatchPolicy
+from dispatch.prepared import Prepared
 
 # A provider who never set working hours works any time (as matching has always assumed).
 ALL_WEEK = [calendar.WeeklyRange(weekday=d, start=time(0), end=time(0)) for d in range(7)]
@@ -137,29 +138,43 @@ def clear_start(
 
 # A job in hand has no time of its own in `work_by_provider`'s one query.
 _NO_TIME = Value(None, output_field=DateTimeField())
+# "No bound" for the hold filters, so every call has the same SQL (and the query is prepared once).
+_NO_JOB, _END_OF_TIME = 0, datetime(9999, 12, 31, tzinfo=UTC)
 
-
-def work_by_provider(
-    provider_ids: Iterable[int], *, holds: Q, exclude_job_id=None
-) -> dict[int, tuple[set[int], list[tuple[int, datetime, datetime]]]]:
-    """Each provider's (jobs in hand, holds matching `holds` as (job id, start, end)), in one query.
-
-    Work in hand: an IN_PROGRESS job, or an ASSIGNED instant one (other than `exclude_job_id`).
-    """
-    provider_ids = list(provider_ids)
-    jobs = Job.objects.filter(provider_id__in=provider_ids).filter(
-        Q(status=JobStatus.IN_PROGRESS) | Q(status=JobStatus.ASSIGNED, scheduled_at__isnull=True)
-    )
-    if exclude_job_id is not None:
-        jobs = jobs.exclude(pk=exclude_job_id)
-    rows = (
-        jobs.order_by().annotate(held_from=_NO_TIME, held_to=_NO_TIME)
+# Every offer and every instant accept asks this: prepared (dispatch/prepared.py).
+_WORK = Prepared(
+    lambda provider_ids, exclude_job_id, holds_end_after, holds_start_before, holds_exclude_job_id: (
+        Job.objects.filter(provider_id__any_of=provider_ids)
+        .filter(Q(status=JobStatus.IN_PROGRESS) | Q(status=JobStatus.ASSIGNED, scheduled_at__isnull=True))
+        .exclude(pk=exclude_job_id)
+        .order_by().annotate(held_from=_NO_TIME, held_to=_NO_TIME)
         .values_list("provider_id", "id", "held_from", "held_to")
         .union(
-            Hold.objects.filter(holds, provider_id__in=provider_ids).order_by()
+            Hold.objects.filter(
+                provider_id__any_of=provider_ids, ends_at__gt=holds_end_after, starts_at__lt=holds_start_before
+            ).exclude(job_id=holds_exclude_job_id).order_by()
             .values_list("provider_id", "job_id", "starts_at", "ends_at"),
             all=True,
         )
+    ),
+    provider_ids=list, exclude_job_id=int, holds_end_after=datetime, holds_start_before=datetime,
+    holds_exclude_job_id=int,
+)
+
+
+def work_by_provider(
+    provider_ids: Iterable[int], *, holds_end_after: datetime, holds_start_before: datetime | None = None,
+    holds_exclude_job_id: int | None = None, exclude_job_id: int | None = None,
+) -> dict[int, tuple[set[int], list[tuple[int, datetime, datetime]]]]:
+    """Each provider's (jobs in hand, holds ending after / starting before the bounds as (job id, start, end)), in one query.
+
+    Work in hand: an IN_PROGRESS job, or an ASSIGNED instant one (other than `exclude_job_id`).
+    Holds of `holds_exclude_job_id` are left out.
+    """
+    provider_ids = list(provider_ids)
+    rows = _WORK.all(
+        provider_ids=provider_ids, exclude_job_id=exclude_job_id or _NO_JOB, holds_end_after=holds_end_after,
+        holds_start_before=holds_start_before or _END_OF_TIME, holds_exclude_job_id=holds_exclude_job_id or _NO_JOB,
     )
     work: dict[int, tuple[set[int], list]] = {pid: (set(), []) for pid in provider_ids}
     for pid, job_id, start, end in rows:
@@ -185,10 +200,8 @@ def busy_provider_ids(provider_ids: Iterable[int], *, until: datetime, capacity:
     if not provider_ids:
         return set()
     now = timezone.now()
-    holds = Q(starts_at__lt=until, ends_at__gt=now)
-    if exclude_job_id is not None:
-        holds &= ~Q(job_id=exclude_job_id)
-    work = work_by_provider(provider_ids, holds=holds, exclude_job_id=exclude_job_id)
+    work = work_by_provider(provider_ids, holds_end_after=now, holds_start_before=until,
+                            holds_exclude_job_id=exclude_job_id, exclude_job_id=exclude_job_id)
     return {
         pid for pid, (in_hand, held) in work.items()
         if at_capacity(in_hand=in_hand, holds=held, now=now, until=until, capacity=capacity)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import F, Min, Prefetch, Q, QuerySet, Sum, prefetch_related_objects
+from django.db.models import F, Min, Prefetch, Q, QuerySet, Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -31,6 +31,7 @@ from dispatch.models import (
     Wallet,
 )
 from dispatch.policy import no_show_due_at
+from dispatch.prepared import Prepared
 from matching.geo import EARTH_RADIUS_KM, haversine_km
 
 JOB_RELATED = ("customer", "provider", "category")
@@ -60,6 +61,20 @@ def job_for(user: User, job_id: int) -> Job:
     return job
 
 
+# A job's items (catalog item joined) and offers, as `job_items_prefetch()` and "offers" read them; prepared
+# (dispatch/prepared.py) because every answer to a job and every dispatch step reads them.
+_ITEMS_OF_JOB = Prepared(lambda job_id: JobItem.objects.select_related("item").filter(job_id=job_id), job_id=int)
+_OFFERS_OF_JOB = Prepared(lambda job_id: Offer.objects.filter(job_id=job_id), job_id=int)
+_ROWS_OF_JOB = {"job_items": _ITEMS_OF_JOB, "offers": _OFFERS_OF_JOB}
+
+
+def job_rows_read(job: Job, *names: str) -> Job:
+    """Read the job's related rows `names` ("job_items", "offers") the job does not hold yet, and attach them."""
+    held = job.__dict__.get("_prefetched_objects_cache", {})
+    rows_known(job, **{name: _ROWS_OF_JOB[name].all(job_id=job.pk) for name in names if name not in held})
+    return job
+
+
 def job_shown(job: Job) -> Job:
     """A job a service just returned, ready for JobSerializer: its items and offers read, the row itself not read again.
 
@@ -67,8 +82,7 @@ def job_shown(job: Job) -> Job:
     is the row as it committed, with its customer, provider and category loaded by its lock
     (or its creation); re-reading it through `job_for` cost a visibility join and a query more.
     """
-    prefetch_related_objects([job], job_items_prefetch(), "offers")  # what the service did not attach (rows_known)
-    return job
+    return job_rows_read(job, "job_items", "offers")  # what the service did not attach (rows_known)
 
 
 def rows_known(instance, **related) -> None:

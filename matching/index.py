@@ -295,6 +295,11 @@ class ProviderIndex:
     def overlay_size(self) -> int:
         return len(self._overlay)
 
+    @property
+    def tree_size(self) -> int:
+        """Rows in the current tree's snapshot (superseded ones included)."""
+        return len(self._gen.snapshot)
+
     def __len__(self) -> int:
         with self._lock:
             gen, overlay = self._gen, dict(self._overlay)

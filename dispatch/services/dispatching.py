@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, prefetch_related_objects
+from django.db.models import Q
 from django.utils import timezone
 
 from dispatch import calendar, events
@@ -17,10 +17,11 @@ from dispatch.event_names import EventName
 from dispatch.index import rank_providers
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import DispatchPolicy, policy_for, search_ends_at
+from dispatch.prepared import Prepared
 from dispatch.provider_time import holds_by_provider, job_span, next_free_starts, working_by_provider
-from dispatch.selectors import job_items_prefetch
+from dispatch.selectors import job_rows_read
 from dispatch.services.holds import hold_release
-from dispatch.services.offers import lock_providers_offers, offer_create, offer_expire_locked
+from dispatch.services.offers import job_locked, lock_providers_offers, offer_create, offer_expire_locked
 from dispatch.transitions import job_move
 
 SWEEP_BATCH = 100
@@ -30,6 +31,14 @@ CANDIDATE_SLACK = 10
 SLOT_CANDIDATES = 500
 # Alternatives a customer is offered when a slot finds nobody.
 ALTERNATIVES = 3
+
+
+# Each step reads these: prepared (dispatch/prepared.py).
+_OFFERS_LOCKED = Prepared(
+    lambda job_id: Offer.objects.select_for_update(of=("self",)).filter(job_id=job_id).select_related("provider"),
+    job_id=int,
+)
+_PROVIDERS = Prepared(lambda ids: User.objects.only("id", "role", "name", "username").filter(pk__any_of=ids), ids=list)
 
 
 def batch_size(job: Job) -> int:
@@ -43,9 +52,7 @@ def _out_of_time(job: Job, policy: DispatchPolicy, now) -> bool:
 def job_dispatch(*, job_id: int) -> list[Offer]:
     """One dispatch step for a job: expire overdue offers, send new ones, or end it UNFULFILLED. Locks job, then providers."""
     with transaction.atomic():
-        job = (
-            Job.objects.select_for_update(of=("self",)).select_related("category", "customer").filter(pk=job_id).first()
-        )
+        job = job_locked(job_id)
         if job is None:
             return []
         return _dispatch_step(job)
@@ -57,7 +64,7 @@ def _dispatch_step(job: Job) -> list[Offer]:
         return []
     policy = policy_for(job.category)
     now = timezone.now()
-    offers = list(Offer.objects.select_for_update(of=("self",)).filter(job=job).select_related("provider"))
+    offers = _OFFERS_LOCKED.all(job_id=job.pk)
     # The providers whose offers expire, ascending, before any is offered this job (docs/lifecycle.md, "Locks").
     lock_providers_offers(o.provider_id for o in offers if o.status == OfferStatus.OFFERED and o.expires_at <= now)
     for offer in offers:
@@ -76,7 +83,7 @@ def _dispatch_step(job: Job) -> list[Offer]:
         return []
     wanted = min(wanted, policy.max_offers - len(offers))
     # Every offer's payload lists the job's items: load them once for the whole step.
-    prefetch_related_objects([job], job_items_prefetch())
+    job_rows_read(job, "job_items")
     exclude = {o.provider_id for o in offers}
     created = _offer_to_best(job, policy, exclude=exclude, wanted=wanted, first_rank=len(offers) + 1)
     if not created and not live:
@@ -94,7 +101,7 @@ def _offer_to_requested(job: Job) -> list[Offer] | None:
     None hands the job to automatic dispatch (the provider is busy or not free then).
     """
     provider = User.objects.only("id", "role", "name", "username").get(pk=job.requested_provider_id)
-    prefetch_related_objects([job], job_items_prefetch())
+    job_rows_read(job, "job_items")
     try:
         return [offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True})]
     except Conflict:
@@ -145,7 +152,7 @@ def _offer_to_best(job: Job, policy: DispatchPolicy, *, exclude: set[int], wante
         if job.is_scheduled:
             free = _free_at_slot(job, policy, [c.provider_id for c in ranked])
             ranked = [c for c in ranked if c.provider_id in free]
-        providers = User.objects.only("id", "role", "name", "username").in_bulk([c.provider_id for c in ranked])
+        providers = {p.pk: p for p in _PROVIDERS.all(ids=[c.provider_id for c in ranked])}
         for candidate in ranked:
             exclude.add(candidate.provider_id)
             provider = providers.get(candidate.provider_id)

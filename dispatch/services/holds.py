@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, connection
-from django.db.models import Q
 from django.utils import timezone
 
 from dispatch import events
@@ -95,7 +94,7 @@ def hold_instant(*, job: Job, provider: User, earliest: datetime) -> datetime:
     now = timezone.now()
     _lock_provider_time(provider.pk)
     in_hand, holds = work_by_provider(
-        [provider.pk], holds=Q(ends_at__gt=min(now, earliest - policy.buffer)), exclude_job_id=job.pk
+        [provider.pk], holds_end_after=min(now, earliest - policy.buffer), exclude_job_id=job.pk
     )[provider.pk]
     others = [hold for hold in holds if hold[0] != job.pk]
     until = earliest + timedelta(minutes=job.duration_min)

@@ -8,7 +8,7 @@ select_related would also lock the joined category, customer or provider rows, s
 every dispatch of a category and deadlocking against the key-share locks of foreign-key checks.
 """
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -20,6 +20,7 @@ from dispatch.event_names import EventName
 from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import offer_timeout_s, policy_for
+from dispatch.prepared import Prepared, PreparedUpdate
 from dispatch.provider_time import busy_provider_ids
 from dispatch.regions import queue
 from dispatch.schedule import dispatch_after_commit, publish
@@ -114,12 +115,17 @@ def offer_create(
     return offer
 
 
+_WHERE_PROVIDER_IS = Prepared(
+    lambda provider_id: ProviderProfile.objects.only("last_latitude", "last_longitude", "base_latitude", "base_longitude")
+    .filter(user_id=provider_id).order_by()[:1],
+    provider_id=int,
+)
+
+
 def instant_start(*, job: Job, provider: User, distance_km: float | None = None):
     """When a provider sent now would start an instant job: now + their ETA (dispatch/services/location.py)."""
     if distance_km is None:
-        profile = ProviderProfile.objects.only("last_latitude", "last_longitude", "base_latitude", "base_longitude").get(
-            user=provider
-        )
+        profile = _WHERE_PROVIDER_IS.first(provider_id=provider.pk)
         lat, lng = (profile.latitude, profile.longitude) if profile.latitude is not None else (job.latitude, job.longitude)
     else:
         lat, lng = job.latitude, job.longitude
@@ -135,11 +141,26 @@ def _refuse_if_busy(*, job: Job, provider: User, start) -> None:
         raise busy_conflict(provider_id=provider.pk, until=until)
 
 
+# Every answer and every dispatch step locks the job, every answer its offers: prepared (dispatch/prepared.py),
+# as the ORM's build of them cost more than the rows.
+_JOB_LOCKED = Prepared(
+    lambda job_id: Job.objects.select_for_update(of=("self",)).select_related("customer", "category")
+    .filter(pk=job_id).order_by()[:1],
+    job_id=int,
+)
+_OFFERS_TO_ANSWER = Prepared(lambda job_id: Offer.objects.select_for_update().filter(job_id=job_id), job_id=int)
+
+
+def job_locked(job_id: int) -> Job | None:
+    """Lock the job's row and read it with its customer and category; None if there is no such job."""
+    return _JOB_LOCKED.first(job_id=job_id)
+
+
 def _lock_job_and_offers(*, job_id: int, provider: User) -> tuple[Job, Offer, list[Offer]]:
     """Lock the job, then all its offers (one read: an accept needs the others too); (job, theirs, all)."""
     # The customer and category come along: every answer tells the customer about the job.
-    job = Job.objects.select_for_update(of=("self",)).select_related("customer", "category").filter(pk=job_id).first()
-    offers = list(Offer.objects.select_for_update().filter(job_id=job_id)) if job is not None else []
+    job = job_locked(job_id)
+    offers = _OFFERS_TO_ANSWER.all(job_id=job_id) if job is not None else []
     offer = next((o for o in offers if o.provider_id == provider.pk), None)
     if offer is None:
         # A provider never offered this job must not learn that it exists.
@@ -176,10 +197,18 @@ def _refuse_late(job: Job) -> Conflict:
     return Conflict(f"Your offer for job {job.pk} expired.")
 
 
+_COUNT_ANSWER = PreparedUpdate(
+    lambda provider_id, answered, now: (
+        ProviderProfile.objects.filter(user_id=provider_id),
+        {"acceptance_rate": F("acceptance_rate") * ACCEPTANCE_MEMORY + answered, "updated_at": now},
+    ),
+    provider_id=int, answered=float, now=datetime,
+)
+
+
 def _count_answer(provider_id: int, accepted: bool) -> None:
-    ProviderProfile.objects.filter(user_id=provider_id).update(
-        acceptance_rate=F("acceptance_rate") * ACCEPTANCE_MEMORY + (1 - ACCEPTANCE_MEMORY) * (1.0 if accepted else 0.0),
-        updated_at=timezone.now(),
+    _COUNT_ANSWER.run(
+        provider_id=provider_id, answered=(1 - ACCEPTANCE_MEMORY) * (1.0 if accepted else 0.0), now=timezone.now()
     )
 
 
@@ -310,6 +339,14 @@ def offer_withdraw_for_provider(*, provider: User, reason: str) -> list[int]:
     return withdrawn
 
 
+_WAITING_FOR = Prepared(
+    lambda provider_id: Job.objects.filter(
+        requested_provider_id=provider_id, status=JobStatus.PENDING, offers__isnull=True
+    ).values_list("pk", "region")[:10],
+    provider_id=int,
+)
+
+
 def wake_waiting_direct_on_commit(provider_id: int) -> None:
     """After commit, send dispatch to jobs booked directly with this provider that wait for their live offer to end.
 
@@ -318,10 +355,7 @@ def wake_waiting_direct_on_commit(provider_id: int) -> None:
     """
 
     def wake():
-        waiting = Job.objects.filter(
-            requested_provider_id=provider_id, status=JobStatus.PENDING, offers__isnull=True
-        ).values_list("pk", "region")
-        for job_id, region in waiting[:10]:
+        for job_id, region in _WAITING_FOR.all(provider_id=provider_id):
             publish("dispatch.offer", job_id, queue=queue("offers", region) if region else None)
 
     transaction.on_commit(wake)

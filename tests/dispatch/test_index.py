@@ -1,4 +1,6 @@
 """The database-fed matching index: search goes through it, and changes show up at once."""
+import time
+from dataclasses import replace
 from datetime import time as clock
 from datetime import timedelta
 
@@ -6,6 +8,7 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
+from dispatch import index as live_index
 from dispatch.index import provider_index, rank_providers, reset_provider_index, week_hours_of
 from dispatch.models import Hold, ProviderProfile
 from dispatch.services.offers import offer_accept
@@ -170,3 +173,36 @@ def test_the_start_up_snapshot_read_as_columns_is_the_one_read_as_records(
 
     assert by_id(columns) == by_id(records)
     assert gone.pk not in columns.ids.tolist() and len(columns) == 4  # the two, the evening one, the base-only one
+
+
+
+def _wait_for_the_fold():
+    for _ in range(500):
+        if not live_index._live.compacting:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the overlay was still being folded after 5 s")
+
+
+def test_an_overlay_past_its_floor_is_folded_into_a_new_tree_and_keeps_every_change(category):
+    providers = [make_provider(categories=[category]) for _ in range(3)]
+    index = provider_index()
+    template = index.record_of(providers[0].pk)
+    provider_index()  # the providers' own announcements, applied: they may sit in the overlay
+    settled = index.overlay_size
+    assert index.tree_size == 3 and settled <= 3
+    for n in range(live_index.OVERLAY_REBUILD_MIN - settled):  # at the floor: no fold yet
+        index.upsert(replace(template, provider_id=10_000 + n, rating_avg=1 + n % 5))
+    provider_index()
+    _wait_for_the_fold()
+    assert (index.tree_size, index.overlay_size) == (3, live_index.OVERLAY_REBUILD_MIN)
+    folded = 3 + live_index.OVERLAY_REBUILD_MIN - settled + 1
+
+    index.upsert(replace(template, provider_id=20_000, rating_avg=4.5))
+    provider_index()  # a query past the floor starts the fold, in the background
+    _wait_for_the_fold()
+
+    assert (index.tree_size, index.overlay_size) == (folded, 0)
+    assert index.record_of(20_000).rating_avg == 4.5 and index.record_of(10_003).rating_avg == 4
+    near = rank_providers(lat=SPOT[0], lng=SPOT[1], radius_km=5, category_id=category.pk, limit=None)
+    assert {c.provider_id for c in near} >= {20_000, *(p.pk for p in providers)}

@@ -95,8 +95,32 @@ def test_an_argument_that_never_reaches_the_sql_is_refused_when_compiled(custome
     dropped = Prepared(lambda job_id: Job.objects.all()[:1], job_id=int)
     with pytest.raises(ImproperlyConfigured, match="job_id"):
         dropped.first(job_id=1)
+    # `__in` spreads a list over one placeholder per element: the SQL would change with its length.
+    with pytest.raises(ImproperlyConfigured, match="ids"):
+        Prepared(lambda ids: Job.objects.filter(pk__in=ids), ids=list).all(ids=[1, 2])
     with pytest.raises(ImproperlyConfigured):
-        Prepared(lambda ids: Job.objects.filter(pk__in=ids), ids=list)
+        Prepared(lambda flag: Job.objects.filter(pk=flag), flag=bool)
+
+
+def test_any_of_takes_a_list_of_any_length_as_one_parameter(customer, category, other_customer):
+    jobs = [book(customer, category), book(other_customer, category), book(customer, category)]
+    assert set(Job.objects.filter(customer__any_of=[customer.pk]).values_list("pk", flat=True)) == {
+        jobs[0].pk, jobs[2].pk
+    }
+    of_jobs = Prepared(lambda ids: Job.objects.filter(pk__any_of=ids).order_by("pk").values_list("pk", flat=True),
+                       ids=list)
+
+    sent = []
+
+    def record(execute, sql, params, many, context):
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        assert of_jobs.all(ids=[jobs[2].pk, jobs[0].pk]) == [jobs[0].pk, jobs[2].pk]
+        assert of_jobs.all(ids=[j.pk for j in jobs] + [10**6]) == [j.pk for j in jobs]
+        assert of_jobs.all(ids=[]) == []
+    assert len(sent) == 3 and len(set(sent)) == 1  # one SQL text whatever the list's length
 
 
 def test_a_run_must_name_every_argument(customer, category):
