@@ -395,9 +395,11 @@ class _LiveIndex:
 
     def _maybe_compact(self, index: ProviderIndex) -> None:
         """Fold a large overlay into a new tree, in the background, from the index's own records."""
+        limit = min(OVERLAY_REBUILD_MAX, max(OVERLAY_REBUILD_MIN, int(index.tree_size * OVERLAY_REBUILD_SHARE)))
+        if index.overlay_size <= limit or self.compacting:  # every query asks: no lock (the follower may hold it)
+            return
         with self.lock:
-            limit = min(OVERLAY_REBUILD_MAX, max(OVERLAY_REBUILD_MIN, int(index.tree_size * OVERLAY_REBUILD_SHARE)))
-            if index.overlay_size <= limit or self.compacting:
+            if self.compacting:
                 return
             self.compacting = True
         threading.Thread(target=self._compact, args=(index,), name="matching-compact", daemon=True).start()

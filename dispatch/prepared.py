@@ -116,6 +116,17 @@ def _slots(arguments: dict[str, str], params, connection) -> dict[int, tuple[str
     return slots
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _beyond_int64(arguments: dict[str, str], values: dict) -> bool:
+    """An int argument no 64-bit column holds: the ORM answers those (an empty match), a driver may raise."""
+    return any(
+        kind == "int" and isinstance(values.get(name), int) and not _INT64[0] <= values[name] <= _INT64[1]
+        for name, kind in arguments.items()
+    )
+
+
 def _same(value):
     return value
 
@@ -161,6 +172,8 @@ class Prepared:
         connection = connections[using]
         if template.query.select_for_update and connection.get_autocommit():
             raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
+        if _beyond_int64(self._arguments, values):
+            return list(self._build(**values))
         compiled, sql_text, params, slots = self._compiled.get(using) or self._compile(template, using)
         params = _params(params, slots, values, self._arguments)
         # The compiled compiler is only read from here on; each run gets its own copy, bound to
@@ -205,6 +218,9 @@ class PreparedUpdate:
         if self._model is None:
             self._model = self._build(**_stand_ins(self._arguments))[0].model
         using = router.db_for_write(self._model)
+        if _beyond_int64(self._arguments, values):
+            queryset, changes = self._build(**values)
+            return queryset.update(**changes)
         sql_text, params, slots = self._compiled.get(using) or self._compile(using)
         params = _params(params, slots, values, self._arguments)
         with transaction.mark_for_rollback_on_error(using), connections[using].cursor() as cursor:

@@ -237,8 +237,7 @@ def provider_search(
         within_service_radius=False,
     )
     ids = [c.provider_id for c in ranked]
-    columns = {row[0]: row for row in _searchable().filter(user_id__in=ids).values_list(
-        "user_id", "service_radius_km", "is_online")}
+    columns = {row[0]: row for row in _SEARCH_COLUMNS.all(ids=ids)}
     # Positions from the index, not the rows: pings reach PostgreSQL only behind (dispatch/live_store.py).
     positions = held_positions(ids)
     hits = []
@@ -282,27 +281,23 @@ class SearchResults(Sequence):
 
     def _load(self, hits) -> list[ProviderProfile]:
         ids = [pk for pk, _, _ in hits]
-        profiles = _searchable().select_related("user").in_bulk(ids, field_name="user_id")
+        if not ids:
+            return []
+        profiles = {p.user_id: p for p in _PAGE_PROFILES.all(ids=ids)}
         # Categories and hours as plain rows (`card_categories`, `card_hours`, which the card reads): a
         # page's weekly windows were ~150 model instances to build, most of the page's load.
         by_pk = {p.pk: p for p in profiles.values()}
         for profile in by_pk.values():
             profile.card_categories, profile.card_hours = [], []
-        links = ProviderProfile.categories.through.objects.filter(providerprofile_id__in=by_pk)
-        for pk, category_id, name in links.order_by("servicecategory__name").values_list(
-            "providerprofile_id", "servicecategory_id", "servicecategory__name"
-        ):
+        for pk, category_id, name in _PAGE_CATEGORIES.all(profile_ids=list(by_pk)):
             by_pk[pk].card_categories.append((category_id, name))
-        for pk, *window in AvailabilityWindow.objects.filter(provider_id__in=by_pk).values_list(
-            "provider_id", "weekday", "start", "end"
-        ):
+        for pk, *window in _PAGE_HOURS.all(profile_ids=list(by_pk)):
             by_pk[pk].card_hours.append(window)
         # The lowest price, aggregated by the database rather than every item of every profile loaded.
-        items = ProviderProfile.items.through.objects.filter(providerprofile__user_id__in=ids)
-        if self.category_id is not None:
-            items = items.filter(serviceitem__category_id=self.category_id)
-        prices = dict(items.values("providerprofile_id").annotate(low=Min("serviceitem__price"))
-                      .values_list("providerprofile_id", "low"))
+        if self.category_id is None:
+            prices = dict(_PAGE_PRICES.all(ids=ids))
+        else:
+            prices = dict(_PAGE_PRICES_IN.all(ids=ids, category_id=self.category_id))
         loaded = []
         for pk, distance, score in hits:
             profile = profiles.get(pk)
@@ -317,6 +312,42 @@ class SearchResults(Sequence):
 
 def _searchable() -> QuerySet[ProviderProfile]:
     return ProviderProfile.objects.filter(user__role="provider", user__is_active=True)
+
+
+# A search's reads, prepared (dispatch/prepared.py): every search sends them with other ids.
+_SEARCH_COLUMNS = Prepared(
+    lambda ids: _searchable().filter(user_id__any_of=ids).values_list("user_id", "service_radius_km", "is_online"),
+    ids=list,
+)
+_PAGE_PROFILES = Prepared(lambda ids: _searchable().select_related("user").filter(user_id__any_of=ids), ids=list)
+_PAGE_CATEGORIES = Prepared(
+    lambda profile_ids: ProviderProfile.categories.through.objects.filter(providerprofile_id__any_of=profile_ids)
+    .order_by("servicecategory__name").values_list("providerprofile_id", "servicecategory_id", "servicecategory__name"),
+    profile_ids=list,
+)
+_PAGE_HOURS = Prepared(
+    lambda profile_ids: AvailabilityWindow.objects.filter(provider_id__any_of=profile_ids)
+    .values_list("provider_id", "weekday", "start", "end"),
+    profile_ids=list,
+)
+
+
+def _lowest_prices(items):
+    return items.values("providerprofile_id").annotate(low=Min("serviceitem__price")).values_list(
+        "providerprofile_id", "low"
+    )
+
+
+_PAGE_PRICES = Prepared(
+    lambda ids: _lowest_prices(ProviderProfile.items.through.objects.filter(providerprofile__user_id__any_of=ids)),
+    ids=list,
+)
+_PAGE_PRICES_IN = Prepared(
+    lambda ids, category_id: _lowest_prices(ProviderProfile.items.through.objects.filter(
+        providerprofile__user_id__any_of=ids, serviceitem__category_id=category_id
+    )),
+    ids=list, category_id=int,
+)
 
 
 # --- Location privacy (SPEC section 7): before assignment nobody learns where a provider is.

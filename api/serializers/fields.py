@@ -10,6 +10,7 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from dispatch.clean import ASCII_NUMBER, MAX_NUMBER_TEXT, integer_parse, number_parse
+from dispatch.prepared import Prepared
 
 MAX_ID = 2**63 - 1
 # ISO 8601 date and time (a bare date is not a moment).
@@ -79,6 +80,30 @@ def id_field(**kwargs) -> StrictIntegerField:
     return StrictIntegerField(min_value=1, max_value=MAX_ID, **kwargs)
 
 
+# Rows by id from a whole table (a field's queryset without filters), prepared once per model
+# (dispatch/prepared.py): a booking looks up its category and items on every request.
+_ROW_BY_ID: dict[type, Prepared] = {}
+_ROWS_BY_IDS: dict[type, Prepared] = {}
+
+
+def _whole_table(queryset) -> bool:
+    return not queryset.query.where and queryset.query.low_mark == 0 and queryset.query.high_mark is None
+
+
+def _row_by_id(queryset, pk: int):
+    model = queryset.model
+    if model not in _ROW_BY_ID:
+        _ROW_BY_ID[model] = Prepared(lambda pk: model._default_manager.filter(pk=pk).order_by()[:1], pk=int)
+    return _ROW_BY_ID[model].first(pk=pk)
+
+
+def _rows_by_ids(queryset, ids: list[int]) -> dict:
+    model = queryset.model
+    if model not in _ROWS_BY_IDS:
+        _ROWS_BY_IDS[model] = Prepared(lambda ids: model._default_manager.filter(pk__any_of=ids).order_by(), ids=list)
+    return {row.pk: row for row in _ROWS_BY_IDS[model].all(ids=ids)}
+
+
 class StrictPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
     """One row by id; the id must be a whole number in range before it reaches the database."""
 
@@ -89,7 +114,13 @@ class StrictPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
             self.fail("incorrect_type", data_type=type(data).__name__)
         if not 0 < pk <= MAX_ID:
             self.fail("does_not_exist", pk_value=pk)
-        return super().to_internal_value(pk)
+        queryset = self.get_queryset()
+        if not _whole_table(queryset) or queryset.model._default_manager.all().query.where:
+            return super().to_internal_value(pk)
+        row = _row_by_id(queryset, pk)
+        if row is None:
+            self.fail("does_not_exist", pk_value=pk)
+        return row
 
 
 class RowsByIdField(serializers.ListField):
@@ -104,7 +135,10 @@ class RowsByIdField(serializers.ListField):
         if isinstance(data, list) and len(data) > self.max_length:
             self.fail("max_length", max_length=self.max_length)
         ids = list(dict.fromkeys(super().to_internal_value(data)))
-        rows = self.queryset.in_bulk(ids)
+        if _whole_table(self.queryset) and not self.queryset.model._default_manager.all().query.where:
+            rows = _rows_by_ids(self.queryset, ids)
+        else:
+            rows = self.queryset.in_bulk(ids)
         missing = [i for i in ids if i not in rows]
         if missing:
             raise serializers.ValidationError(f"Unknown ids: {', '.join(map(str, missing[:10]))}.")

@@ -1,6 +1,8 @@
 """A job's life after assignment: start, complete (with its money), cancel (with its fee), and a provider
 dropping out (release, no-show), which sends the job back to dispatch without them."""
 
+from datetime import datetime
+
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -11,6 +13,7 @@ from dispatch.event_names import EventName
 from dispatch.index import index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import no_show_due_at
+from dispatch.prepared import Prepared, PreparedUpdate
 from dispatch.schedule import dispatch_after_commit
 from dispatch.services.holds import hold_release
 from dispatch.services.offers import ACCEPTANCE_MEMORY, offer_withdraw_live
@@ -20,10 +23,27 @@ from dispatch.transitions import job_move, offer_move
 MAX_REASON_LENGTH = 500
 
 
+# The hot ones are prepared (dispatch/prepared.py). The job's row only (OF self); its customer, provider and
+# category come along, as every move tells someone.
+_JOB_LOCKED = Prepared(
+    lambda job_id: Job.objects.select_for_update(of=("self",)).select_related("customer", "provider", "category")
+    .filter(pk=job_id).order_by()[:1],
+    job_id=int,
+)
+_RUNNING = Prepared(
+    lambda provider_id, job_id: Job.objects.filter(provider_id=provider_id, status=JobStatus.IN_PROGRESS)
+    .exclude(pk=job_id).order_by("pk").values_list("pk", flat=True)[:1],
+    provider_id=int, job_id=int,
+)
+# Busy or free again: the relay (dispatch/index.py) finds changed providers by this stamp.
+_PROVIDER_TOUCHED = PreparedUpdate(
+    lambda provider_id, now: (ProviderProfile.objects.filter(user_id=provider_id), {"updated_at": now}),
+    provider_id=int, now=datetime,
+)
+
+
 def _lock_job(job_id: int) -> Job:
-    # The job's row only (OF self); its customer, provider and category come along, as every move tells someone.
-    job = (Job.objects.select_for_update(of=("self",)).select_related("customer", "provider", "category")
-           .filter(pk=job_id).first())
+    job = _JOB_LOCKED.first(job_id=job_id)
     if job is None:
         raise NotFound(f"Job {job_id} not found.")
     return job
@@ -46,16 +66,16 @@ def _provider_move(*, job_id: int, provider: User, target: str, event: str) -> J
     job_move(job, target)
     events.emit(user=job.customer, name=event, job=job, actor=provider)
     # Busy or free again: matching skips providers at work, so other processes must see it.
-    ProviderProfile.objects.filter(user=provider).update(updated_at=timezone.now())
+    _PROVIDER_TOUCHED.run(provider_id=provider.pk, now=timezone.now())
     index_provider_on_commit(provider.pk)
     return job
 
 
 def job_start(*, job_id: int, provider: User) -> Job:
     """The assigned provider starts work: ASSIGNED → IN_PROGRESS; one job at a time (409). Locks the job."""
-    running = Job.objects.filter(provider=provider, status=JobStatus.IN_PROGRESS).exclude(pk=job_id).first()
+    running = _RUNNING.first(provider_id=provider.pk, job_id=job_id)
     if running is not None:
-        raise Conflict(f"Finish job {running.pk} (IN_PROGRESS) before starting job {job_id}.")
+        raise Conflict(f"Finish job {running} (IN_PROGRESS) before starting job {job_id}.")
     with transaction.atomic():
         return _provider_move(
             job_id=job_id, provider=provider, target=JobStatus.IN_PROGRESS, event=EventName.JOB_STARTED

@@ -25,6 +25,7 @@ from dispatch.models import (
     WalletKind,
 )
 from dispatch.payments import payment_gateway
+from dispatch.prepared import Prepared
 from dispatch.selectors import wallet_reserved
 
 CENT = Decimal("0.01")
@@ -77,16 +78,39 @@ def _lock(*wallets: Wallet) -> list[Wallet]:
 def _lock_wallets(*owners: User | str) -> list[Wallet]:
     """Lock the wallets of `owners` (users, or a system wallet's kind) in id order; fresh rows, in the given order.
 
-    One statement when they all exist (the usual case); a wallet's first use creates it, then all are locked as `_lock` does.
+    One statement when they all exist (the usual case). A wallet's first use creates the missing
+    ones in one INSERT that leaves any created meanwhile alone, then locks them all again.
     """
     keys = [(None, owner) if isinstance(owner, str) else (owner.pk, _kind_of(owner)) for owner in owners]
-    wanted = Q()
-    for user_id, kind in keys:
-        wanted |= Q(user_id=user_id, kind=kind)
-    locked = {(w.user_id, w.kind): w for w in Wallet.objects.select_for_update().filter(wanted).order_by("pk")}
+    query, values = _wallets_locked(keys)
+    locked = {(w.user_id, w.kind): w for w in query.all(**values)}
     if len(locked) < len(set(keys)):
-        return _lock(*[system_wallet(owner) if isinstance(owner, str) else wallet_of(owner) for owner in owners])
+        missing = set(keys) - set(locked)
+        Wallet.objects.bulk_create([Wallet(user_id=user_id, kind=kind) for user_id, kind in missing],
+                                   ignore_conflicts=True)
+        locked = {(w.user_id, w.kind): w for w in query.all(**values)}
     return [locked[key] for key in keys]
+
+
+# The wallet locks a job's money takes, prepared (dispatch/prepared.py) per shape: which owners are system accounts.
+_WALLET_LOCKS: dict[tuple[bool, ...], Prepared] = {}
+
+
+def _wallets_locked(keys: list[tuple[int | None, str]]) -> tuple[Prepared, dict]:
+    shape = tuple(user_id is None for user_id, _ in keys)
+    values = {f"kind{n}": kind for n, (_, kind) in enumerate(keys)}
+    values.update({f"user{n}": user_id for n, (user_id, _) in enumerate(keys) if user_id is not None})
+    query = _WALLET_LOCKS.get(shape)
+    if query is None:
+        def build(**given):
+            wanted = Q()
+            for n, system in enumerate(shape):
+                owner = Q(user__isnull=True) if system else Q(user_id=given[f"user{n}"])
+                wanted |= owner & Q(kind=given[f"kind{n}"])
+            return Wallet.objects.select_for_update().filter(wanted).order_by("pk")
+
+        query = _WALLET_LOCKS[shape] = Prepared(build, **{name: type(value) for name, value in values.items()})
+    return query, values
 
 
 def _move(

@@ -127,3 +127,10 @@ def test_a_run_must_name_every_argument(customer, category):
     job = book(customer, category)
     with pytest.raises(TypeError):
         JOB_WITH_PEOPLE.first(pk=job.pk)
+
+
+def test_an_id_no_column_holds_matches_nothing_as_with_the_orm(customer, category):
+    book(customer, category)
+    assert JOB_WITH_PEOPLE.first(job_id=2**70) is None and JOB_WITH_PEOPLE.first(job_id=-(2**70)) is None
+    touch = PreparedUpdate(lambda job_id: (Job.objects.filter(pk=job_id), {"description": "x"}), job_id=int)
+    assert touch.run(job_id=2**64) == 0
