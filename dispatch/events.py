@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from dispatch import outlets
 from dispatch.models import Event, EventSequence, Job, Offer, User
-from dispatch.prepared import PreparedUpdate
+from dispatch.prepared import PreparedUpdate, insert_row
 from dispatch.realtime.push import PUSH_TYPE, publish, user_group
 from matching.geo import haversine_km
 
@@ -91,7 +91,7 @@ def emit(
     template_fields = {**payload, "category": job.category.name if job is not None else ""}
     variant = f"{name}:{fields['why']}" if "why" in fields else name
     payload["message"] = MESSAGES.get(variant, MESSAGES[name]).format(**template_fields)
-    event = Event.objects.create(user=user, actor=actor, job=job, offer=offer, name=name, payload=payload)
+    event = insert_row(Event(user=user, actor=actor, job=job, offer=offer, name=name, payload=payload))
     outlets.on_event(event)
     # Only once the change is committed: a rolled-back change must never reach a socket.
     conn = transaction.get_connection()

@@ -237,3 +237,58 @@ class PreparedUpdate:
         compiled = (sql_text, tuple(params), _slots(self._arguments, params, connections[using]))
         self._compiled[using] = compiled
         return compiled
+
+
+# --- INSERT of one new row, compiled once per model ---------------------------------------------------------
+
+# (model, database alias) -> (SQL, fields in order), or None where the ORM's own save must do it.
+_INSERTS: dict[tuple[type, str], tuple[str, list] | None] = {}
+
+
+def insert_row(obj):
+    """Insert a new model instance as `Model.objects.create` does, with the INSERT compiled once per model.
+
+    Values are prepared as Django prepares them (`pre_save`, `get_db_prep_save`), the new id read
+    back with RETURNING. Signals are not sent: the project has no receivers (STYLE: no signals for
+    business logic). An instance the compiled statement cannot take (its id already set, an
+    expression as a value, a parent model, a database that cannot return the id) goes through
+    `save(force_insert=True)` instead. Returns the instance.
+    """
+    model, meta = type(obj), type(obj)._meta
+    using = router.db_for_write(model, instance=obj)
+    connection = connections[using]
+    key = (model, using)
+    if key not in _INSERTS:
+        _INSERTS[key] = _insert_statement(model, obj, using)
+    statement = _INSERTS[key]
+    values = None
+    if statement is not None and obj.pk is None:
+        obj._prepare_related_fields_for_save(operation_name="save")
+        values = [field.pre_save(obj, True) for field in statement[1]]
+    if values is None or any(hasattr(value, "resolve_expression") for value in values):
+        obj.save(force_insert=True, using=using)
+        return obj
+    params = [field.get_db_prep_save(value, connection) for field, value in zip(statement[1], values)]
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(statement[0], params)
+        (new_id,) = cursor.fetchone()
+    setattr(obj, meta.pk.attname, new_id)
+    obj._state.adding, obj._state.db = False, using
+    return obj
+
+
+def _insert_statement(model, obj, using: str) -> tuple[str, list] | None:
+    meta, connection = model._meta, connections[using]
+    if meta.parents or meta.auto_field is None or meta.db_returning_fields != [meta.auto_field]:
+        return None
+    if not connection.features.can_return_columns_from_insert:
+        return None
+    fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field and not field.generated]
+    query = sql.InsertQuery(model)
+    query.insert_values(fields, [obj])
+    compiler = query.get_compiler(using=using)
+    compiler.returning_fields = meta.db_returning_fields
+    ((sql_text, params),) = compiler.as_sql()
+    if len(params) != len(fields) or sql_text.count("%s") != len(fields):
+        return None  # a value compiled as an expression: this model's inserts stay with the ORM
+    return sql_text, fields

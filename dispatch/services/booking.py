@@ -12,6 +12,7 @@ from dispatch.errors import Conflict, Forbidden, Invalid, Overloaded, Unprocessa
 from dispatch.event_names import EventName
 from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
 from dispatch.policy import DispatchPolicy, policy_for
+from dispatch.prepared import insert_row
 from dispatch.regions import region_of
 from dispatch.schedule import dispatch_after_commit
 from dispatch.selectors import rows_known
@@ -65,7 +66,7 @@ def job_book(
 
     total = sum((i.price for i in items), Decimal("0")).quantize(CENT)
     with transaction.atomic():
-        job = Job.objects.create(
+        job = insert_row(Job(
             customer=customer,
             requested_provider=provider,
             category=category,
@@ -81,7 +82,7 @@ def job_book(
             payment_method=payment_method,
             total_price=total,
             commission_amount=commission_for(total),
-        )
+        ))
         job_items = JobItem.objects.bulk_create(JobItem(job=job, item=i, price=i.price) for i in items)
         queued_fields = {"why": "queued"} if queued else {}
         events.emit(user=customer, name=EventName.JOB_CREATED, job=job, actor=customer, **queued_fields)

@@ -6,10 +6,19 @@ from dispatch.clean import text_check
 from dispatch.errors import Conflict, Invalid, NotFound
 from dispatch.event_names import EventName
 from dispatch.models import Job, JobStatus, Message, User
+from dispatch.prepared import Prepared, insert_row
 
 CHAT_OPEN = (JobStatus.ASSIGNED, JobStatus.IN_PROGRESS)
 # The column's max_length; the REST serializer and the socket both hold content to it.
 MAX_MESSAGE_LENGTH = Message._meta.get_field("content").max_length
+
+
+# Every message locks its job: prepared (dispatch/prepared.py).
+_JOB_FOR_CHAT = Prepared(
+    lambda job_id: Job.objects.select_for_update(no_key=True, of=("self",))
+    .select_related("customer", "provider", "category").filter(pk=job_id).order_by()[:1],
+    job_id=int,
+)
 
 
 def job_participants(job: Job) -> set[int]:
@@ -43,17 +52,12 @@ def message_send(*, job_id: int, sender: User, content: str) -> Message:
     """
     content = message_content_clean(content)
     with transaction.atomic():
-        job = (
-            Job.objects.select_for_update(no_key=True, of=("self",))
-            .select_related("customer", "provider", "category")
-            .filter(pk=job_id)
-            .first()
-        )
+        job = _JOB_FOR_CHAT.first(job_id=job_id)
         if job is None or sender.pk not in job_participants(job):
             raise NotFound(f"Job {job_id} not found.")
         if job.status not in CHAT_OPEN:
             raise Conflict(f"Job {job.pk} is {job.status}; chat is open while it is ASSIGNED or IN_PROGRESS.")
-        message = Message.objects.create(job=job, sender=sender, content=content)
+        message = insert_row(Message(job=job, sender=sender, content=content))
         recipient = job.provider if sender.pk == job.customer_id else job.customer
         events.emit(
             user=recipient,

@@ -17,6 +17,7 @@ from dispatch import events
 from dispatch.errors import Conflict
 from dispatch.models import Hold, Job, ProviderProfile, User
 from dispatch.policy import policy_for
+from dispatch.prepared import insert_row
 from dispatch.provider_time import (
     at_capacity,
     clear_start,
@@ -123,7 +124,7 @@ def _write_hold(
             starts_at=span[0], ends_at=span[1], firm=firm
         )
         if not moved:
-            Hold.objects.create(job=job, provider=provider, starts_at=span[0], ends_at=span[1], firm=firm)
+            insert_row(Hold(job=job, provider=provider, starts_at=span[0], ends_at=span[1], firm=firm))
     except IntegrityError as exc:  # the exclusion constraint: a writer this lock did not cover
         raise Conflict(f"Provider {provider.pk} is not free at {events.iso(start)}.") from exc
 

@@ -17,10 +17,10 @@ from django.utils import timezone
 from dispatch import events, metrics
 from dispatch.errors import Conflict, NotFound
 from dispatch.event_names import EventName
-from dispatch.index import index_provider_on_commit
+from dispatch.index import held_positions, index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import offer_timeout_s, policy_for
-from dispatch.prepared import Prepared, PreparedUpdate
+from dispatch.prepared import Prepared, PreparedUpdate, insert_row
 from dispatch.provider_time import busy_provider_ids
 from dispatch.regions import queue
 from dispatch.schedule import dispatch_after_commit, publish
@@ -92,7 +92,7 @@ def offer_create(
             if job.is_scheduled:
                 # In the offer's savepoint: an offer the database refuses leaves no hold behind.
                 hold_place(job=job, provider=provider, start=job.scheduled_at, firm=False)
-            offer = Offer.objects.create(
+            offer = insert_row(Offer(
                 job=job,
                 provider=provider,
                 rank=rank,
@@ -100,7 +100,7 @@ def offer_create(
                 score_breakdown=score_breakdown or {},
                 offered_at=now,
                 expires_at=now + timedelta(seconds=offer_timeout_s(job)),
-            )
+            ))
     except IntegrityError as exc:
         raise Conflict(f"Provider {provider.pk} already holds a live offer or was offered job {job.pk}.") from exc
     events.emit(
@@ -122,11 +122,17 @@ _WHERE_PROVIDER_IS = Prepared(
 )
 
 
+def _position_of(provider: User, job: Job) -> tuple[float, float]:
+    """The provider's position as their row has it (an index that does not hold them), else the job's."""
+    profile = _WHERE_PROVIDER_IS.first(provider_id=provider.pk)
+    return (profile.latitude, profile.longitude) if profile.latitude is not None else (job.latitude, job.longitude)
+
+
 def instant_start(*, job: Job, provider: User, distance_km: float | None = None):
     """When a provider sent now would start an instant job: now + their ETA (dispatch/services/location.py)."""
     if distance_km is None:
-        profile = _WHERE_PROVIDER_IS.first(provider_id=provider.pk)
-        lat, lng = (profile.latitude, profile.longitude) if profile.latitude is not None else (job.latitude, job.longitude)
+        # Where this process's matching index has them (the live position, else their base): no query.
+        lat, lng = held_positions([provider.pk]).get(provider.pk) or _position_of(provider, job)
     else:
         lat, lng = job.latitude, job.longitude
     minutes = eta_minutes(from_lat=lat, from_lng=lng, to_lat=job.latitude, to_lng=job.longitude, distance_km=distance_km)

@@ -25,7 +25,7 @@ from dispatch.models import (
     WalletKind,
 )
 from dispatch.payments import payment_gateway
-from dispatch.prepared import Prepared
+from dispatch.prepared import Prepared, insert_row
 from dispatch.selectors import wallet_reserved
 
 CENT = Decimal("0.01")
@@ -128,7 +128,7 @@ def _move(
         return None
     if source.balance - amount < 0 and source.kind not in MAY_GO_NEGATIVE:
         raise Invalid(f"Insufficient wallet balance: {source.balance} available, {amount} needed.")
-    transfer = Transfer.objects.create(kind=kind, reference=reference, amount=amount, job=job, memo=memo)
+    transfer = insert_row(Transfer(kind=kind, reference=reference, amount=amount, job=job, memo=memo))
     legs = [(source, -amount), (target, amount)]
     if sum(delta for _, delta in legs) != 0:  # the double-entry rule, checked before anything is written
         raise AssertionError(f"Transfer {reference} does not balance.")
@@ -225,10 +225,10 @@ def job_settle(*, job: Job) -> Invoice:
     """
     if job.status != JobStatus.COMPLETED:
         raise ValueError(f"Job {job.pk} is {job.status}; only a completed job is settled.")
-    invoice = Invoice.objects.create(
+    invoice = insert_row(Invoice(
         job=job, issued_at=timezone.now(), total=job.total_price, commission=job.commission_amount,
         payment_method=job.payment_method,
-    )
+    ))
     if job.payment_method == PaymentMethod.WALLET:
         customer, provider, platform = _lock_wallets(job.customer, job.provider, WalletKind.PLATFORM)
         _move(

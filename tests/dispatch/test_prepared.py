@@ -134,3 +134,40 @@ def test_an_id_no_column_holds_matches_nothing_as_with_the_orm(customer, categor
     assert JOB_WITH_PEOPLE.first(job_id=2**70) is None and JOB_WITH_PEOPLE.first(job_id=-(2**70)) is None
     touch = PreparedUpdate(lambda job_id: (Job.objects.filter(pk=job_id), {"description": "x"}), job_id=int)
     assert touch.run(job_id=2**64) == 0
+
+
+def test_insert_row_writes_what_create_writes_and_sets_the_id(customer, category):
+    from decimal import Decimal
+
+    from dispatch.models import Event, Transfer
+    from dispatch.prepared import insert_row
+
+    job = book(customer, category)
+    payload = {"nested": {"list": [1, "two", None]}, "text": "ünïcode"}
+
+    mine = insert_row(Event(user=customer, job=job, name="JOB_CREATED", payload=payload))
+    theirs = Event.objects.create(user=customer, job=job, name="JOB_CREATED", payload=payload)
+
+    assert mine.pk is not None and mine.pk != theirs.pk and not mine._state.adding
+    read = Event.objects.get(pk=mine.pk)
+    assert (read.user_id, read.job_id, read.name, read.payload, read.pushed) == (
+        theirs.user_id, theirs.job_id, theirs.name, theirs.payload, theirs.pushed
+    )
+    assert read.created_at is not None
+    money = insert_row(Transfer(kind="COMMISSION", reference="r-1", amount=Decimal("12.34"), job=job, memo="m"))
+    assert Transfer.objects.get(pk=money.pk).amount == Decimal("12.34")
+
+
+def test_insert_row_raises_the_databases_refusal_and_the_transaction_rolls_back_as_with_create(customer, category):
+    from decimal import Decimal
+
+    from django.db import IntegrityError
+
+    from dispatch.models import Transfer
+    from dispatch.prepared import insert_row
+
+    job = book(customer, category)
+    insert_row(Transfer(kind="COMMISSION", reference="once", amount=Decimal("1.00"), job=job))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_row(Transfer(kind="COMMISSION", reference="once", amount=Decimal("2.00"), job=job))
+    assert list(Transfer.objects.filter(reference="once").values_list("amount", flat=True)) == [Decimal("1.00")]
