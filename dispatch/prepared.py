@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.db.models import Field, ForeignObject, Lookup, QuerySet, sql
 from django.db.transaction import TransactionManagementError
 
@@ -239,6 +239,47 @@ class PreparedUpdate:
         return compiled
 
 
+
+class PreparedDelete:
+    """A DELETE built once (`build(**arguments)` returns the queryset to delete); run → rows deleted.
+
+    Only for a model nothing refers to with a cascade and no signals (Django's own fast delete, one
+    statement); checked when it is compiled.
+    """
+
+    def __init__(self, build: Callable[..., QuerySet], **arguments: type):
+        self._build, self._arguments = build, _checked(arguments)
+        self._compiled: dict[str, tuple] = {}
+
+    def run(self, **values) -> int:
+        if _beyond_int64(self._arguments, values):
+            return self._build(**values).delete()[0]
+        model = self._model or self._built_model()
+        using = router.db_for_write(model)
+        sql_text, params, slots = self._compiled.get(using) or self._compile(using)
+        params = _params(params, slots, values, self._arguments)
+        with transaction.mark_for_rollback_on_error(using), connections[using].cursor() as cursor:
+            cursor.execute(sql_text, params)
+            return cursor.rowcount
+
+    _model = None
+
+    def _built_model(self):
+        self._model = self._build(**_stand_ins(self._arguments)).model
+        return self._model
+
+    def _compile(self, using: str) -> tuple:
+        from django.db.models.deletion import Collector
+
+        queryset = self._build(**_stand_ins(self._arguments))
+        if not Collector(using=using, origin=queryset).can_fast_delete(queryset):
+            raise ImproperlyConfigured(f"A prepared delete needs a fast delete: {queryset.model.__name__} has dependents.")
+        query = queryset.query.chain(sql.DeleteQuery)
+        sql_text, params = query.get_compiler(using).as_sql()
+        compiled = (sql_text, tuple(params), _slots(self._arguments, params, connections[using]))
+        self._compiled[using] = compiled
+        return compiled
+
 # --- INSERT of one new row, compiled once per model ---------------------------------------------------------
 
 # (model, database alias) -> (SQL, fields in order), or None where the ORM's own save must do it.
@@ -292,3 +333,47 @@ def _insert_statement(model, obj, using: str) -> tuple[str, list] | None:
     if len(params) != len(fields) or sql_text.count("%s") != len(fields):
         return None  # a value compiled as an expression: this model's inserts stay with the ORM
     return sql_text, fields
+
+
+# --- UPDATE of one row's fields (Model.save(update_fields=…)), compiled once per model and field list ---------
+
+# (model, field names, database alias) -> (SQL, fields), or None where the ORM's own save must do it.
+_UPDATES: dict[tuple[type, tuple[str, ...], str], tuple[str, list] | None] = {}
+
+
+def update_row(obj, update_fields) -> None:
+    """`obj.save(update_fields=…)` with the UPDATE compiled once per model and field list; no signals.
+
+    Values are prepared as Django prepares them (`pre_save`, so `auto_now` stamps; `get_db_prep_save`).
+    Like save, a row that is not there raises DatabaseError. A field with its own placeholder, or an
+    expression as a value, goes through `save(update_fields=…)` instead.
+    """
+    model = type(obj)
+    using = obj._state.db or router.db_for_write(model, instance=obj)
+    names = tuple(update_fields)
+    key = (model, names, using)
+    if key not in _UPDATES:
+        _UPDATES[key] = _update_statement(model, names, using)
+    statement = _UPDATES[key]
+    values = None if statement is None else [field.pre_save(obj, False) for field in statement[1]]
+    if values is None or any(hasattr(value, "resolve_expression") for value in values):
+        obj.save(update_fields=names, using=using)
+        return
+    connection = connections[using]
+    params = [field.get_db_prep_save(value, connection) for field, value in zip(statement[1], values)]
+    params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(statement[0], params)
+        if cursor.rowcount == 0:
+            raise DatabaseError("Save with update_fields did not affect any rows.")
+
+
+def _update_statement(model, names: tuple[str, ...], using: str) -> tuple[str, list] | None:
+    meta, connection = model._meta, connections[using]
+    fields = [meta.get_field(name) for name in names]
+    if meta.parents or any(not field.concrete or field.primary_key or hasattr(field, "get_placeholder")
+                           for field in fields):
+        return None
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    return f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s", fields

@@ -13,6 +13,7 @@ from dispatch import metrics
 from dispatch.errors import Conflict
 from dispatch.live_store import live_store
 from dispatch.models import Job, JobStatus, Offer, OfferStatus
+from dispatch.prepared import update_row
 
 log = logging.getLogger("dispatch.lifecycle")
 
@@ -62,7 +63,7 @@ def job_move(job: Job, target: str, **changes) -> Job:
     job.status = target
     for field, value in changes.items():
         setattr(job, field, value)
-    job.save(update_fields=["status", "updated_at", *changes])
+    update_row(job, ["status", "updated_at", *changes])
     _tracking_on_commit(job, provider_before)
     log.info("job %s -> %s", job.pk, target, extra={"job_id": job.pk})
     metrics.count_job_move(job, target)
@@ -100,7 +101,7 @@ def offer_move(offer: Offer, target: str) -> Offer:
         raise Conflict(f"Offer {offer.pk} for job {offer.job_id} is {offer.status}; it cannot become {target}.")
     offer.status = target
     offer.responded_at = timezone.now()
-    offer.save(update_fields=["status", "responded_at"])
+    update_row(offer, ["status", "responded_at"])
     log.info(
         "offer %s of job %s -> %s", offer.pk, offer.job_id, target,
         extra={"job_id": offer.job_id, "offer_id": offer.pk, "provider_id": offer.provider_id},

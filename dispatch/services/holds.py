@@ -17,7 +17,7 @@ from dispatch import events
 from dispatch.errors import Conflict
 from dispatch.models import Hold, Job, ProviderProfile, User
 from dispatch.policy import policy_for
-from dispatch.prepared import insert_row
+from dispatch.prepared import PreparedDelete, insert_row
 from dispatch.provider_time import (
     at_capacity,
     clear_start,
@@ -129,15 +129,26 @@ def _write_hold(
         raise Conflict(f"Provider {provider.pk} is not free at {events.iso(start)}.") from exc
 
 
+# Every answer, expiry and completion releases holds: prepared (dispatch/prepared.py), one per shape.
+_RELEASE_ALL = PreparedDelete(lambda job_id: Hold.objects.filter(job_id=job_id), job_id=int)
+_RELEASE_ONE = PreparedDelete(
+    lambda job_id, provider_id: Hold.objects.filter(job_id=job_id, provider_id=provider_id), job_id=int, provider_id=int
+)
+_RELEASE_OTHERS = PreparedDelete(
+    lambda job_id, provider_id: Hold.objects.filter(job_id=job_id).exclude(provider_id=provider_id),
+    job_id=int, provider_id=int,
+)
+
+
 def hold_release(*, job: Job, provider_id: int | None = None, keep_provider_id: int | None = None) -> int:
     """Release the job's holds (of one provider, or all but `keep_provider_id`); how many. Caller holds the job's lock."""
-    holds = Hold.objects.filter(job=job)
+    if provider_id is not None and keep_provider_id is not None:
+        return Hold.objects.filter(job=job, provider_id=provider_id).exclude(provider_id=keep_provider_id).delete()[0]
     if provider_id is not None:
-        holds = holds.filter(provider_id=provider_id)
+        return _RELEASE_ONE.run(job_id=job.pk, provider_id=provider_id)
     if keep_provider_id is not None:
-        holds = holds.exclude(provider_id=keep_provider_id)
-    deleted, _ = holds.delete()
-    return deleted
+        return _RELEASE_OTHERS.run(job_id=job.pk, provider_id=keep_provider_id)
+    return _RELEASE_ALL.run(job_id=job.pk)
 
 
 def tentative_hold_of(*, job: Job, provider_id: int) -> Hold | None:

@@ -171,3 +171,43 @@ def test_insert_row_raises_the_databases_refusal_and_the_transaction_rolls_back_
     with pytest.raises(IntegrityError), transaction.atomic():
         insert_row(Transfer(kind="COMMISSION", reference="once", amount=Decimal("2.00"), job=job))
     assert list(Transfer.objects.filter(reference="once").values_list("amount", flat=True)) == [Decimal("1.00")]
+
+
+def test_update_row_saves_the_named_fields_stamps_auto_now_and_refuses_a_missing_row(customer, category, provider):
+    from django.db import DatabaseError
+
+    from dispatch.prepared import update_row
+
+    job = book(customer, category)
+    before = Job.objects.get(pk=job.pk)
+    job.status, job.provider, job.description = "ASSIGNED", provider, "not saved"
+    update_row(job, ["status", "provider", "updated_at"])
+
+    read = Job.objects.get(pk=job.pk)
+    assert (read.status, read.provider_id, read.description) == ("ASSIGNED", provider.pk, before.description)
+    assert read.updated_at > before.updated_at
+    job.status, job.provider = "PENDING", None
+    update_row(job, ["status", "provider_id"])  # an attname, as save() takes it
+    assert Job.objects.filter(pk=job.pk, provider__isnull=True, status="PENDING").exists()
+
+    gone = Job.objects.get(pk=job.pk)
+    Job.objects.filter(pk=job.pk).delete()
+    with pytest.raises(DatabaseError, match="did not affect any rows"):
+        update_row(gone, ["status"])
+
+
+def test_a_prepared_delete_removes_only_the_rows_its_values_name_and_refuses_a_model_with_dependents(
+    customer, category
+):
+    from dispatch.models import Message
+    from dispatch.prepared import PreparedDelete
+
+    first, second = book(customer, category), book(customer, category)
+    for job in (first, first, second):
+        Message.objects.create(job=job, sender=customer, content="hello")
+    messages_of = PreparedDelete(lambda job_id: Message.objects.filter(job_id=job_id), job_id=int)
+
+    assert messages_of.run(job_id=first.pk) == 2 and messages_of.run(job_id=first.pk) == 0
+    assert list(Message.objects.values_list("job_id", flat=True)) == [second.pk]
+    with pytest.raises(ImproperlyConfigured, match="dependents"):
+        PreparedDelete(lambda job_id: Job.objects.filter(pk=job_id), job_id=int).run(job_id=first.pk)
