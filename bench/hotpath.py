@@ -537,6 +537,8 @@ def profile_text(profiler: cProfile.Profile, calls: int, top: int = 30) -> str:
     # The project's own functions, where a cut would be made.
     stats.sort_stats("cumulative").print_stats(r"/(api|dispatch|matching|tasks)/", top)
     stats.sort_stats("tottime").print_stats(top)
+    if os.environ.get("HOTPATH_PROFILE_OUT"):  # the raw profile, for pstats (print_callers and the like)
+        stats.dump_stats(os.environ["HOTPATH_PROFILE_OUT"])
     return out.getvalue()
 
 

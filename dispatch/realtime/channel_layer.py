@@ -21,6 +21,9 @@ import asyncio
 import logging
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisSingleShardConnection
+from channels_redis.utils import _consistent_hash
+
+from dispatch.redis_client import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,20 @@ class _WatchedShard(RedisSingleShardConnection):
 
 class ReconnectingPubSubChannelLayer(RedisPubSubChannelLayer):
     """`RedisPubSubChannelLayer` whose per-loop layers use `_WatchedShard` connections."""
+
+    def group_send_blocking(self, group: str, message: dict, *, timeout_s: float) -> None:
+        """`group_send` from a plain thread: the same channel and bytes, one PUBLISH on a pooled sync client.
+
+        A service's push after its commit then costs no hop to an event loop and back (a push
+        from Django's thread used to wait on a loop thread for the same PUBLISH).
+        """
+        hosts = self._kwargs.get("hosts") or ["redis://localhost:6379"]
+        channel = f"{self._kwargs.get('prefix', 'asgi')}__group__{group}"
+        host = hosts[_consistent_hash(channel, len(hosts))]
+        url = host if isinstance(host, str) else host.get("address")
+        if not isinstance(url, str):  # a (host, port) pair or a Sentinel: through the layer's own loop
+            raise NotImplementedError("blocking group_send needs a redis:// URL per host")
+        redis_client(url, timeout_s=timeout_s).publish(channel, self.serialize(message))
 
     def deserialize(self, message):
         # A group message arrives already decoded (`_WatchedShard._receive_message`).

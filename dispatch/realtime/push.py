@@ -88,9 +88,20 @@ _SENT_AS_IS = (PUSH_TYPE, LIVE_PUSH_TYPE)
 
 
 def publish(layer, group: str, message: dict) -> None:
-    """Send one message to a group through this process's serving or push loop; raises if the layer does."""
+    """Send one message to a group; raises if the layer does.
+
+    From a plain thread on the Redis layer: one blocking PUBLISH (`group_send_blocking`). Otherwise
+    through this process's serving or push loop.
+    """
     if message.get("type") in _SENT_AS_IS and "text" not in message:
         message = {**message, "text": encode(message["event"])}
+    send_blocking = getattr(layer, "group_send_blocking", None)
+    if send_blocking is not None and not _on_a_running_loop():
+        try:
+            send_blocking(group, message, timeout_s=PUSH_TIMEOUT_S)
+            return
+        except NotImplementedError:
+            pass
     loop = _serving_loop
     if loop is None or not loop.is_running():
         loop = push_loop()
@@ -101,6 +112,14 @@ def publish(layer, group: str, message: dict) -> None:
     except BaseException:
         future.cancel()  # a push stuck on a dead Redis must not queue up behind others
         raise
+
+
+def _on_a_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True  # a blocking call would stall the loop: the hop below is how a loop's caller publishes
 
 
 # The consumer's handler for "these credentials ended" is `auth_ended`.

@@ -16,15 +16,28 @@ from tasks.events import prune_events, repush_events
 from tests.conftest import book
 
 
-@pytest.fixture
-def pushed(monkeypatch):
-    """Every group_send the event log makes, as (group, message)."""
-    sent = []
+def _layer_sends_to(monkeypatch, send) -> None:
+    """Route the layer's group sends to `send(group, message)`: from an event loop (`group_send`), and
+    blocking from a thread (`group_send_blocking`, the Redis layer's path for a service's push)."""
+    layer = get_channel_layer()
 
     async def group_send(group, message):
-        sent.append((group, message))
+        send(group, message)
 
-    monkeypatch.setattr(get_channel_layer(), "group_send", group_send)
+    monkeypatch.setattr(layer, "group_send", group_send)
+    monkeypatch.setattr(layer, "group_send_blocking", lambda group, message, timeout_s: send(group, message),
+                        raising=False)
+
+
+def _down(group, message):
+    raise ConnectionError("redis is down")
+
+
+@pytest.fixture
+def pushed(monkeypatch):
+    """Every group send the event log makes, as (group, message)."""
+    sent = []
+    _layer_sends_to(monkeypatch, lambda group, message: sent.append((group, message)))
     return sent
 
 
@@ -55,10 +68,7 @@ def test_a_rolled_back_change_pushes_nothing(customer, django_capture_on_commit_
 def test_a_failing_push_never_reaches_the_caller(
     customer, category, django_capture_on_commit_callbacks, monkeypatch, caplog
 ):
-    async def broken(group, message):
-        raise ConnectionError("redis is down")
-
-    monkeypatch.setattr(get_channel_layer(), "group_send", broken)
+    _layer_sends_to(monkeypatch, _down)
 
     with django_capture_on_commit_callbacks(execute=True):
         job = book(customer, category)
@@ -78,12 +88,12 @@ def test_a_push_failing_once_is_retried_at_once(customer, django_capture_on_comm
     """After a Redis restart the first publish on a pooled connection fails; the second gets a fresh one."""
     calls = []
 
-    async def fails_first(group, message):
+    def fails_first(group, message):
         calls.append(group)
         if len(calls) == 1:
             raise ConnectionError("Connection closed by server.")
 
-    monkeypatch.setattr(get_channel_layer(), "group_send", fails_first)
+    _layer_sends_to(monkeypatch, fails_first)
     with django_capture_on_commit_callbacks(execute=True):
         event = events.emit(user=customer, name="JOB_UNFULFILLED")
 
@@ -118,10 +128,7 @@ def test_repush_sends_again_only_overdue_unpushed_events(customer, provider, set
 
 
 def test_repush_leaves_an_event_unmarked_while_the_layer_is_down(customer, monkeypatch):
-    async def broken(group, message):
-        raise ConnectionError("redis is down")
-
-    monkeypatch.setattr(get_channel_layer(), "group_send", broken)
+    _layer_sends_to(monkeypatch, _down)
     event = _written_ago(events.emit(user=customer, name="JOB_UNFULFILLED"), 60)
 
     assert events.events_repush() == 0
