@@ -280,10 +280,12 @@ class PreparedDelete:
         self._compiled[using] = compiled
         return compiled
 
-# --- INSERT of one new row, compiled once per model ---------------------------------------------------------
+# --- INSERT of new rows, compiled once per model and row count ---------------------------------------------
 
-# (model, database alias) -> (SQL, fields in order), or None where the ORM's own save must do it.
-_INSERTS: dict[tuple[type, str], tuple[str, list] | None] = {}
+# Up to this many rows go in one compiled statement; more go through bulk_create.
+INSERT_ROWS_MAX = 8
+# (model, database alias, rows) -> (SQL, fields in order), or None where the ORM must do it.
+_INSERTS: dict[tuple[type, str, int], tuple[str, list] | None] = {}
 
 
 def insert_row(obj):
@@ -295,43 +297,57 @@ def insert_row(obj):
     expression as a value, a parent model, a database that cannot return the id) goes through
     `save(force_insert=True)` instead. Returns the instance.
     """
-    model, meta = type(obj), type(obj)._meta
-    using = router.db_for_write(model, instance=obj)
-    connection = connections[using]
-    key = (model, using)
-    if key not in _INSERTS:
-        _INSERTS[key] = _insert_statement(model, obj, using)
-    statement = _INSERTS[key]
-    values = None
-    if statement is not None and obj.pk is None:
-        obj._prepare_related_fields_for_save(operation_name="save")
-        values = [field.pre_save(obj, True) for field in statement[1]]
-    if values is None or any(hasattr(value, "resolve_expression") for value in values):
-        obj.save(force_insert=True, using=using)
-        return obj
-    params = [field.get_db_prep_save(value, connection) for field, value in zip(statement[1], values)]
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
-        cursor.execute(statement[0], params)
-        (new_id,) = cursor.fetchone()
-    setattr(obj, meta.pk.attname, new_id)
-    obj._state.adding, obj._state.db = False, using
+    insert_rows([obj])
     return obj
 
 
-def _insert_statement(model, obj, using: str) -> tuple[str, list] | None:
+def insert_rows(objs: list) -> list:
+    """`insert_row` for a few new instances of one model in one statement (`bulk_create` past INSERT_ROWS_MAX)."""
+    if not objs:
+        return objs
+    model, meta = type(objs[0]), type(objs[0])._meta
+    using = router.db_for_write(model, instance=objs[0])
+    connection = connections[using]
+    key = (model, using, len(objs))
+    if key not in _INSERTS:
+        _INSERTS[key] = _insert_statement(model, objs, using) if len(objs) <= INSERT_ROWS_MAX else None
+    statement = _INSERTS[key]
+    values = None
+    if statement is not None and all(obj.pk is None for obj in objs):
+        for obj in objs:
+            obj._prepare_related_fields_for_save(operation_name="save")
+        values = [[field.pre_save(obj, True) for field in statement[1]] for obj in objs]
+    if values is None or any(hasattr(value, "resolve_expression") for row in values for value in row):
+        if len(objs) == 1:
+            objs[0].save(force_insert=True, using=using)
+            return objs
+        return model._default_manager.using(using).bulk_create(objs)
+    params = [field.get_db_prep_save(value, connection) for row in values for field, value in zip(statement[1], row)]
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(statement[0], params)
+        new_ids = [row[0] for row in cursor.fetchall()]
+    if len(new_ids) != len(objs):
+        raise DatabaseError(f"INSERT of {len(objs)} rows returned {len(new_ids)} ids.")
+    for obj, new_id in zip(objs, new_ids):
+        setattr(obj, meta.pk.attname, new_id)
+        obj._state.adding, obj._state.db = False, using
+    return objs
+
+
+def _insert_statement(model, objs: list, using: str) -> tuple[str, list] | None:
     meta, connection = model._meta, connections[using]
     if meta.parents or meta.auto_field is None or meta.db_returning_fields != [meta.auto_field]:
         return None
-    if not connection.features.can_return_columns_from_insert:
+    if not (connection.features.can_return_columns_from_insert
+            and (len(objs) == 1 or connection.features.can_return_rows_from_bulk_insert)):
         return None
     fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field and not field.generated]
-    query = sql.InsertQuery(model)
-    query.insert_values(fields, [obj])
-    compiler = query.get_compiler(using=using)
-    compiler.returning_fields = meta.db_returning_fields
-    ((sql_text, params),) = compiler.as_sql()
-    if len(params) != len(fields) or sql_text.count("%s") != len(fields):
-        return None  # a value compiled as an expression: this model's inserts stay with the ORM
+    if any(hasattr(field, "get_placeholder") for field in fields):
+        return None
+    quote = connection.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql_text = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+                f"VALUES {', '.join([row] * len(objs))} RETURNING {quote(meta.auto_field.column)}")
     return sql_text, fields
 
 

@@ -12,7 +12,7 @@ from dispatch.errors import Conflict, Forbidden, Invalid, Overloaded, Unprocessa
 from dispatch.event_names import EventName
 from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, ServiceCategory, ServiceItem, User
 from dispatch.policy import DispatchPolicy, policy_for
-from dispatch.prepared import insert_row
+from dispatch.prepared import insert_row, insert_rows
 from dispatch.regions import region_of
 from dispatch.schedule import dispatch_after_commit
 from dispatch.selectors import rows_known
@@ -83,7 +83,7 @@ def job_book(
             total_price=total,
             commission_amount=commission_for(total),
         ))
-        job_items = JobItem.objects.bulk_create(JobItem(job=job, item=i, price=i.price) for i in items)
+        job_items = insert_rows([JobItem(job=job, item=i, price=i.price) for i in items])
         queued_fields = {"why": "queued"} if queued else {}
         events.emit(user=customer, name=EventName.JOB_CREATED, job=job, actor=customer, **queued_fields)
         if provider is not None:

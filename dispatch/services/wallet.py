@@ -25,7 +25,7 @@ from dispatch.models import (
     WalletKind,
 )
 from dispatch.payments import payment_gateway
-from dispatch.prepared import Prepared, insert_row, update_row
+from dispatch.prepared import Prepared, insert_row, insert_rows, update_row
 from dispatch.selectors import wallet_reserved
 
 CENT = Decimal("0.01")
@@ -136,7 +136,7 @@ def _move(
     for wallet, delta in legs:
         wallet.balance += delta
         entries.append(LedgerEntry(transfer=transfer, wallet=wallet, amount=delta, balance_after=wallet.balance))
-    LedgerEntry.objects.bulk_create(entries)
+    insert_rows(entries)
     for wallet in (source, target):
         update_row(wallet, ["balance", "updated_at"])
     return transfer

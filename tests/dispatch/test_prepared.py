@@ -211,3 +211,18 @@ def test_a_prepared_delete_removes_only_the_rows_its_values_name_and_refuses_a_m
     assert list(Message.objects.values_list("job_id", flat=True)) == [second.pk]
     with pytest.raises(ImproperlyConfigured, match="dependents"):
         PreparedDelete(lambda job_id: Job.objects.filter(pk=job_id), job_id=int).run(job_id=first.pk)
+
+
+def test_insert_rows_writes_a_few_rows_in_one_statement_and_sets_each_id(customer, category):
+    from dispatch.models import Message
+    from dispatch.prepared import INSERT_ROWS_MAX, insert_rows
+
+    job = book(customer, category)
+    few = [Message(job=job, sender=customer, content=f"m{n}") for n in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        insert_rows(few)
+    assert len(queries) == 1
+    assert [(m.pk, m.content) for m in few] == list(Message.objects.order_by("pk").values_list("pk", "content"))
+
+    many = insert_rows([Message(job=job, sender=customer, content="x") for _ in range(INSERT_ROWS_MAX + 1)])
+    assert all(m.pk for m in many) and Message.objects.count() == 3 + INSERT_ROWS_MAX + 1
