@@ -250,8 +250,9 @@ def provider_search(
         distance = None if position is None else round(float(haversine_km(lat, lng, *position)), 1)
         if distance is None or distance > radius_km or distance > row[1]:
             continue
-        hits.append((candidate.provider_id, distance, _public_score(candidate, distance),
-                     candidate.breakdown.get("rating", 0.0)))
+        # The rating term only orders a search by rating (a breakdown is worked out on demand).
+        rating = candidate.breakdown.get("rating", 0.0) if ordering == "rating" else 0.0
+        hits.append((candidate.provider_id, distance, _public_score(candidate, distance), rating))
     hits.sort(key=_PUBLIC_ORDER[ordering])
     return SearchResults([hit[:3] for hit in hits], category_id=category_id)
 
