@@ -27,7 +27,8 @@ from django.utils import timezone
 
 from dispatch import outlets
 from dispatch.models import Event, EventSequence, Job, Offer, User
-from dispatch.prepared import PreparedUpdate, insert_row
+from dispatch.prepared import insert_row
+from dispatch.push_marks import mark_pushed
 from dispatch.realtime.push import PUSH_TYPE, publish, user_group
 from matching.geo import haversine_km
 
@@ -258,14 +259,9 @@ def offer_payload(offer: Offer, *, distance_km: float | None = None) -> dict:
     }
 
 
-# Once per event pushed: prepared (dispatch/prepared.py).
-_MARK_PUSHED = PreparedUpdate(
-    lambda event_id: (Event.objects.filter(pk=event_id, pushed=False), {"pushed": True}), event_id=int
-)
-
-
 def push(event: Event) -> bool:
-    """Send a committed event to its user's sockets and mark it pushed; False if it could not.
+    """Send a committed event to its user's sockets and mark it pushed (in a batch: dispatch/push_marks.py); False
+    if it could not.
 
     Never raises. A failed publish is tried once more at once: after a Redis restart the
     first command on a pooled connection fails and the next gets a fresh one. An event
@@ -274,7 +270,7 @@ def push(event: Event) -> bool:
     """
     try:
         if not outlets.to_socket(event.name):
-            _MARK_PUSHED.run(event_id=event.pk)
+            mark_pushed(event.pk)
             return True
         layer = get_channel_layer()
         if layer is None:
@@ -285,7 +281,7 @@ def push(event: Event) -> bool:
         except Exception:
             log.warning("push of event %s failed once; retrying", event.pk)
             publish(layer, group, message)
-        _MARK_PUSHED.run(event_id=event.pk)
+        mark_pushed(event.pk)
         return True
     except Exception:
         log.exception("push of event %s to user %s failed; events.repush will send it again", event.pk, event.user_id)

@@ -113,6 +113,7 @@ def _fresh_matching_index(settings):
     """Each test's providers live in its own transaction: start every test with no index."""
     settings.MATCHING_RELAY_S = 0  # the relay runs before every query: a test's rows are never announced
     settings.MATCHING_FOLLOW_S = 0  # every query applies the stream first: a change is in the very next one
+    settings.EVENTS_MARK_PUSHED_S = 0  # a pushed event is marked at once (tests/dispatch/test_push_marks.py: batches)
     _live_store_clear()
     reset_provider_index()
     yield

@@ -1,0 +1,96 @@
+"""Events marked pushed in batches, off the request's path.
+
+A push used to be followed by its own `UPDATE … SET pushed` in the thread that pushed it: one
+statement per event on every booking, answer and message. Here a pushed event's id joins this
+process's list, and a thread writes the list in one statement every EVENTS_MARK_PUSHED_S.
+
+Nothing is lost by the wait: a mark that never lands (the process died first, or PostgreSQL
+refused the write) leaves the event unmarked, `events_repush` sends it again after
+EVENTS_REPUSH_AFTER_S, and the socket drops the copy by its id, as for any repeated push (at
+least once, as before). With EVENTS_MARK_PUSHED_S = 0, or on SQLite (one writer at a time),
+each event is marked at once by the caller.
+"""
+import atexit
+import logging
+import os
+import threading
+import time
+
+from django.conf import settings
+from django.db import connection
+
+from dispatch.models import Event
+from dispatch.prepared import PreparedUpdate
+
+log = logging.getLogger(__name__)
+
+_MARK_ONE = PreparedUpdate(
+    lambda event_id: (Event.objects.filter(pk=event_id, pushed=False), {"pushed": True}), event_id=int
+)
+_MARK_MANY = PreparedUpdate(
+    lambda event_ids: (Event.objects.filter(pk__any_of=event_ids, pushed=False), {"pushed": True}), event_ids=list
+)
+
+
+class _Marks:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ids: list[int] = []
+        self.due = threading.Event()
+        self.thread: threading.Thread | None = None
+
+
+_marks = _Marks()
+
+
+def mark_pushed(event_id: int) -> None:
+    """Record that the event reached the channel layer: at once, or with this process's next batch."""
+    every = settings.EVENTS_MARK_PUSHED_S
+    if every <= 0 or connection.vendor != "postgresql":
+        _MARK_ONE.run(event_id=event_id)
+        return
+    with _marks.lock:
+        _marks.ids.append(event_id)
+        if _marks.thread is None or not _marks.thread.is_alive():
+            _marks.thread = threading.Thread(target=_keep_marking, name="events-mark-pushed", daemon=True)
+            _marks.thread.start()
+    _marks.due.set()
+
+
+def marks_flush() -> int:
+    """Write every mark waiting in this process now, in one statement; how many."""
+    with _marks.lock:
+        ids, _marks.ids = _marks.ids, []
+    if ids:
+        _MARK_MANY.run(event_ids=ids)
+    return len(ids)
+
+
+def _keep_marking() -> None:
+    while True:
+        _marks.due.wait()
+        _marks.due.clear()
+        time.sleep(max(0.0, settings.EVENTS_MARK_PUSHED_S))  # gather what else is pushed meanwhile
+        try:
+            marks_flush()
+        except Exception:  # the events stay unmarked: events_repush sends them again
+            log.exception("marking pushed events failed; events.repush will send them again")
+        finally:
+            connection.close()  # back to the pool until the next batch
+
+
+def _forget_after_fork() -> None:
+    # A forked worker starts with no marks and no thread of its own (the parent's are not its).
+    global _marks
+    _marks = _Marks()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    try:
+        marks_flush()
+    except Exception:  # shutting down: whatever is left is repushed
+        log.debug("marks left unwritten at exit", exc_info=True)
