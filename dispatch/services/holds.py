@@ -82,7 +82,7 @@ def hold_place(*, job: Job, provider: User, start: datetime, firm: bool) -> None
     _write_hold(job=job, provider=provider, start=start, policy=policy, firm=firm)
 
 
-def hold_instant(*, job: Job, provider: User, earliest: datetime) -> datetime:
+def hold_instant(*, job: Job, provider: User, earliest: datetime, time_locked: bool = False) -> datetime:
     """Hold the provider's time for an instant job they take, from `earliest` (their ETA) or the first clear start after.
 
     Caller holds the job's row lock. Returns the start held. 409 if they are at capacity from
@@ -93,7 +93,8 @@ def hold_instant(*, job: Job, provider: User, earliest: datetime) -> datetime:
     """
     policy = policy_for(job.category)
     now = timezone.now()
-    _lock_provider_time(provider.pk)
+    if not time_locked:  # an accept takes it with the offer locks, in one statement (`lock_providers_offers`)
+        _lock_provider_time(provider.pk)
     in_hand, holds = work_by_provider(
         [provider.pk], holds_end_after=min(now, earliest - policy.buffer), exclude_job_id=job.pk
     )[provider.pk]

@@ -25,7 +25,7 @@ from dispatch.provider_time import busy_provider_ids
 from dispatch.regions import queue
 from dispatch.schedule import dispatch_after_commit, publish
 from dispatch.selectors import rows_known
-from dispatch.services.holds import busy_conflict, hold_instant, hold_place, hold_release
+from dispatch.services.holds import HOLD_LOCK_SPACE, busy_conflict, hold_instant, hold_place, hold_release
 from dispatch.services.location import eta_minutes
 from dispatch.transitions import job_move, offer_move
 
@@ -56,17 +56,24 @@ def _claim_provider(provider_id: int) -> bool:
         return bool(cursor.fetchone()[0])
 
 
-def lock_providers_offers(provider_ids) -> None:
+def lock_providers_offers(provider_ids, *, then_time_of: int | None = None) -> None:
     """Take the offer lock of each provider, ascending, waiting; call before changing their live offers.
 
     Held to the end of the transaction. Caller holds the job's row lock (job before provider)
-    and has offered nobody yet in this transaction (waits come before try-locks).
+    and has offered nobody yet in this transaction (waits come before try-locks). With
+    `then_time_of`, that provider's time lock (dispatch/services/holds.py) is taken after them,
+    in the same statement (PostgreSQL evaluates the select list in order).
     """
     if connection.vendor != "postgresql":
         return
+    keys = [(OFFERING_LOCK_SPACE, provider_id) for provider_id in sorted(set(provider_ids))]
+    if then_time_of is not None:
+        keys.append((HOLD_LOCK_SPACE, then_time_of))
+    if not keys:
+        return
     with connection.cursor() as cursor:
-        for provider_id in sorted(set(provider_ids)):
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [OFFERING_LOCK_SPACE, provider_id])
+        cursor.execute("SELECT " + ", ".join(["pg_advisory_xact_lock(%s, %s)"] * len(keys)),
+                       [part for key in keys for part in key])
 
 
 def offer_create(
@@ -235,14 +242,16 @@ def offer_accept(*, job_id: int, provider: User) -> Job:
 def _accept_locked(*, job: Job, offer: Offer, offers: list[Offer], provider: User) -> None:
     # Theirs and every other live offer of the job change: all the offer locks at once, ascending.
     others = [o.provider_id for o in offers if o.status == OfferStatus.OFFERED and o is not offer]
-    lock_providers_offers([provider.pk, *others])
+    # An instant job's hold needs the provider's time lock next: taken in the same statement.
+    lock_providers_offers([provider.pk, *others], then_time_of=None if job.is_scheduled else provider.pk)
     job.offer_count = len(offers)  # for the offers-per-job metric
     if job.is_scheduled:
         start = job.scheduled_at
         hold_place(job=job, provider=provider, start=start, firm=True)
     else:
         # With room for more than one job (capacity > 1) a new one queues after the time already held.
-        start = hold_instant(job=job, provider=provider, earliest=instant_start(job=job, provider=provider))
+        start = hold_instant(job=job, provider=provider, earliest=instant_start(job=job, provider=provider),
+                             time_locked=True)
     job_move(job, JobStatus.ASSIGNED, provider=provider, starts_at=start)
     offer_move(offer, OfferStatus.ACCEPTED)
     if others:  # batch mode: the job's other live offers end (at batch size 1 there are none to read)

@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 # These should only ever go down.
 BOOKING_BUDGET = 11
 DISPATCH_STEP_BUDGET = 14
-ACCEPT_BUDGET = 16
+ACCEPT_BUDGET = 15
 REJECT_BUDGET = 12
 START_BUDGET = 11
 COMPLETE_BUDGET = 19
@@ -53,7 +53,7 @@ SOCKET_PUSH_BUDGET = 4
 # How many more statements SQLite sends for the same operation (numbering events: 3 more per transaction
 # that wrote any; marking a pushed event at once, where PostgreSQL marks in batches off the operation: 1 more
 # per event; no advisory locks: 1 fewer each); change these with the budgets above.
-SQLITE_MORE = {"booking": 4, "dispatch_step": 3, "accept": 2, "reject": 3, "start": 4, "complete": 4,
+SQLITE_MORE = {"booking": 4, "dispatch_step": 3, "accept": 3, "reject": 3, "start": 4, "complete": 4,
                "chat_message": 4, "socket_push": 4}
 
 SEARCH_PROVIDERS = 25  # more than a page (PAGE_SIZE 20)
