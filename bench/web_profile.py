@@ -29,6 +29,8 @@ PARTS = [
     "event loop: HTTP protocol (uvicorn)",
     "event loop: ASGI handler and thread hand-offs",
     "event loop: other (asyncio scheduling, timers)",
+    "background thread: matching index follower",
+    "background threads: other (push loop, push marks, compaction)",
 ]
 
 
@@ -65,7 +67,11 @@ def parts(lines: list[str]) -> tuple[Counter, int]:
             continue
         n = int(n)
         total += n
-        if "SyncToAsync.thread_handler" in stack:
+        if "_keep_following" in stack:  # dispatch/index.py's follower: its stream reads and re-reads
+            counts[PARTS[8]] += n
+        elif "threading.py" in stack and "concurrent/futures/thread.py" not in stack:
+            counts[PARTS[9]] += n
+        elif "SyncToAsync.thread_handler" in stack:
             counts[PARTS[0]] += n
             if "models/sql/compiler.py" in stack:
                 counts[PARTS[1]] += n

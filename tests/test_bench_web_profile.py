@@ -14,10 +14,12 @@ def test_each_sample_lands_in_the_first_part_its_stack_meets():
         f"{LOOP};RequestResponseCycle.send (uvicorn/protocols/http/httptools_impl.py:551) 2",
         f"{LOOP};SyncToAsync.__call__ (asgiref/sync.py:470) 6",
         f"{LOOP} 7",
+        "Thread.run (threading.py:982);_LiveIndex._keep_following (dispatch/index.py:318);_records (dispatch/index.py:130) 9",
+        "Thread.run (threading.py:982);_keep_marking (dispatch/push_marks.py:77) 10",
         "not a sample line",
     ]
 
     counts, total = parts(lines)
 
-    assert total == 28
-    assert [counts.get(part, 0) for part in PARTS] == [8, 5, 5, 1, 4, 2, 6, 7]
+    assert total == 47
+    assert [counts.get(part, 0) for part in PARTS] == [8, 5, 5, 1, 4, 2, 6, 7, 9, 10]
