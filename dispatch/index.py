@@ -118,20 +118,27 @@ _HELD_NOW = Prepared(
 
 
 def _records(user_ids, *, regional: bool = True) -> list[ProviderRecord]:
-    """ProviderRecords for these providers (user ids), with categories, windows, load and busy flags.
+    """ProviderRecords for these providers (user ids; None: every provider), with categories, windows, load and
+    busy flags.
 
     `regional`: only those inside this process's regions (dispatch/regions.py; all, if it serves every one)."""
-    rows = _PROFILES_OF.all(user_ids=list(user_ids))
-    profile_ids = [r["id"] for r in rows]
-    user_ids = [r["user_id"] for r in rows]
+    if user_ids is None:  # every provider, one object each (bench.cold_start's old loader; start-up reads columns)
+        rows = list(ProviderProfile.objects.filter(user__role=Role.PROVIDER, user__is_active=True)
+                    .values(*_PROFILE_COLUMNS))
+        links = ProviderProfile.categories.through.objects.values_list("providerprofile_id", "servicecategory_id")
+        hours = AvailabilityWindow.objects.values_list("provider_id", "weekday", "start", "end")
+    else:
+        rows = _PROFILES_OF.all(user_ids=list(user_ids))
+        links = _CATEGORIES_OF.all(profile_ids=[r["id"] for r in rows])
+        hours = _HOURS_OF.all(profile_ids=[r["id"] for r in rows])
     categories: dict[int, set[int]] = {}
-    for pid, cid in _CATEGORIES_OF.all(profile_ids=profile_ids):
+    for pid, cid in links:
         categories.setdefault(pid, set()).add(cid)
     windows: dict[int, list] = {}
-    for pid, *window in _HOURS_OF.all(profile_ids=profile_ids):
+    for pid, *window in hours:
         windows.setdefault(pid, []).append(window)
-    load = recent_offer_counts(user_ids)
-    busy = busy_until_by_provider(user_ids)
+    load = recent_offer_counts(None if user_ids is None else [r["user_id"] for r in rows])
+    busy = busy_until_by_provider(None if user_ids is None else [r["user_id"] for r in rows])
     records = []
     for r in rows:
         lat = r["last_latitude"] if r["last_latitude"] is not None else r["base_latitude"]
