@@ -205,22 +205,21 @@ class Prepared:
         return compiled
 
 
-class PreparedUpdate:
-    """An UPDATE built once (`build(**arguments)` returns the queryset and its `update()` values); run → rows changed."""
+class _PreparedWrite:
+    """An UPDATE or DELETE built once, per database; `run` → rows changed. Subclasses say how the build compiles."""
 
-    def __init__(self, build: Callable[..., tuple[QuerySet, dict]], **arguments: type):
+    def __init__(self, build: Callable, **arguments: type):
         self._build, self._arguments = build, _checked(arguments)
         # database alias -> (SQL, parameters, slots)
         self._compiled: dict[str, tuple] = {}
         self._model = None
 
     def run(self, **values) -> int:
-        if self._model is None:
-            self._model = self._build(**_stand_ins(self._arguments))[0].model
-        using = router.db_for_write(self._model)
         if _beyond_int64(self._arguments, values):
-            queryset, changes = self._build(**values)
-            return queryset.update(**changes)
+            return self._through_the_orm(self._build(**values))
+        if self._model is None:
+            self._model = self._queryset(self._build(**_stand_ins(self._arguments))).model
+        using = router.db_for_write(self._model)
         sql_text, params, slots = self._compiled.get(using) or self._compile(using)
         params = _params(params, slots, values, self._arguments)
         with transaction.mark_for_rollback_on_error(using), connections[using].cursor() as cursor:
@@ -228,57 +227,61 @@ class PreparedUpdate:
             return cursor.rowcount
 
     def _compile(self, using: str) -> tuple:
-        queryset, changes = self._build(**_stand_ins(self._arguments))
+        sql_text, params = self._sql(self._build(**_stand_ins(self._arguments)), using)
+        compiled = (sql_text, tuple(params), _slots(self._arguments, params, connections[using]))
+        self._compiled[using] = compiled
+        return compiled
+
+    def _queryset(self, built) -> QuerySet:
+        raise NotImplementedError
+
+    def _sql(self, built, using: str) -> tuple[str, list]:
+        raise NotImplementedError
+
+    def _through_the_orm(self, built) -> int:
+        raise NotImplementedError
+
+
+class PreparedUpdate(_PreparedWrite):
+    """An UPDATE built once (`build(**arguments)` returns the queryset and its `update()` values); run → rows changed."""
+
+    def _queryset(self, built) -> QuerySet:
+        return built[0]
+
+    def _sql(self, built, using: str) -> tuple[str, list]:
+        queryset, changes = built
         query = queryset.query.chain(sql.UpdateQuery)
         query.add_update_values(changes)
         sql_text, params = query.get_compiler(using).as_sql()
         if query.related_updates:
             raise ImproperlyConfigured("A prepared update changes one table.")
-        compiled = (sql_text, tuple(params), _slots(self._arguments, params, connections[using]))
-        self._compiled[using] = compiled
-        return compiled
+        return sql_text, params
+
+    def _through_the_orm(self, built) -> int:
+        queryset, changes = built
+        return queryset.update(**changes)
 
 
-
-class PreparedDelete:
+class PreparedDelete(_PreparedWrite):
     """A DELETE built once (`build(**arguments)` returns the queryset to delete); run → rows deleted.
 
     Only for a model nothing refers to with a cascade and no signals (Django's own fast delete, one
     statement); checked when it is compiled.
     """
 
-    def __init__(self, build: Callable[..., QuerySet], **arguments: type):
-        self._build, self._arguments = build, _checked(arguments)
-        self._compiled: dict[str, tuple] = {}
+    def _queryset(self, built) -> QuerySet:
+        return built
 
-    def run(self, **values) -> int:
-        if _beyond_int64(self._arguments, values):
-            return self._build(**values).delete()[0]
-        model = self._model or self._built_model()
-        using = router.db_for_write(model)
-        sql_text, params, slots = self._compiled.get(using) or self._compile(using)
-        params = _params(params, slots, values, self._arguments)
-        with transaction.mark_for_rollback_on_error(using), connections[using].cursor() as cursor:
-            cursor.execute(sql_text, params)
-            return cursor.rowcount
-
-    _model = None
-
-    def _built_model(self):
-        self._model = self._build(**_stand_ins(self._arguments)).model
-        return self._model
-
-    def _compile(self, using: str) -> tuple:
+    def _sql(self, queryset, using: str) -> tuple[str, list]:
         from django.db.models.deletion import Collector
 
-        queryset = self._build(**_stand_ins(self._arguments))
         if not Collector(using=using, origin=queryset).can_fast_delete(queryset):
             raise ImproperlyConfigured(f"A prepared delete needs a fast delete: {queryset.model.__name__} has dependents.")
-        query = queryset.query.chain(sql.DeleteQuery)
-        sql_text, params = query.get_compiler(using).as_sql()
-        compiled = (sql_text, tuple(params), _slots(self._arguments, params, connections[using]))
-        self._compiled[using] = compiled
-        return compiled
+        return queryset.query.chain(sql.DeleteQuery).get_compiler(using).as_sql()
+
+    def _through_the_orm(self, queryset) -> int:
+        return queryset.delete()[0]
+
 
 # --- INSERT of new rows, compiled once per model and row count ---------------------------------------------
 

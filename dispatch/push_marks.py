@@ -24,9 +24,6 @@ from dispatch.prepared import PreparedUpdate
 
 log = logging.getLogger(__name__)
 
-_MARK_ONE = PreparedUpdate(
-    lambda event_id: (Event.objects.filter(pk=event_id, pushed=False), {"pushed": True}), event_id=int
-)
 _MARK_MANY = PreparedUpdate(
     lambda event_ids: (Event.objects.filter(pk__any_of=event_ids, pushed=False), {"pushed": True}), event_ids=list
 )
@@ -47,7 +44,7 @@ def mark_pushed(event_id: int) -> None:
     """Record that the event reached the channel layer: at once, or with this process's next batch."""
     every = settings.EVENTS_MARK_PUSHED_S
     if every <= 0 or connection.vendor != "postgresql":
-        _MARK_ONE.run(event_id=event_id)
+        _MARK_MANY.run(event_ids=[event_id])
         return
     with _marks.lock:
         _marks.ids.append(event_id)

@@ -87,7 +87,10 @@ _ROWS_BY_IDS: dict[type, Prepared] = {}
 
 
 def _whole_table(queryset) -> bool:
-    return not queryset.query.where and queryset.query.low_mark == 0 and queryset.query.high_mark is None
+    """The field reads its model's whole table (no filter of its own or of the default manager)."""
+    query = queryset.query
+    return (not query.where and query.low_mark == 0 and query.high_mark is None
+            and not queryset.model._default_manager.all().query.where)
 
 
 def _row_by_id(queryset, pk: int):
@@ -115,7 +118,7 @@ class StrictPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         if not 0 < pk <= MAX_ID:
             self.fail("does_not_exist", pk_value=pk)
         queryset = self.get_queryset()
-        if not _whole_table(queryset) or queryset.model._default_manager.all().query.where:
+        if not _whole_table(queryset):
             return super().to_internal_value(pk)
         row = _row_by_id(queryset, pk)
         if row is None:
@@ -135,7 +138,7 @@ class RowsByIdField(serializers.ListField):
         if isinstance(data, list) and len(data) > self.max_length:
             self.fail("max_length", max_length=self.max_length)
         ids = list(dict.fromkeys(super().to_internal_value(data)))
-        if _whole_table(self.queryset) and not self.queryset.model._default_manager.all().query.where:
+        if _whole_table(self.queryset):
             rows = _rows_by_ids(self.queryset, ids)
         else:
             rows = self.queryset.in_bulk(ids)

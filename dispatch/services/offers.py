@@ -157,7 +157,7 @@ def _refuse_if_busy(*, job: Job, provider: User, start) -> None:
 # Every answer and every dispatch step locks the job, every answer its offers: prepared (dispatch/prepared.py),
 # as the ORM's build of them cost more than the rows.
 _JOB_LOCKED = Prepared(
-    lambda job_id: Job.objects.select_for_update(of=("self",)).select_related("customer", "category")
+    lambda job_id: Job.objects.select_for_update(of=("self",)).select_related("customer", "provider", "category")
     .filter(pk=job_id).order_by()[:1],
     job_id=int,
 )
@@ -165,7 +165,8 @@ _OFFERS_TO_ANSWER = Prepared(lambda job_id: Offer.objects.select_for_update().fi
 
 
 def job_locked(job_id: int) -> Job | None:
-    """Lock the job's row and read it with its customer and category; None if there is no such job."""
+    """Lock the job's row only (OF self) and read it with its customer, provider and category, as every move tells
+    someone; None if there is no such job."""
     return _JOB_LOCKED.first(job_id=job_id)
 
 

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from dispatch import events, push_marks
 from dispatch.models import Event
@@ -49,13 +50,7 @@ def test_pushed_events_are_marked_by_the_thread_in_one_statement(batched, custom
 def test_a_flush_writes_every_waiting_mark_in_one_statement(slow_batches, customer):
     rows = [events.emit(user=customer, name="JOB_UNFULFILLED") for _ in range(4)]  # each pushed as it commits
     assert Event.objects.filter(pk__in=[e.pk for e in rows], pushed=False).count() == 4  # not yet
-    sent = []
-
-    def record(execute, sql, params, many, context):
-        sent.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
+    with CaptureQueriesContext(connection) as sent:
         assert push_marks.marks_flush() == 4
     assert len(sent) == 1
     assert not Event.objects.filter(pk__in=[e.pk for e in rows], pushed=False).exists()
