@@ -16,14 +16,20 @@ from dispatch.policy import no_show_due_at
 from dispatch.prepared import Prepared, PreparedUpdate
 from dispatch.schedule import dispatch_after_commit
 from dispatch.services.holds import hold_release
-from dispatch.services.offers import ACCEPTANCE_MEMORY, job_locked, offer_withdraw_live
+from dispatch.services.offers import ACCEPTANCE_MEMORY, offer_withdraw_live
 from dispatch.services.wallet import job_charge_cancellation, job_settle
 from dispatch.transitions import job_move, offer_move
 
 MAX_REASON_LENGTH = 500
 
 
-# The hot ones are prepared (dispatch/prepared.py).
+# The hot ones are prepared (dispatch/prepared.py). The job's row only (OF self); its customer, provider and
+# category come along, as every move tells someone (its provider is set long before a move here).
+_JOB_LOCKED = Prepared(
+    lambda job_id: Job.objects.select_for_update(of=("self",)).select_related("customer", "provider", "category")
+    .filter(pk=job_id).order_by()[:1],
+    job_id=int,
+)
 _RUNNING = Prepared(
     lambda provider_id, job_id: Job.objects.filter(provider_id=provider_id, status=JobStatus.IN_PROGRESS)
     .exclude(pk=job_id).order_by("pk").values_list("pk", flat=True)[:1],
@@ -37,7 +43,7 @@ _PROVIDER_TOUCHED = PreparedUpdate(
 
 
 def _lock_job(job_id: int) -> Job:
-    job = job_locked(job_id)
+    job = _JOB_LOCKED.first(job_id=job_id)
     if job is None:
         raise NotFound(f"Job {job_id} not found.")
     return job

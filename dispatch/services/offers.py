@@ -157,7 +157,7 @@ def _refuse_if_busy(*, job: Job, provider: User, start) -> None:
 # Every answer and every dispatch step locks the job, every answer its offers: prepared (dispatch/prepared.py),
 # as the ORM's build of them cost more than the rows.
 _JOB_LOCKED = Prepared(
-    lambda job_id: Job.objects.select_for_update(of=("self",)).select_related("customer", "provider", "category")
+    lambda job_id: Job.objects.select_for_update(of=("self",)).select_related("customer", "category")
     .filter(pk=job_id).order_by()[:1],
     job_id=int,
 )
@@ -165,8 +165,12 @@ _OFFERS_TO_ANSWER = Prepared(lambda job_id: Offer.objects.select_for_update().fi
 
 
 def job_locked(job_id: int) -> Job | None:
-    """Lock the job's row only (OF self) and read it with its customer, provider and category, as every move tells
-    someone; None if there is no such job."""
+    """Lock the job's row only (OF self) and read it with its customer and category; None if there is no such job.
+
+    Not its provider: a lock that waited for a concurrent accept gets the job's new row, but an outer
+    join PostgreSQL evaluated before the wait keeps the provider it found then (none), so
+    `job.provider` would be None beside a set `provider_id` (tests/integration/test_accept_race.py).
+    """
     return _JOB_LOCKED.first(job_id=job_id)
 
 
