@@ -11,7 +11,12 @@ from api.views.offers import OfferViewSet
 from api.views.ops import MetricsView, healthz, readyz
 from api.views.ops_dashboard import OpsDashboardView
 from api.views.providers import (
-    ProviderAvailabilityView, ProviderHoldsView, ProviderLocationView, ProviderMeView, ProviderViewSet,
+    ProviderAvailabilityView,
+    ProviderEarningsView,
+    ProviderHoldsView,
+    ProviderLocationView,
+    ProviderMeView,
+    ProviderViewSet,
 )
 from api.views.slots import AreaSlotsView, ProviderSlotsView
 from api.views.socket_ticket import SocketTicketView
@@ -44,6 +49,7 @@ urlpatterns = [
     path("providers/me/", ProviderMeView.as_view(), name="provider-me"),
     path("providers/me/location/", ProviderLocationView.as_view(), name="provider-location"),
     path("providers/me/availability/", ProviderAvailabilityView.as_view(), name="provider-availability"),
+    path("providers/me/earnings/", ProviderEarningsView.as_view(), name="provider-earnings"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", MetricsView.as_view(), name="metrics"),

@@ -11,6 +11,8 @@ from rest_framework.views import APIView
 
 from api.path_ids import path_id
 from api.permissions import IsProvider
+from api.query_params import query_params
+from api.serializers.earnings import EarningsQuerySerializer, EarningsSerializer
 from api.serializers.providers import (
     AvailabilityToggleSerializer,
     LocationPingSerializer,
@@ -22,6 +24,7 @@ from api.serializers.providers import (
 )
 from api.throttles import LOCATION_THROTTLES
 from dispatch import selectors
+from dispatch.earnings import provider_earnings
 from dispatch.errors import NotFound
 from dispatch.models import ProviderProfile
 from dispatch.provider_time import provider_week
@@ -38,9 +41,7 @@ class ProviderViewSet(viewsets.GenericViewSet):
 
     @extend_schema(parameters=[ProviderSearchQuerySerializer], responses=ProviderCardSerializer(many=True))
     def list(self, request):
-        query = ProviderSearchQuerySerializer(data=request.query_params.dict())
-        query.is_valid(raise_exception=True)
-        params = dict(query.validated_data)
+        params = query_params(ProviderSearchQuerySerializer, request)
         params["category_id"] = params.pop("category", None)
         results = selectors.provider_search(**params)
         page = self.paginate_queryset(results)
@@ -157,11 +158,10 @@ class ProviderHoldsView(APIView):
         "its job's status; tentative holds are slot offers not yet answered.",
     )
     def get(self, request):
-        query = ProviderWeekQuerySerializer(data=request.query_params.dict())
-        query.is_valid(raise_exception=True)
+        q = query_params(ProviderWeekQuerySerializer, request)
         profile = ProviderProfile.objects.get(user=request.user)
-        first = query.validated_data.get("start") or timezone.localtime(timezone=ZoneInfo(profile.time_zone)).date()
-        week = provider_week(profile=profile, first_day=first, days=query.validated_data["days"])
+        first = q.get("start") or timezone.localtime(timezone=ZoneInfo(profile.time_zone)).date()
+        week = provider_week(profile=profile, first_day=first, days=q["days"])
         zone = ZoneInfo(profile.time_zone)
 
         def local(moment):
@@ -177,3 +177,19 @@ class ProviderHoldsView(APIView):
                 for h in week["holds"]
             ],
         })
+
+
+class ProviderEarningsView(APIView):
+    permission_classes = [IsProvider]
+
+    @extend_schema(
+        parameters=[EarningsQuerySerializer],
+        responses=EarningsSerializer,
+        description="What the provider earned per local day, week (from Monday) or month, from their invoices and "
+        "ledger: jobs, gross, cash collected by hand, paid into the wallet, cancellation fees, commission and net. "
+        "Every period of the range is listed, empty ones too.",
+    )
+    def get(self, request):
+        q = query_params(EarningsQuerySerializer, request)
+        earnings = provider_earnings(provider=request.user, first=q.get("from"), last=q.get("to"), group=q["group"])
+        return Response(EarningsSerializer(earnings.as_dict()).data)

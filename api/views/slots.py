@@ -4,14 +4,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.path_ids import path_id
+from api.query_params import query_params
 from api.serializers.slots import AreaSlotsQuerySerializer, ProviderSlotsQuerySerializer, SlotsSerializer
 from dispatch.slots import nearby_free_slots, provider_free_slots
-
-
-def _query(serializer_class, request) -> dict:
-    query = serializer_class(data=request.query_params.dict())
-    query.is_valid(raise_exception=True)
-    return dict(query.validated_data)
 
 
 class ProviderSlotsView(APIView):
@@ -23,7 +18,7 @@ class ProviderSlotsView(APIView):
         "time from now. Times are ISO 8601 with the provider's offset.",
     )
     def get(self, request, pk=None):
-        q = _query(ProviderSlotsQuerySerializer, request)
+        q = query_params(ProviderSlotsQuerySerializer, request)
         return Response(provider_free_slots(provider_id=path_id(pk), day=q["date"], item_ids=q["item_ids"]))
 
 
@@ -35,7 +30,7 @@ class AreaSlotsView(APIView):
         "free, with how many are. Book one without `provider` and dispatch finds who.",
     )
     def get(self, request):
-        q = _query(AreaSlotsQuerySerializer, request)
+        q = query_params(AreaSlotsQuerySerializer, request)
         return Response(
             nearby_free_slots(
                 category_id=q["category"], lat=q["lat"], lng=q["lng"], day=q["date"], item_ids=q["item_ids"]

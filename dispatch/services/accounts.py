@@ -21,6 +21,7 @@ from dispatch.errors import Invalid, NotFound
 from dispatch.models import AuthToken, ProviderProfile, Role, User
 from dispatch.models.tokens import token_digest
 from dispatch.realtime import push
+from dispatch.services.wallet import wallets_open
 
 SELF_SERVICE_ROLES = (Role.CUSTOMER, Role.PROVIDER)
 # What a key looks like (40 hex digits, as DRF's were); anything else is nobody, without a lookup
@@ -47,6 +48,7 @@ def user_register(*, username: str, password: str, role: str, name: str = "", ph
             user = User.objects.create_user(username=username, password=password, role=role, name=name, phone=phone)
             if role == Role.PROVIDER:
                 ProviderProfile.objects.create(user=user)
+            wallets_open([user])
     except IntegrityError as exc:
         raise Invalid("A user with that username already exists.", field="username") from exc
     return user

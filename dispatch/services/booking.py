@@ -14,7 +14,7 @@ from dispatch.models import IdempotencyKey, Job, JobItem, PaymentMethod, Service
 from dispatch.policy import DispatchPolicy, policy_for
 from dispatch.prepared import insert_row, insert_rows
 from dispatch.regions import region_of
-from dispatch.schedule import dispatch_after_commit
+from dispatch.schedule import dispatch_after_commit, tasks_run_in_process
 from dispatch.selectors import rows_known
 from dispatch.services.holds import hold_place
 from dispatch.services.offers import offer_create
@@ -84,6 +84,7 @@ def job_book(
             commission_amount=commission_for(total),
         ))
         job_items = insert_rows([JobItem(job=job, item=i, price=i.price) for i in items])
+        offers = []
         queued_fields = {"why": "queued"} if queued else {}
         events.emit(user=customer, name=EventName.JOB_CREATED, job=job, actor=customer, **queued_fields)
         if provider is not None:
@@ -91,14 +92,18 @@ def job_book(
                 # Nobody else takes this slot while the chosen provider decides.
                 hold_place(job=job, provider=provider, start=scheduled_at, firm=False)
             try:
-                offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True})
+                offers.append(offer_create(job=job, provider=provider, rank=1, score_breakdown={"direct_booking": True}))
             except Conflict:
                 pass  # busy with another offer or job: the dispatch step waits for them or falls back
         wallet_check_booking(job=job)
         dispatch_after_commit(job)
-    # Whoever shows the new job need not read its items back. Not its offers: the dispatch step after
-    # the commit may have made one already (the embedded worker runs it before this line).
-    rows_known(job, job_items=job_items)
+    # Whoever shows the new job need not read its rows back: its items, and its offers as it committed
+    # (the dispatch step runs in a worker after that). Not the offers when tasks run eagerly (embedded):
+    # the dispatch step has run before this line, and its offer is part of the answer.
+    if tasks_run_in_process():
+        rows_known(job, job_items=job_items)
+    else:
+        rows_known(job, job_items=job_items, offers=offers)
     return job
 
 

@@ -47,6 +47,18 @@ def _kind_of(user: User) -> str:
     raise Forbidden("Only customers and providers have a wallet.")
 
 
+def wallets_open(users) -> None:
+    """Give each customer and provider among `users` an empty wallet if they have none (at sign-up).
+
+    Their first booking or job then finds it: the wallet lock is one statement instead of an insert
+    and a second lock. A user without one (made some other way) still gets it on first use.
+    """
+    Wallet.objects.bulk_create(
+        [Wallet(user=user, kind=_kind_of(user)) for user in users if user.is_customer or user.is_provider],
+        ignore_conflicts=True,
+    )
+
+
 def wallet_of(user: User) -> Wallet:
     """The user's wallet, created empty on first use. Takes no lock."""
     return _get_or_create(user=user, kind=_kind_of(user))

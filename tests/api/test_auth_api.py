@@ -1,7 +1,7 @@
 """Sign-up and login answer a token the other routes accept."""
 import pytest
 
-from dispatch.models import ProviderProfile
+from dispatch.models import ProviderProfile, Wallet
 
 pytestmark = pytest.mark.django_db
 
@@ -18,6 +18,16 @@ def test_register_as_provider_creates_profile_and_token(client_for):
     assert body["user"]["role"] == "provider" and body["token"]
     assert ProviderProfile.objects.filter(user_id=body["user"]["id"]).exists()
     assert "password" not in body["user"]
+
+
+@pytest.mark.parametrize("role", ["customer", "provider"])
+def test_sign_up_opens_an_empty_wallet_of_the_role(client_for, role):
+    response = client_for().post(
+        "/auth/register/", {"username": "new-one", "password": "tap-fixer-2026", "role": role}, format="json"
+    )
+
+    wallet = Wallet.objects.get(user_id=response.json()["user"]["id"])
+    assert (wallet.kind, wallet.balance) == (role, 0)
 
 
 def test_login_token_authenticates_later_requests(client_for):

@@ -2,8 +2,12 @@
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from dispatch.models import Event, JobStatus, ProviderProfile
+from config.celery import app as celery_app
+from dispatch import schedule
+from dispatch.models import Event, JobStatus, Offer, ProviderProfile
 
 pytestmark = pytest.mark.django_db
 
@@ -40,6 +44,32 @@ def test_booking_without_provider_stays_pending_with_no_offer(customer, category
 
     assert response.status_code == 201
     assert response.json()["offers"] == [] and response.json()["provider"] is None
+
+
+@pytest.fixture
+def tasks_in_a_worker(monkeypatch):
+    """Tasks go to the broker, as in production, instead of running in the test: what was published, in order."""
+    published, eager = [], celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = False
+    monkeypatch.setattr(schedule, "publish", lambda name, *args, **options: published.append((name, *args)))
+    yield published
+    celery_app.conf.task_always_eager = eager
+
+
+def test_a_booking_answers_its_offers_as_they_committed_when_a_worker_dispatches(
+    customer, provider, category, client_for, tasks_in_a_worker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        direct = client_for(customer).post("/services/jobs/", _booking(category, provider=provider.pk),
+                                           format="json").json()
+        with CaptureQueriesContext(connection) as statements:
+            anyone = client_for(customer).post("/services/jobs/", _booking(category), format="json").json()
+
+    assert [(o["rank"], o["status"]) for o in direct["offers"]] == [(1, "OFFERED")]
+    assert not [s["sql"] for s in statements if 'FROM "dispatch_offer"' in s["sql"]]  # known, not read back
+    assert direct["offers"][0]["id"] == Offer.objects.get(job_id=direct["id"]).pk
+    assert anyone["offers"] == [] and [i["id"] for i in anyone["items"]] == [i["id"] for i in direct["items"]]
+    assert tasks_in_a_worker == [("dispatch.offer", direct["id"]), ("dispatch.offer", anyone["id"])]
 
 
 def test_customer_mass_assignment_is_ignored(customer, category, client_for):

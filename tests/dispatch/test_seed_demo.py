@@ -6,7 +6,22 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
-from dispatch.models import AvailabilityWindow, Job, ProviderProfile, Role, ServiceCategory, ServiceItem, User
+from dispatch.models import (
+    AvailabilityWindow,
+    Invoice,
+    Job,
+    PaymentMethod,
+    ProviderProfile,
+    Role,
+    ServiceCategory,
+    ServiceItem,
+    User,
+    Wallet,
+    WalletKind,
+)
+from dispatch.services.lifecycle import job_complete, job_start
+from dispatch.services.offers import offer_accept
+from dispatch.services.wallet import ledger_audit, system_wallet, wallet_of, wallet_topup
 from matching.geo import haversine_km
 from tests.conftest import book
 from tests.factories import CustomerFactory
@@ -108,6 +123,38 @@ def test_reset_removes_jobs_that_involve_demo_users():
 
     assert Job.objects.count() == 0
     assert _counts() == before | {"Job": 0}
+
+
+def test_every_demo_customer_and_provider_has_a_wallet_from_the_start():
+    _seed()
+
+    people = User.objects.filter(role__in=[Role.CUSTOMER, Role.PROVIDER])
+    assert people.count() > 40
+    assert Wallet.objects.filter(user__in=people).count() == people.count()
+    assert not Wallet.objects.filter(user__role=Role.OPS).exists()
+
+
+def test_reset_after_paid_jobs_removes_their_money_and_keeps_the_ledger_whole():
+    _seed()
+    customer, provider = User.objects.get(username="customer1"), User.objects.get(username="provider1")
+    outsider = CustomerFactory()  # not demo data: their money with a demo provider goes, their wallet stays
+    category = provider.provider_profile.categories.first()
+    for payer, method in ((customer, PaymentMethod.WALLET), (outsider, PaymentMethod.WALLET), (customer, PaymentMethod.CASH)):
+        wallet_topup(user=payer, amount=Decimal("20000.00"), payment_token="tok_test")
+        job = book(payer, category, provider, payment_method=method)
+        offer_accept(job_id=job.pk, provider=provider)
+        job_start(job_id=job.pk, provider=provider)
+        job_complete(job_id=job.pk, provider=provider)
+    assert Invoice.objects.count() == 3 and system_wallet(WalletKind.PLATFORM).balance > 0
+
+    _seed("--reset")
+
+    assert Job.objects.count() == 0 and Invoice.objects.count() == 0
+    assert ledger_audit() == []
+    # The outsider keeps only their top-up: the payment to the demo provider went with the provider.
+    assert wallet_of(outsider).balance == Decimal("20000.00")
+    assert system_wallet(WalletKind.PLATFORM).balance == 0
+    assert User.objects.get(username="provider1").wallet.balance == 0
 
 
 def test_seed_reuses_a_category_that_already_exists():

@@ -9,7 +9,7 @@ from dispatch.errors import Conflict, Forbidden, Invalid, PaymentDeclined, Unpro
 from dispatch.models import Invoice, JobStatus, LedgerEntry, Transfer, TransferKind, Wallet, WalletKind
 from dispatch.services.lifecycle import job_cancel, job_complete, job_start
 from dispatch.services.offers import offer_accept
-from dispatch.services.wallet import ledger_audit, system_wallet, wallet_of, wallet_topup
+from dispatch.services.wallet import ledger_audit, system_wallet, wallet_of, wallet_topup, wallets_open
 from tests.conftest import book
 
 pytestmark = pytest.mark.django_db
@@ -158,6 +158,18 @@ def test_completing_a_wallet_job_pays_the_provider_less_commission(customer, cat
     assert balance(WalletKind.PLATFORM) == COMMISSION
     kinds = sorted(Transfer.objects.filter(job=job).values_list("kind", "amount"))
     assert kinds == [(TransferKind.COMMISSION, COMMISSION), (TransferKind.JOB_PAYMENT, TOTAL)]
+
+
+def test_wallets_opened_at_sign_up_are_the_ones_a_job_pays_into(customer, category, provider):
+    wallets_open([customer, provider, customer])  # twice for one user: still one wallet each
+    opened = {w.user_id: w.pk for w in Wallet.objects.filter(user__in=[customer, provider])}
+    top_up(customer, "2000.00")
+
+    run_to(book(customer, category, provider, payment_method="WALLET"), provider, JobStatus.COMPLETED)
+
+    assert {w.user_id: w.pk for w in Wallet.objects.filter(user__in=[customer, provider])} == opened
+    assert balance(provider) == TOTAL - COMMISSION
+    assert ledger_audit() == []
 
 
 def test_completing_a_cash_job_records_the_commission_the_provider_owes(customer, category, provider):

@@ -13,11 +13,24 @@ from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
-from dispatch.models import AvailabilityWindow, Job, ProviderProfile, Role, ServiceCategory, ServiceItem, User
+from dispatch.models import (
+    AvailabilityWindow,
+    Invoice,
+    Job,
+    LedgerEntry,
+    ProviderProfile,
+    Role,
+    ServiceCategory,
+    ServiceItem,
+    Transfer,
+    User,
+    Wallet,
+)
+from dispatch.services.wallet import wallets_open
 
 CITY = ("New Delhi", 28.6139, 77.2090)
 CITY_TZ = ZoneInfo("Asia/Kolkata")
@@ -98,16 +111,32 @@ class Command(BaseCommand):
 
 
 def _delete_demo() -> None:
-    """The demo users and categories, and every job that would otherwise protect them from deletion."""
+    """The demo users and categories, and every job, wallet and money movement that would otherwise protect them
+    from deletion.
+
+    Other wallets (the platform's, the gateway's, anyone who dealt with a demo user) lose their side of the
+    deleted movements, so each still holds what its remaining ledger entries sum to (`ledger_audit` stays clean).
+    """
     demo_users = User.objects.filter(username__regex=DEMO_USERNAMES)
     demo_categories = ServiceCategory.objects.filter(name__in=CATALOG)
-    Job.objects.filter(
+    jobs = Job.objects.filter(
         Q(category__in=demo_categories)
         | Q(customer__in=demo_users)
         | Q(provider__in=demo_users)
         | Q(requested_provider__in=demo_users)
         | Q(offers__provider__in=demo_users)
-    ).delete()
+    )
+    wallets = Wallet.objects.filter(user__in=demo_users)
+    transfers = list(Transfer.objects.filter(Q(job__in=jobs) | Q(entries__wallet__in=wallets))
+                     .values_list("pk", flat=True).distinct())
+    entries = LedgerEntry.objects.filter(transfer__in=transfers)
+    for wallet_id, amount in entries.exclude(wallet__in=wallets).values_list("wallet_id").annotate(Sum("amount")):
+        Wallet.objects.filter(pk=wallet_id).update(balance=F("balance") - amount)
+    entries.delete()
+    Transfer.objects.filter(pk__in=transfers).delete()
+    Invoice.objects.filter(job__in=jobs).delete()
+    jobs.delete()
+    wallets.delete()
     demo_users.delete()
     demo_categories.delete()
 
@@ -123,6 +152,7 @@ def _seed(rng: random.Random, provider_count: int) -> None:
         + [User(username="ops", name="Ops Desk", role=Role.OPS, is_staff=True, is_superuser=True, password=password)]
     )
     _seed_providers(rng, provider_count, categories, password)
+    wallets_open(User.objects.filter(username__regex=DEMO_USERNAMES))
 
 
 def _seed_catalog() -> list[ServiceCategory]:
