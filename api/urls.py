@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from api.views.accounts import LoginView, LogoutView, PasswordChangeView, RegisterView
 from api.views.catalog import CategoryViewSet
+from api.views.dues import OpsDuesView, OpsSettlementView, ProviderDuesPayView, ProviderDuesView
 from api.views.invoices import JobInvoiceView
 from api.views.jobs import JobViewSet
 from api.views.offers import OfferViewSet
@@ -50,6 +51,10 @@ urlpatterns = [
     path("providers/me/location/", ProviderLocationView.as_view(), name="provider-location"),
     path("providers/me/availability/", ProviderAvailabilityView.as_view(), name="provider-availability"),
     path("providers/me/earnings/", ProviderEarningsView.as_view(), name="provider-earnings"),
+    path("providers/me/dues/", ProviderDuesView.as_view(), name="provider-dues"),
+    path("providers/me/dues/pay/", ProviderDuesPayView.as_view(), name="provider-dues-pay"),
+    path("ops/dues/", OpsDuesView.as_view(), name="ops-dues"),
+    path("ops/providers/<str:pk>/settlements/", OpsSettlementView.as_view(), name="ops-settlements"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", MetricsView.as_view(), name="metrics"),

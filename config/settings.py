@@ -295,6 +295,11 @@ DISPATCH_STUCK_AFTER_S = env.int("DISPATCH_STUCK_AFTER_S", default=10)
 DISPATCH_EMBEDDED_WORKER = env.bool("DISPATCH_EMBEDDED_WORKER", default=not REDIS_URL)
 # Pings are written to PostgreSQL behind, in one statement per this many seconds (the newest per provider).
 LOCATION_FLUSH_S = env.float("LOCATION_FLUSH_S", default=2.0)
+# Cash jobs leave the provider owing the commission (docs/money.md). Once a provider owes this much they
+# get no new offers until they pay it down (through the gateway, or in cash to ops); 0: no limit.
+DISPATCH_DUES_LIMIT = env.int("DISPATCH_DUES_LIMIT", default=2000)
+if DISPATCH_DUES_LIMIT < 0:
+    raise ImproperlyConfigured("DISPATCH_DUES_LIMIT must be 0 (no limit) or more.")
 # Regions (dispatch/regions.py): `name:min_lat,min_lng,max_lat,max_lng;…`; empty: one region, as before.
 DISPATCH_REGIONS = env.str("DISPATCH_REGIONS", default="")
 CELERY_BEAT_SCHEDULE = {

@@ -24,6 +24,9 @@ class EventName(StrEnum):
     JOB_OFFER = "JOB_OFFER"
     OFFER_WITHDRAWN = "OFFER_WITHDRAWN"
     JOB_RELEASED = "JOB_RELEASED"
+    # Unpaid commission reached a dues limit (no new offers), and fell below every limit again (dispatch/services/dues.py).
+    DUES_LIMIT_REACHED = "DUES_LIMIT_REACHED"
+    DUES_CLEARED = "DUES_CLEARED"
     # Told to either side.
     JOB_CANCELLED = "JOB_CANCELLED"
     JOB_REMINDER = "JOB_REMINDER"

@@ -85,6 +85,7 @@ def week_hours_of(windows, time_zone: str = "UTC") -> np.ndarray:
 _PROFILE_COLUMNS = (
     "id", "user_id", "base_latitude", "base_longitude", "last_latitude", "last_longitude", "last_location_at",
     "is_online", "service_radius_km", "rating_avg", "rating_count", "acceptance_rate", "time_zone",
+    "user__wallet__balance",
 )
 # Every process reads the providers announced on the change stream again, a batch every few tens of
 # milliseconds under load: prepared (dispatch/prepared.py).
@@ -160,9 +161,15 @@ def _records(user_ids, *, regional: bool = True) -> list[ProviderRecord]:
                 recent_offers=load.get(r["user_id"], 0),
                 busy_until=busy.get(r["user_id"], 0.0),
                 week_hours=week_hours_of(windows.get(r["id"]), r["time_zone"]),
+                dues=dues_of(r["user__wallet__balance"]),
             )
         )
     return records
+
+
+def dues_of(balance) -> float:
+    """What a provider owes from their wallet balance: the commission of cash jobs takes it below zero."""
+    return max(0.0, -float(balance)) if balance is not None else 0.0
 
 
 SNAPSHOT_CHUNK = 50_000
@@ -191,7 +198,7 @@ def snapshot_of_everyone() -> ProviderSnapshot:
     """
     active = ProviderProfile.objects.filter(user__role=Role.PROVIDER, user__is_active=True).order_by("id")
     fields = ("id", "user_id", "base_latitude", "base_longitude", "last_latitude", "last_longitude", "last_location_at",
-              "is_online", "service_radius_km", "rating_avg", "rating_count", "acceptance_rate")
+              "is_online", "service_radius_km", "rating_avg", "rating_count", "acceptance_rate", "user__wallet__balance")
     parts: dict[str, list[np.ndarray]] = {name: [] for name in fields}
     for batch in _chunks(active, fields):
         for i, name in enumerate(fields):
@@ -245,6 +252,7 @@ def snapshot_of_everyone() -> ProviderSnapshot:
         recent_offers=np.fromiter((load.get(int(u), 0) for u in user_ids), dtype=np.float64, count=n)[keep],
         busy_until=np.fromiter((busy.get(int(u), 0.0) for u in user_ids), dtype=np.float64, count=n)[keep],
         week_hours=week[keep],
+        dues=np.maximum(0.0, -np.nan_to_num(col["user__wallet__balance"]))[keep],
     )
 
 
@@ -601,15 +609,17 @@ def rank_providers(
     *, lat: float, lng: float, radius_km: float, category_id: int | None = None, min_rating: float | None = None,
     online_only: bool = True, exclude_ids=(), skip_busy: bool = False, hour_of_week: int | None = None,
     limit: int | None = 20, ordering: str = "score", within_service_radius: bool = True,
-    weights: ScoreWeights | None = None,
+    weights: ScoreWeights | None = None, max_dues: float | None = None,
 ) -> list[Candidate]:
-    """Ranked candidates around a point, with the fairness load read fresh from the database."""
+    """Ranked candidates around a point, with the fairness load read fresh from the database.
+
+    `max_dues`: leave out providers who owe this much commission or more (a policy's `dues_limit`)."""
     index = provider_index()
     query = MatchQuery(
         lat=lat, lng=lng, radius_km=radius_km, now=time.time(), category_id=category_id, min_rating=min_rating,
         exclude_ids=frozenset(exclude_ids), online_only=online_only,
         max_location_age_s=location_max_age_s() if online_only else None, skip_busy=skip_busy,
-        hour_of_week=hour_of_week, within_service_radius=within_service_radius,
+        hour_of_week=hour_of_week, within_service_radius=within_service_radius, max_dues=max_dues,
     )
     with metrics.matching_seconds.time():
         return index.query(

@@ -6,9 +6,10 @@ subscribe endpoints to it (dispatch/services/webhooks.py); SMS texts it to the u
 for through the configured adapter (dispatch/notify.py, NOTIFY_BACKEND). Texting customers
 when a provider accepts is one edit here: `EventName.JOB_ACCEPTED: {SOCKET, WEBHOOK, SMS}`.
 
-We ship SMS on JOB_REMINDER only: an hour before a slot the apps are likely closed, and a
-text is what gets a provider (and the customer) there. Everything else happens while the
-user is watching the app, where the socket tells them at once.
+We ship SMS on JOB_REMINDER (an hour before a slot the apps are likely closed, and a text is
+what gets a provider and the customer there) and DUES_LIMIT_REACHED (a provider who stops getting
+requests must learn why even with the app shut). Everything else happens while the user is
+watching the app, where the socket tells them at once.
 
 `on_event(event)` is called by `dispatch.events.emit` inside the transaction that wrote the
 Event row, so whatever an outlet records (a webhook delivery, a notification) commits or
@@ -53,6 +54,8 @@ OUTLETS: dict[EventName, set[Outlet]] = {
     EventName.JOB_CANCELLED: {SOCKET, WEBHOOK},
     EventName.JOB_REMINDER: {SOCKET, WEBHOOK, SMS},
     EventName.NEW_MESSAGE: {SOCKET, WEBHOOK},
+    EventName.DUES_LIMIT_REACHED: {SOCKET, WEBHOOK, SMS},
+    EventName.DUES_CLEARED: {SOCKET, WEBHOOK},
     # Push-only, every few seconds per moving provider, never an Event row: sockets only.
     EventName.PROVIDER_LOCATION: {SOCKET},
 }

@@ -30,6 +30,8 @@ class DispatchPolicy:
     retry_s: int
     scheduled_retry_s: int
     slot_step_min: int
+    # Unpaid commission (cash jobs) at which a provider gets no new offers in this category; 0: no limit.
+    dues_limit: int
     weights: ScoreWeights
 
     @property
@@ -44,6 +46,11 @@ class DispatchPolicy:
     def slot_step(self) -> timedelta:
         return timedelta(minutes=self.slot_step_min)
 
+    @property
+    def max_dues(self) -> float | None:
+        """What matching leaves out providers at (`dues_limit`), None for no limit."""
+        return float(self.dues_limit) if self.dues_limit else None
+
     def timeout_s(self, *, scheduled: bool) -> int:
         return self.scheduled_offer_timeout_s if scheduled else self.offer_timeout_s
 
@@ -52,7 +59,7 @@ _POSITIVE_INTS = {
     "offer_timeout_s", "scheduled_offer_timeout_s", "batch_size", "max_offers", "search_deadline_s", "capacity",
     "retry_s", "scheduled_retry_s", "slot_step_min",
 }
-_NON_NEGATIVE_INTS = {"lead_time_s", "buffer_min", "reminder_before_s", "no_show_grace_s"}
+_NON_NEGATIVE_INTS = {"lead_time_s", "buffer_min", "reminder_before_s", "no_show_grace_s", "dues_limit"}
 
 
 def default_policy() -> DispatchPolicy:
@@ -71,6 +78,7 @@ def default_policy() -> DispatchPolicy:
         retry_s=settings.DISPATCH_RETRY_S,
         scheduled_retry_s=settings.DISPATCH_SCHEDULED_RETRY_S,
         slot_step_min=settings.DISPATCH_SLOT_STEP_MIN,
+        dues_limit=settings.DISPATCH_DUES_LIMIT,
         weights=ScoreWeights(**settings.MATCHING_WEIGHTS),
     )
 

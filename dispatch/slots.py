@@ -74,7 +74,7 @@ def nearby_free_slots(*, category_id: int, lat: float, lng: float, day: date, it
     duration = sum(i.duration_min for i in items)
     ranked = rank_providers(
         lat=lat, lng=lng, radius_km=policy.radius_steps_km[-1], category_id=category.pk, online_only=False,
-        limit=AREA_SLOT_PROVIDERS, ordering="distance", weights=policy.weights,
+        limit=AREA_SLOT_PROVIDERS, ordering="distance", weights=policy.weights, max_dues=policy.max_dues,
     )
     by_id = ProviderProfile.objects.in_bulk([c.provider_id for c in ranked], field_name="user_id")
     profiles = [by_id[c.provider_id] for c in ranked if c.provider_id in by_id]

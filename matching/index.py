@@ -54,7 +54,7 @@ def _record_at(snap: ProviderSnapshot, row: int) -> ProviderRecord:
         online=bool(snap.online[row]), location_at=float(snap.location_at[row]),
         service_radius_km=float(snap.service_radius_km[row]), acceptance_rate=float(snap.acceptance_rate[row]),
         recent_offers=int(snap.recent_offers[row]), busy_until=float(snap.busy_until[row]),
-        week_hours=snap.week_hours[row].copy(),
+        week_hours=snap.week_hours[row].copy(), dues=float(snap.dues[row]),
     )
 
 
@@ -471,6 +471,8 @@ def _filter(snap: ProviderSnapshot, rows: np.ndarray, q: MatchQuery, *, category
         keep &= snap.rating_avg[rows] >= q.min_rating
     if q.skip_busy:
         keep &= snap.busy_until[rows] <= q.now
+    if q.max_dues is not None:
+        keep &= snap.dues[rows] < q.max_dues
     if q.exclude_ids:
         keep &= _not_excluded(snap.ids[rows], q.exclude_ids)
     if q.hour_of_week is not None:

@@ -29,6 +29,8 @@ def brute_force_find(snap: ProviderSnapshot, q: MatchQuery, distance: np.ndarray
         keep &= snap.rating_avg >= q.min_rating
     if q.skip_busy:
         keep &= snap.busy_until <= q.now
+    if q.max_dues is not None:
+        keep &= snap.dues < q.max_dues
     if q.exclude_ids:
         keep &= ~np.isin(snap.ids, np.fromiter(q.exclude_ids, dtype=np.int64))
     if q.hour_of_week is not None:

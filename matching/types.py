@@ -43,6 +43,12 @@ class ProviderSnapshot:
     recent_offers: np.ndarray  # offers received in the last hour
     busy_until: np.ndarray  # seconds since the epoch until which the provider is at work (0: free)
     week_hours: np.ndarray  # uint8 (n, 21): packed hour-of-week availability
+    # Commission the provider owes on cash jobs (docs/money.md); none given: nobody owes anything.
+    dues: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.dues is None:
+            self.dues = np.zeros(len(self.ids), dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -81,6 +87,7 @@ class ProviderSnapshot:
             recent_offers=column("recent_offers", np.float64),
             busy_until=column("busy_until", np.float64),
             week_hours=np.stack([r.week_hours for r in records]) if n else np.zeros((0, WEEK_BYTES), np.uint8),
+            dues=column("dues", np.float64),
         )
 
 
@@ -101,6 +108,7 @@ class ProviderRecord:
     recent_offers: int = 0
     busy_until: float = 0.0
     week_hours: np.ndarray = field(default_factory=lambda: ALWAYS_AVAILABLE.copy(), compare=False)
+    dues: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,7 @@ class MatchQuery:
     skip_busy: bool = False
     hour_of_week: int | None = None  # the scheduled hour must lie in an availability window
     within_service_radius: bool = True
+    max_dues: float | None = None  # providers owing this much or more are left out (None: no limit)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from api.headers import idempotency_key
 from api.pagination import ChatPagination, StandardPagination
 from api.path_ids import path_id
 from api.permissions import IsCustomer, IsProvider
@@ -18,7 +19,6 @@ from api.serializers.jobs import BookingSerializer, JobSerializer, ReleaseSerial
 from api.serializers.reviews import ReviewSerializer
 from api.throttles import BOOKING_THROTTLES, CHAT_THROTTLES
 from dispatch import selectors
-from dispatch.errors import Invalid
 from dispatch.models import Job, JobStatus
 from dispatch.services.booking import job_book, job_book_once
 from dispatch.services.chat import message_send
@@ -92,11 +92,9 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         fields["items"] = fields.pop("item_ids")
-        key = request.headers.get("Idempotency-Key")
+        key = idempotency_key(request)
         if key is None:
             return self._shown(job_book(customer=request.user, **fields), status.HTTP_201_CREATED)
-        if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-            raise Invalid(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.", field="Idempotency-Key")
         job, created = job_book_once(
             idempotency_key=key, fingerprint=_fingerprint(request.data), customer=request.user, **fields
         )
@@ -230,8 +228,6 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         review = review_create(job_id=path_id(pk), customer=request.user, **data.validated_data)
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
 
-
-MAX_IDEMPOTENCY_KEY = 255
 
 
 def _fingerprint(body) -> str:

@@ -4,6 +4,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.headers import idempotency_key
 from api.pagination import StandardPagination
 from api.schema import ERROR
 from api.serializers.wallet import (
@@ -14,10 +15,7 @@ from api.serializers.wallet import (
     WalletSerializer,
 )
 from dispatch import selectors
-from dispatch.errors import Invalid
 from dispatch.services.wallet import wallet_topup
-
-MAX_IDEMPOTENCY_KEY = 255
 
 
 class WalletView(APIView):
@@ -48,9 +46,7 @@ class WalletTopUpView(APIView):
     def post(self, request):
         data = TopUpSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-            raise Invalid(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.", field="Idempotency-Key")
+        key = idempotency_key(request)
         transfer, created = wallet_topup(user=request.user, idempotency_key=key, **data.validated_data)
         entry = transfer.entries.select_related("transfer").get(wallet__user=request.user)
         body = {**WalletSerializer(selectors.wallet_summary(request.user)).data, "entry": LedgerEntrySerializer(entry).data}

@@ -16,10 +16,12 @@ class WalletKind(models.TextChoices):
     # and the payment gateway's clearing account, the other side of every top-up.
     PLATFORM = "platform", "Platform"
     GATEWAY = "gateway", "Payment gateway"
+    # Cash handed to ops (a provider settling their dues at the office): like the gateway, money from outside.
+    CASH_DESK = "cash_desk", "Cash desk"
 
 
 USER_WALLETS = [WalletKind.CUSTOMER, WalletKind.PROVIDER]
-SYSTEM_WALLETS = [WalletKind.PLATFORM, WalletKind.GATEWAY]
+SYSTEM_WALLETS = [WalletKind.PLATFORM, WalletKind.GATEWAY, WalletKind.CASH_DESK]
 
 
 class Wallet(models.Model):
@@ -38,12 +40,12 @@ class Wallet(models.Model):
                 name="wallet_owner_matches_kind",
             ),
             models.UniqueConstraint(fields=["kind"], condition=Q(user__isnull=True), name="one_wallet_per_system_account"),
-            # Who may go below zero: a provider (commission owed on cash jobs) and the gateway
-            # (all money that ever came in). Customers and the platform never.
+            # Who may go below zero: a provider (commission owed on cash jobs), the gateway and the
+            # cash desk (all money that ever came in through them). Customers and the platform never.
             models.CheckConstraint(
                 condition=Q(kind__in=[WalletKind.CUSTOMER, WalletKind.PLATFORM], balance__gte=0)
                 | Q(kind=WalletKind.PROVIDER)
-                | Q(kind=WalletKind.GATEWAY, balance__lte=0),
+                | Q(kind__in=[WalletKind.GATEWAY, WalletKind.CASH_DESK], balance__lte=0),
                 name="wallet_balance_sign",
             ),
         ]
@@ -57,6 +59,9 @@ class TransferKind(models.TextChoices):
     JOB_PAYMENT = "JOB_PAYMENT", "Job payment"
     COMMISSION = "COMMISSION", "Commission"
     CANCELLATION_FEE = "CANCELLATION_FEE", "Cancellation fee"
+    # A provider clearing the commission they owe on cash jobs: paid through the gateway, or in cash to ops.
+    DUES_PAYMENT = "DUES_PAYMENT", "Dues paid"
+    CASH_SETTLEMENT = "CASH_SETTLEMENT", "Dues settled in cash"
 
 
 class Transfer(models.Model):
@@ -72,6 +77,11 @@ class Transfer(models.Model):
     job = models.ForeignKey("dispatch.Job", on_delete=models.PROTECT, null=True, blank=True, related_name="transfers")
     memo = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Who recorded it, for movements a person makes by hand (ops recording a cash settlement); the memo
+    # names them too, so the trail survives the account.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="transfers_recorded"
+    )
 
     class Meta:
         ordering = ["id"]

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from dispatch import calendar, events
@@ -38,7 +38,12 @@ _OFFERS_LOCKED = Prepared(
     lambda job_id: Offer.objects.select_for_update(of=("self",)).filter(job_id=job_id).select_related("provider"),
     job_id=int,
 )
-_PROVIDERS = Prepared(lambda ids: User.objects.only("id", "role", "name", "username").filter(pk__any_of=ids), ids=list)
+# With their wallet balance: an offer is refused to a provider at the dues limit (dispatch/services/dues.py).
+_PROVIDERS = Prepared(
+    lambda ids: User.objects.only("id", "role", "name", "username").filter(pk__any_of=ids)
+    .annotate(wallet_balance=F("wallet__balance")),
+    ids=list,
+)
 
 
 def batch_size(job: Job) -> int:
@@ -148,6 +153,7 @@ def _offer_to_best(job: Job, policy: DispatchPolicy, *, exclude: set[int], wante
             # A slot's best-scored providers may be off then: rank wide, then keep who is free.
             limit=SLOT_CANDIDATES if job.is_scheduled else wanted - len(created) + CANDIDATE_SLACK,
             weights=policy.weights,
+            max_dues=policy.max_dues,
         )
         if job.is_scheduled:
             free = _free_at_slot(job, policy, [c.provider_id for c in ranked])
@@ -198,7 +204,7 @@ def slot_alternatives(job: Job) -> list:
     policy = policy_for(job.category)
     ranked = rank_providers(
         lat=job.latitude, lng=job.longitude, radius_km=policy.radius_steps_km[-1], category_id=job.category_id,
-        online_only=False, limit=20, ordering="distance", weights=policy.weights,
+        online_only=False, limit=20, ordering="distance", weights=policy.weights, max_dues=policy.max_dues,
     )
     profiles = list(ProviderProfile.objects.filter(user_id__in=[c.provider_id for c in ranked]))
     after = max(job.scheduled_at, timezone.now() + policy.lead_time)

@@ -25,6 +25,7 @@ from dispatch.provider_time import busy_provider_ids
 from dispatch.regions import queue
 from dispatch.schedule import dispatch_after_commit, publish
 from dispatch.selectors import rows_known
+from dispatch.services.dues import refuse_offer_if_owing
 from dispatch.services.holds import HOLD_LOCK_SPACE, busy_conflict, hold_instant, hold_place, hold_release
 from dispatch.services.location import eta_minutes
 from dispatch.transitions import job_move, offer_move
@@ -82,12 +83,14 @@ def offer_create(
 ) -> Offer:
     """Offer a PENDING job to one provider until the category's timeout. Caller holds the job's lock; try-locks the provider.
 
-    Raises Conflict if the provider already holds a live offer (the database allows one),
+    Raises Conflict if the provider owes the category's dues limit or more (dispatch/services/dues.py),
+    if they already hold a live offer (the database allows one),
     if they are busy for an instant job, or if a slot's time is not free (a slot offer
     holds that time tentatively until it is answered).
     """
     if job.status != JobStatus.PENDING:
         raise Conflict(f"Job {job.pk} is {job.status}; it cannot be offered.")
+    refuse_offer_if_owing(job=job, provider=provider)
     if not _claim_provider(provider.pk):
         raise Conflict(f"Provider {provider.pk} is being offered another job right now.")
     if not job.is_scheduled:

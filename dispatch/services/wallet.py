@@ -11,7 +11,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from dispatch import events
 from dispatch.errors import Forbidden, Invalid, PaymentDeclined, Unprocessable
+from dispatch.event_names import EventName
 from dispatch.models import (
     Invoice,
     Job,
@@ -25,13 +27,19 @@ from dispatch.models import (
     WalletKind,
 )
 from dispatch.payments import payment_gateway
+from dispatch.policy import policy_for
 from dispatch.prepared import Prepared, insert_row, insert_rows, update_row
 from dispatch.selectors import wallet_reserved
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 # Wallets the services may take below zero, and only where a rule says so (docs/money.md).
-MAY_GO_NEGATIVE = {WalletKind.PROVIDER, WalletKind.GATEWAY}
+MAY_GO_NEGATIVE = {WalletKind.PROVIDER, WalletKind.GATEWAY, WalletKind.CASH_DESK}
+
+
+def dues_owed(balance: Decimal | None) -> Decimal:
+    """What a provider with this wallet balance owes in commission (None: no wallet yet, nothing); docs/money.md."""
+    return max(ZERO, -balance) if balance is not None else ZERO
 
 
 def commission_for(total: Decimal) -> Decimal:
@@ -87,7 +95,7 @@ def _lock(*wallets: Wallet) -> list[Wallet]:
     return [locked[w.pk] for w in wallets]
 
 
-def _lock_wallets(*owners: User | str) -> list[Wallet]:
+def lock_wallets(*owners: User | str) -> list[Wallet]:
     """Lock the wallets of `owners` (users, or a system wallet's kind) in id order; fresh rows, in the given order.
 
     One statement when they all exist (the usual case). A wallet's first use creates the missing
@@ -125,8 +133,9 @@ def _wallets_locked(keys: list[tuple[int | None, str]]) -> tuple[Prepared, dict]
     return query, values
 
 
-def _move(
-    *, kind: str, reference: str, amount: Decimal, source: Wallet, target: Wallet, job: Job | None = None, memo: str = ""
+def move(
+    *, kind: str, reference: str, amount: Decimal, source: Wallet, target: Wallet, job: Job | None = None, memo: str = "",
+    created_by: User | None = None,
 ) -> Transfer | None:
     """Book `amount` from `source` to `target`. Caller holds both wallets' row locks.
 
@@ -140,7 +149,8 @@ def _move(
         return None
     if source.balance - amount < 0 and source.kind not in MAY_GO_NEGATIVE:
         raise Invalid(f"Insufficient wallet balance: {source.balance} available, {amount} needed.")
-    transfer = insert_row(Transfer(kind=kind, reference=reference, amount=amount, job=job, memo=memo))
+    transfer = insert_row(Transfer(kind=kind, reference=reference, amount=amount, job=job, memo=memo,
+                                   created_by=created_by))
     legs = [(source, -amount), (target, amount)]
     if sum(delta for _, delta in legs) != 0:  # the double-entry rule, checked before anything is written
         raise AssertionError(f"Transfer {reference} does not balance.")
@@ -184,8 +194,8 @@ def wallet_topup(
     reference = reference or f"topup:{user.pk}:charge:{charge.charge_id}"
     try:
         with transaction.atomic():
-            gateway, wallet = _lock_wallets(WalletKind.GATEWAY, user)
-            transfer = _move(
+            gateway, wallet = lock_wallets(WalletKind.GATEWAY, user)
+            transfer = move(
                 kind=TransferKind.TOPUP, reference=reference, amount=amount, source=gateway, target=wallet,
                 memo=f"Top-up (charge {charge.charge_id})",
             )
@@ -216,7 +226,7 @@ def wallet_check_booking(*, job: Job) -> None:
     """
     if job.payment_method != PaymentMethod.WALLET:
         return
-    (wallet,) = _lock_wallets(job.customer)
+    (wallet,) = lock_wallets(job.customer)
     reserved = wallet_reserved(job.customer_id)
     if wallet.balance < reserved:
         available = max(wallet.balance - (reserved - job.total_price), ZERO)
@@ -242,18 +252,28 @@ def job_settle(*, job: Job) -> Invoice:
         payment_method=job.payment_method,
     ))
     if job.payment_method == PaymentMethod.WALLET:
-        customer, provider, platform = _lock_wallets(job.customer, job.provider, WalletKind.PLATFORM)
-        _move(
+        customer, provider, platform = lock_wallets(job.customer, job.provider, WalletKind.PLATFORM)
+        move(
             kind=TransferKind.JOB_PAYMENT, reference=f"job:{job.pk}:payment", amount=job.total_price,
             source=customer, target=provider, job=job, memo=f"Job {job.pk}",
         )
     else:
-        provider, platform = _lock_wallets(job.provider, WalletKind.PLATFORM)
-    _move(
+        provider, platform = lock_wallets(job.provider, WalletKind.PLATFORM)
+    owed_before = dues_owed(provider.balance)
+    move(
         kind=TransferKind.COMMISSION, reference=f"job:{job.pk}:commission", amount=job.commission_amount,
         source=provider, target=platform, job=job, memo=f"Commission on job {job.pk} ({job.payment_method})",
     )
+    _tell_if_dues_limit_reached(job=job, before=owed_before, after=dues_owed(provider.balance))
     return invoice
+
+
+def _tell_if_dues_limit_reached(*, job: Job, before: Decimal, after: Decimal) -> None:
+    """This job's commission took the provider's dues to the category's limit: no new offers (dispatch/services/dues.py)."""
+    limit = policy_for(job.category).dues_limit
+    if limit and before < limit <= after:
+        events.emit(user=job.provider, name=EventName.DUES_LIMIT_REACHED, job=job,
+                    owed=str(after), limit=str(Decimal(limit).quantize(CENT)))
 
 
 def job_charge_cancellation(*, job: Job) -> Decimal:
@@ -269,15 +289,15 @@ def job_charge_cancellation(*, job: Job) -> Decimal:
     fee = min(settings.CANCELLATION_FEE, job.total_price)
     if fee <= 0:
         return ZERO
-    customer, provider, platform = _lock_wallets(job.customer, job.provider, WalletKind.PLATFORM)
+    customer, provider, platform = lock_wallets(job.customer, job.provider, WalletKind.PLATFORM)
     fee = min(fee, max(customer.balance - wallet_reserved(job.customer_id), ZERO)).quantize(CENT)
     if fee == 0:
         return ZERO
-    _move(
+    move(
         kind=TransferKind.CANCELLATION_FEE, reference=f"job:{job.pk}:cancellation_fee", amount=fee,
         source=customer, target=provider, job=job, memo=f"Cancellation fee, job {job.pk}",
     )
-    _move(
+    move(
         kind=TransferKind.COMMISSION, reference=f"job:{job.pk}:cancellation_commission", amount=commission_for(fee),
         source=provider, target=platform, job=job, memo=f"Commission on the cancellation fee of job {job.pk}",
     )

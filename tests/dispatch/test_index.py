@@ -3,6 +3,7 @@ import time
 from dataclasses import replace
 from datetime import time as clock
 from datetime import timedelta
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from django.utils import timezone
 
 from dispatch import index as live_index
 from dispatch.index import provider_index, rank_providers, reset_provider_index, week_hours_of
-from dispatch.models import Hold, ProviderProfile
+from dispatch.models import Hold, ProviderProfile, Wallet, WalletKind
 from dispatch.services.offers import offer_accept
 from matching.scoring import hour_bits
 from tests.conftest import book
@@ -158,6 +159,8 @@ def test_the_start_up_snapshot_read_as_columns_is_the_one_read_as_records(
     gone.is_active = False
     gone.save()
     book(customer, category, other_provider)  # a live offer: load
+    owing = Wallet.objects.create(user=evening, kind=WalletKind.PROVIDER, balance=Decimal("-510.00"))  # dues
+    Wallet.objects.create(user=gone, kind=WalletKind.PROVIDER, balance=Decimal("-1.00"))
 
     columns = snapshot_of_everyone()
     records = ProviderSnapshot.from_records(_records(None))
@@ -165,18 +168,20 @@ def test_the_start_up_snapshot_read_as_columns_is_the_one_read_as_records(
     named = ProviderSnapshot.from_records(_records(ProviderProfile.objects.values_list("user_id", flat=True)))
     assert sorted(named.ids.tolist()) == sorted(records.ids.tolist())
     assert named.busy_until[np.argsort(named.ids)].tolist() == records.busy_until[np.argsort(records.ids)].tolist()
+    assert named.dues[np.argsort(named.ids)].tolist() == records.dues[np.argsort(records.ids)].tolist()
 
     def by_id(snap: ProviderSnapshot):
         order = np.argsort(snap.ids)
         named = {c: i for c, i in snap.category_bit.items()}
         served = [frozenset(c for c, b in named.items() if int(bits) >> b & 1) for bits in snap.category_bits[order]]
         fields = ("ids", "lat", "lng", "rating_avg", "rating_count", "online", "location_at", "service_radius_km",
-                  "acceptance_rate", "recent_offers", "busy_until")
+                  "acceptance_rate", "recent_offers", "busy_until", "dues")
         return {f: getattr(snap, f)[order].tolist() for f in fields} | {"served": served,
                                                                        "week": snap.week_hours[order].tolist()}
 
     assert by_id(columns) == by_id(records)
     assert gone.pk not in columns.ids.tolist() and len(columns) == 4  # the two, the evening one, the base-only one
+    assert {int(i): d for i, d in zip(columns.ids, columns.dues) if d} == {owing.user_id: 510.0}
 
 
 

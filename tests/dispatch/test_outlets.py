@@ -71,8 +71,9 @@ def test_webhooks_can_be_sent_every_stored_event_but_not_the_push_only_location(
     assert set(outlets.webhook_event_names()) == set(EventName) - {EventName.PROVIDER_LOCATION}
 
 
-def test_sms_ships_on_the_reminder_only():
-    assert [name for name, where in outlets.OUTLETS.items() if SMS in where] == [EventName.JOB_REMINDER]
+def test_sms_ships_on_the_reminder_and_the_dues_limit_only():
+    assert [name for name, where in outlets.OUTLETS.items() if SMS in where] == [
+        EventName.JOB_REMINDER, EventName.DUES_LIMIT_REACHED]
 
 
 def test_a_reminder_is_texted_to_its_user(texts, assigned_job, customer, django_capture_on_commit_callbacks):

@@ -63,6 +63,7 @@ def worlds(draw):
                 acceptance_rate=draw(st.floats(0, 1)),
                 recent_offers=draw(st.integers(0, 5)),
                 busy_until=draw(st.sampled_from([0.0, NOW - 60, NOW + 60])),
+                dues=draw(st.sampled_from([0.0, 499.99, 500.0, 2000.0])),
             )
         )
     query = MatchQuery(
@@ -75,6 +76,7 @@ def worlds(draw):
         exclude_ids=frozenset(draw(st.sets(st.integers(1, max(n, 1)), max_size=5))),
         online_only=draw(st.booleans()),
         skip_busy=draw(st.booleans()),
+        max_dues=draw(st.sampled_from([None, 500.0])),
     )
     return records, query
 
@@ -92,6 +94,17 @@ def test_index_agrees_with_brute_force(world, ordering, search):
         got = index.query(query, limit=None, ordering=ordering)
 
     _same_up_to_ties(got, brute_force_query(snapshot, query, limit=None, ordering=ordering))
+
+
+def test_providers_owing_the_limit_or_more_are_left_out():
+    owing = [ProviderRecord(provider_id=i, lat=0.0, lng=0.001 * i, categories=frozenset({1}), location_at=NOW, dues=d)
+             for i, d in enumerate([0.0, 499.99, 500.0, 2000.0], start=1)]
+    index = ProviderIndex(ProviderSnapshot.from_records(owing))
+
+    capped = index.query(MatchQuery(lat=0.0, lng=0.0, radius_km=5.0, now=NOW, max_dues=500.0), limit=None)
+    uncapped = index.query(MatchQuery(lat=0.0, lng=0.0, radius_km=5.0, now=NOW), limit=None)
+
+    assert sorted(_ids(capped)) == [1, 2] and sorted(_ids(uncapped)) == [1, 2, 3, 4]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
