@@ -10,7 +10,10 @@ from dispatch.models import LedgerEntry
 class LedgerEntrySerializer(serializers.ModelSerializer):
     """One line of the user's statement: positive money in, negative money out."""
 
-    kind = serializers.CharField(source="transfer.kind", help_text="TOPUP, JOB_PAYMENT, COMMISSION, CANCELLATION_FEE, DUES_PAYMENT or CASH_SETTLEMENT.")
+    kind = serializers.CharField(
+        source="transfer.kind",
+        help_text="TOPUP, JOB_PAYMENT, COMMISSION, CANCELLATION_FEE, DUES_PAYMENT or CASH_SETTLEMENT.",
+    )
     job_id = serializers.IntegerField(source="transfer.job_id", allow_null=True)
     description = serializers.CharField(source="transfer.memo")
     transfer_id = serializers.IntegerField()

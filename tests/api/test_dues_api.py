@@ -1,5 +1,4 @@
 """Dues over HTTP: the provider sees and pays theirs; ops list who owes and record cash settlements."""
-from decimal import Decimal
 
 import pytest
 

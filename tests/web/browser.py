@@ -79,12 +79,13 @@ def start_server(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.1)
 
 
-def seeded_server(scratch: Path, setup: str):
+def seeded_server(scratch: Path, setup: str, **settings):
     """Migrate a scratch SQLite file, run `setup` in `manage.py shell` (its last line printed is JSON), serve it.
 
-    A generator for module fixtures: yields `{"base", "env", **that JSON}`, stops the server after.
+    `settings` go into the environment of both. A generator for module fixtures: yields
+    `{"base", "env", **that JSON}`, stops the server after.
     """
-    env = embedded_env(scratch / "db.sqlite3")
+    env = embedded_env(scratch / "db.sqlite3", **settings)
     manage(env, "migrate", "--noinput")
     seeded = json.loads(manage(env, "shell", "-c", setup).strip().splitlines()[-1])
     process, base = start_server(env, scratch / "server.log")

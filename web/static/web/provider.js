@@ -1,5 +1,6 @@
-/* The provider page: online/offline, job requests with a countdown, accept/reject, jobs by status (and handing one
- * back), chat, location, and "My week": working hours, time off and the time held by jobs. */
+/* The provider page: online/offline, money (dues and why they stop requests, paying them; earnings with a chart),
+ * job requests with a countdown, accept/reject, jobs by status (and handing one back, invoices), chat, location,
+ * and "My week": working hours, time off and the time held by jobs. */
 window.Dispatch.page("provider", function (me, D) {
   "use strict";
   const el = D.el;
@@ -60,6 +61,73 @@ window.Dispatch.page("provider", function (me, D) {
       fail($("online-error"), "Could not change your availability: " + e.message);
     }
   });
+
+  /* ---- money: dues and earnings ---- */
+
+  async function loadDues() {
+    let dues;
+    try {
+      dues = await D.api("/providers/me/dues/");
+      fail($("dues-error"), "");
+    } catch (e) {
+      return fail($("dues-error"), "Could not load what you owe: " + e.message);
+    }
+    const owed = Number(dues.owed);
+    const limit = dues.limit === null ? "" : " (limit " + D.money(dues.limit) + ")";
+    const lines = [];
+    if (dues.blocked) {
+      lines.push(el("p", { class: "error", id: "dues-blocked", role: "status" },
+        "⚠️ You owe " + D.money(dues.owed) + " in commission on cash jobs, at or past the limit of " +
+        D.money(dues.limit) + ": you get no new job requests until you pay it."));
+    } else {
+      lines.push(el("p", { id: "dues-owed" }, owed > 0
+        ? "You owe " + D.money(dues.owed) + " in commission on cash jobs" + limit + "."
+        : "You owe nothing in commission."));
+    }
+    if (owed > 0) {
+      lines.push(el("div", { class: "actions" }, el("button", { type: "button", class: dues.blocked ? "primary" : null,
+        id: "pay-dues", onclick: payDues }, "💳 Pay " + D.money(dues.owed) + " now")));
+    }
+    $("dues").replaceChildren(...lines);
+  }
+
+  async function payDues() {
+    const button = $("pay-dues");
+    button.disabled = true;
+    try {
+      // One key per attempt: a double click or a retried request pays once.
+      const key = "dues-" + Date.now() + "-" + Math.random().toString(36).slice(2);
+      await D.api("/providers/me/dues/pay/", { body: {}, headers: { "Idempotency-Key": key } });
+      D.toast("✅ Dues paid.", "success");
+      fail($("dues-error"), "");
+    } catch (e) {
+      fail($("dues-error"), "Payment failed: " + e.message);
+    }
+    loadDues();
+    loadEarnings();
+  }
+
+  async function loadEarnings() {
+    let earnings;
+    try {
+      earnings = await D.api("/providers/me/earnings/");
+      fail($("earnings-error"), "");
+    } catch (e) {
+      return fail($("earnings-error"), "Could not load your earnings: " + e.message);
+    }
+    const t = earnings.totals;
+    const top = Math.max(1, ...earnings.periods.map((p) => Number(p.net)));
+    const bars = earnings.periods.map(function (p) {
+      const net = Math.max(0, Number(p.net));
+      return el("span", { class: "bar", style: "height:" + Math.round((net / top) * 100) + "%",
+        title: p.start + ": " + p.jobs + " jobs, net " + D.money(p.net) });
+    });
+    $("earnings").replaceChildren(
+      el("p", {}, el("strong", {}, D.money(t.net)), " net from " + t.jobs + " jobs · gross " + D.money(t.gross) +
+        " (cash " + D.money(t.cash) + ", wallet " + D.money(t.wallet) + ") · commission " + D.money(t.commission)),
+      el("div", { class: "earnings-chart", role: "img",
+        "aria-label": "Net earnings per day from " + earnings.from + " to " + earnings.to }, bars));
+  }
 
   /* ---- job requests ---- */
 
@@ -203,6 +271,15 @@ window.Dispatch.page("provider", function (me, D) {
     }
     if (["ASSIGNED", "IN_PROGRESS", "COMPLETED"].includes(job.status)) {
       actions.push(el("button", { type: "button", "aria-label": "Chat about job " + job.id, onclick: () => openChat(job) }, "💬 Chat"));
+    }
+    if (job.status === "COMPLETED") {
+      actions.push(el("button", { type: "button", "aria-label": "Invoice of job " + job.id, onclick: async function () {
+        try {
+          await D.download("/services/jobs/" + job.id + "/invoice/", "invoice-" + job.id + ".pdf");
+        } catch (e) {
+          fail($("jobs-error"), "Could not download the invoice: " + e.message);
+        }
+      } }, "⬇ Invoice (PDF)"));
     }
     if (customer.phone && ["ASSIGNED", "IN_PROGRESS"].includes(job.status)) {
       actions.push(el("a", { class: "button", href: "tel:" + customer.phone.replace(/[^+0-9]/g, ""),
@@ -605,6 +682,10 @@ window.Dispatch.page("provider", function (me, D) {
     } else if (event.event === "JOB_RELEASED" && event.why === "no_show") {
       D.toast("🚩 Job #" + event.job_id + " is no longer yours: you were reported as not showing up.", "error");
       loadJobs();
+    } else if (event.event === "DUES_LIMIT_REACHED" || event.event === "DUES_CLEARED") {
+      D.toast(event.message, event.event === "DUES_CLEARED" ? "success" : "error");
+      loadDues();
+      return;
     } else if (event.event === "JOB_REMINDER" && event.starts_at) {
       D.toast("⏰ Reminder: job #" + event.job_id + " starts at " + D.when(event.starts_at) + ".", "info");
       loadJobs();
@@ -612,12 +693,17 @@ window.Dispatch.page("provider", function (me, D) {
       D.toast(event.message, event.event === "JOB_CANCELLED" ? "error" : event.event === "JOB_RELEASED" ? "warn" : "info");
       loadOffers();
       loadJobs();
+      loadDues();
+      loadEarnings();
     }
     loadWeek(); // offers hold time tentatively; accepts, releases and cancels change it
   }
 
   loadProfile();
+  loadDues();
+  loadEarnings();
   D.connectNotifications(onEvent, function () {
+    loadDues();
     loadOffers();
     loadJobs();
     loadWeek();
