@@ -252,6 +252,9 @@ def offer_payload(offer: Offer, *, distance_km: float | None = None) -> dict:
         "offer_id": offer.pk,
         "expires_at": iso(offer.expires_at),
         "customer_first_name": job.customer.first_name_only,
+        # How the customer's past providers rated them (null before anyone has).
+        "customer_rating": round(job.customer.customer_rating_avg, 1) if job.customer.customer_rating_count else None,
+        "customer_rating_count": job.customer.customer_rating_count,
         "category": job.category.name,
         "description": job.description,
         "items": [{"id": ji.item_id, "name": ji.item.name, "price": str(ji.price)} for ji in job.job_items.all()],

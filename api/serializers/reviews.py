@@ -1,8 +1,8 @@
-"""A customer's review of a completed job."""
+"""Reviews of a completed job: the customer's of the provider, the provider's of the customer."""
 from rest_framework import serializers
 
 from api.serializers.fields import StrictIntegerField
-from dispatch.models import Review
+from dispatch.models import CustomerRating, Review
 
 
 class ReviewSerializer(serializers.ModelSerializer):
@@ -14,3 +14,8 @@ class ReviewSerializer(serializers.ModelSerializer):
         model = Review
         fields = ["id", "job_id", "rating", "comment", "created_at"]
         read_only_fields = ["id", "job_id", "created_at"]
+
+
+class CustomerRatingSerializer(ReviewSerializer):
+    class Meta(ReviewSerializer.Meta):
+        model = CustomerRating

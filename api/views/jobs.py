@@ -16,7 +16,7 @@ from api.schema import ERROR
 from api.serializers.chat import MessagePageSerializer, MessageSerializer
 from api.serializers.events import EventPageSerializer, EventSerializer
 from api.serializers.jobs import BookingSerializer, JobSerializer, ReleaseSerializer
-from api.serializers.reviews import ReviewSerializer
+from api.serializers.reviews import CustomerRatingSerializer, ReviewSerializer
 from api.throttles import BOOKING_THROTTLES, CHAT_THROTTLES
 from dispatch import selectors
 from dispatch.models import Job, JobStatus
@@ -24,7 +24,7 @@ from dispatch.services.booking import job_book, job_book_once
 from dispatch.services.chat import message_send
 from dispatch.services.lifecycle import job_cancel, job_complete, job_mark_no_show, job_release, job_start
 from dispatch.services.offers import offer_accept, offer_reject
-from dispatch.services.reviews import review_create
+from dispatch.services.reviews import customer_rating_create, review_create
 
 
 class JobFilter(django_filters.FilterSet):
@@ -39,6 +39,7 @@ class JobFilter(django_filters.FilterSet):
 ROLE_FOR_ACTION = {
     "create": IsCustomer,
     "review": IsCustomer,
+    "rate_customer": IsProvider,
     "accept": IsProvider,
     "reject": IsProvider,
     "start_job": IsProvider,
@@ -227,6 +228,16 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         review = review_create(job_id=path_id(pk), customer=request.user, **data.validated_data)
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=CustomerRatingSerializer, responses={201: CustomerRatingSerializer, 409: ERROR},
+                   description="The provider rates the customer of their COMPLETED job, once (1 to 5). Providers see a "
+                   "customer's average on the offers they get; no customer sees another's.")
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def rate_customer(self, request, pk=None):
+        data = CustomerRatingSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        rated = customer_rating_create(job_id=path_id(pk), provider=request.user, **data.validated_data)
+        return Response(CustomerRatingSerializer(rated).data, status=status.HTTP_201_CREATED)
 
 
 

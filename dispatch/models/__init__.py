@@ -9,7 +9,7 @@ from dispatch.models.money import Invoice, LedgerEntry, Transfer, TransferKind, 
 from dispatch.models.notifications import Notification
 from dispatch.models.offers import Offer, OfferStatus
 from dispatch.models.providers import AvailabilityWindow, ProviderProfile, TimeOff, TimeOffKind
-from dispatch.models.reviews import Review
+from dispatch.models.reviews import CustomerRating, Review
 from dispatch.models.tokens import AuthToken
 from dispatch.models.users import Role, User
 from dispatch.models.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint
@@ -34,6 +34,7 @@ __all__ = [
     "PaymentMethod",
     "ProviderProfile",
     "Review",
+    "CustomerRating",
     "Role",
     "ServiceCategory",
     "ServiceItem",

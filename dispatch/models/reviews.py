@@ -1,4 +1,4 @@
-"""A customer's review of a completed job: one per job, rating 1 to 5."""
+"""Reviews of a completed job, one each way: the customer rates the provider, the provider rates the customer (1 to 5)."""
 from django.db import models
 
 from dispatch.models.jobs import Job
@@ -14,4 +14,20 @@ class Review(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=models.Q(rating__gte=1, rating__lte=5), name="review_rating_1_to_5"),
+        ]
+
+
+class CustomerRating(models.Model):
+    """The provider's rating of the customer of a completed job. Providers see a customer's average on offers;
+    no customer ever sees another's."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="customer_rating")
+    rating = models.PositiveSmallIntegerField()
+    comment = models.TextField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(rating__gte=1, rating__lte=5), name="customer_rating_1_to_5"),
         ]

@@ -13,6 +13,9 @@ class User(AbstractUser):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.CUSTOMER)
     name = models.CharField(max_length=120, blank=True)
     phone = models.CharField(max_length=32, blank=True)
+    # A customer's rating by the providers of their completed jobs (dispatch/services/reviews.py), shown to providers.
+    customer_rating_avg = models.FloatField(default=0.0)
+    customer_rating_count = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -21,6 +21,7 @@ window.Dispatch.page("provider", function (me, D) {
   let shownFirst = null; // first local date on screen
   let weekLoads = 0;
   const releasing = new Map(); // job id -> the reason being typed (survives a re-render of the list)
+  const customersRated = new Set(); // job ids whose customer this page rated (or found rated)
   const WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
   const DAY_MIN = 24 * 60;
 
@@ -187,7 +188,10 @@ window.Dispatch.page("provider", function (me, D) {
             " ", el("span", { class: "price" }, D.money(job.total_price))),
           el("p", {}, job.items.map((i) => i.name).join(", ")),
           job.description ? el("p", { class: "quote" }, "“" + job.description + "”") : null,
-          el("p", { class: "muted" }, "Customer: " + job.customer_first_name + " · " + job.address +
+          el("p", { class: "muted" }, "Customer: " + job.customer_first_name +
+            (job.customer_rating !== null && job.customer_rating !== undefined
+              ? " ★" + job.customer_rating.toFixed(1) + " (" + job.customer_rating_count + ")" : " · not rated yet") +
+            " · " + job.address +
             (job.distance_km !== null ? " · " + job.distance_km + " km away" : "") +
             (job.scheduled_at ? " · slot " + D.when(job.scheduled_at) : " · now")),
           el("div", { class: "timer", role: "timer", dataset: { expiresAt: offer.expires_at } },
@@ -272,6 +276,9 @@ window.Dispatch.page("provider", function (me, D) {
     if (["ASSIGNED", "IN_PROGRESS", "COMPLETED"].includes(job.status)) {
       actions.push(el("button", { type: "button", "aria-label": "Chat about job " + job.id, onclick: () => openChat(job) }, "💬 Chat"));
     }
+    if (job.status === "COMPLETED" && !customersRated.has(job.id)) {
+      actions.push(rateCustomerForm(job));
+    }
     if (job.status === "COMPLETED") {
       actions.push(el("button", { type: "button", "aria-label": "Invoice of job " + job.id, onclick: async function () {
         try {
@@ -297,6 +304,24 @@ window.Dispatch.page("provider", function (me, D) {
       el("p", { class: "muted" }, customer.name + " · " + job.address + (job.scheduled_at ? " · slot " + D.when(job.scheduled_at) : "")),
       actions.length ? el("div", { class: "actions" }, actions) : null,
       job.status === "ASSIGNED" && releasing.has(job.id) ? releaseForm(job) : null);
+  }
+
+  /* Rate the customer of a completed job once (1-5); what other providers see on this customer's offers. */
+  function rateCustomerForm(job) {
+    const select = el("select", { "aria-label": "Rate " + job.customer.name + " for job " + job.id },
+      el("option", { value: "" }, "Rate the customer…"), [5, 4, 3, 2, 1].map((n) => el("option", { value: n }, "★".repeat(n))));
+    return el("span", { class: "rate-customer" }, select, el("button", { type: "button", onclick: async function () {
+      if (!select.value) return fail($("jobs-error"), "Pick 1 to 5 stars for " + job.customer.name + ".");
+      try {
+        await D.api("/services/jobs/" + job.id + "/rate_customer/", { body: { rating: Number(select.value) } });
+        D.toast("⭐ Thanks: " + job.customer.name + " rated.", "success");
+        fail($("jobs-error"), "");
+      } catch (e) {
+        if (e.status !== 409) return fail($("jobs-error"), "Rating not saved: " + e.message);
+      }
+      customersRated.add(job.id);
+      loadJobs();
+    } }, "Rate"));
   }
 
   async function loadJobs() {
