@@ -16,6 +16,12 @@ def _check(rating, comment: str) -> None:
         raise Invalid(f"comment can be at most {MAX_COMMENT} characters.", field="comment")
 
 
+def _folded(average: float, count: int, rating: int) -> tuple[float, int]:
+    """An average and count with one more rating. Folded in rather than recomputed from the rows: imported or
+    seeded ratings have none behind them. The caller holds the row's lock, so the read-modify-write is safe."""
+    return min(5.0, (average * count + rating) / (count + 1)), count + 1
+
+
 def review_create(*, job_id: int, customer: User, rating: int, comment: str = "") -> Review:
     """Review a COMPLETED job once, as its customer. Locks the job, then the provider's profile.
 
@@ -38,11 +44,7 @@ def review_create(*, job_id: int, customer: User, rating: int, comment: str = ""
         except IntegrityError as exc:
             raise Conflict(f"Job {job.pk} has already been reviewed.") from exc
         profile = ProviderProfile.objects.select_for_update().get(user_id=job.provider_id)
-        # Folded in rather than recomputed from Review rows: imported or seeded ratings
-        # have no rows behind them. The lock makes the read-modify-write safe.
-        count = profile.rating_count + 1
-        profile.rating_avg = min(5.0, (profile.rating_avg * profile.rating_count + rating) / count)
-        profile.rating_count = count
+        profile.rating_avg, profile.rating_count = _folded(profile.rating_avg, profile.rating_count, rating)
         profile.save(update_fields=["rating_avg", "rating_count", "updated_at"])
         index_provider_on_commit(job.provider_id)
     return review
@@ -66,9 +68,7 @@ def customer_rating_create(*, job_id: int, provider: User, rating: int, comment:
         except IntegrityError as exc:
             raise Conflict(f"You already rated the customer of job {job.pk}.") from exc
         customer = User.objects.select_for_update().get(pk=job.customer_id)
-        count = customer.customer_rating_count + 1
-        customer.customer_rating_avg = min(5.0, (customer.customer_rating_avg * customer.customer_rating_count + rating)
-                                           / count)
-        customer.customer_rating_count = count
+        customer.customer_rating_avg, customer.customer_rating_count = _folded(
+            customer.customer_rating_avg, customer.customer_rating_count, rating)
         customer.save(update_fields=["customer_rating_avg", "customer_rating_count"])
     return rated
