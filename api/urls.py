@@ -11,6 +11,7 @@ from api.views.jobs import JobViewSet
 from api.views.offers import OfferViewSet
 from api.views.ops import MetricsView, healthz, readyz
 from api.views.ops_dashboard import OpsDashboardView
+from api.views.payouts import OpsPayoutsExportView, OpsPayoutsView, ProviderPayoutsView
 from api.views.providers import (
     ProviderAvailabilityView,
     ProviderEarningsView,
@@ -54,6 +55,9 @@ urlpatterns = [
     path("providers/me/dues/", ProviderDuesView.as_view(), name="provider-dues"),
     path("providers/me/dues/pay/", ProviderDuesPayView.as_view(), name="provider-dues-pay"),
     path("ops/dues/", OpsDuesView.as_view(), name="ops-dues"),
+    path("ops/payouts/", OpsPayoutsView.as_view(), name="ops-payouts"),
+    path("ops/payouts/export/", OpsPayoutsExportView.as_view(), name="ops-payouts-export"),
+    path("providers/me/payouts/", ProviderPayoutsView.as_view(), name="provider-payouts"),
     path("ops/providers/<str:pk>/settlements/", OpsSettlementView.as_view(), name="ops-settlements"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),

@@ -62,6 +62,9 @@ app.conf.update(
         "location.reconcile": {"queue": HOUSEKEEPING_QUEUE},
         "webhooks.deliver": {"queue": WEBHOOKS_QUEUE},
         "webhooks.notify": {"queue": WEBHOOKS_QUEUE},
+        # Payouts call the payout rail (a network call): with the other outbound sends.
+        "payouts.send": {"queue": WEBHOOKS_QUEUE},
+        "payouts.run": {"queue": HOUSEKEEPING_QUEUE},
         # A quick query that queues sends: with the other sweeps, not behind slow receivers.
         "webhooks.sweep": {"queue": HOUSEKEEPING_QUEUE},
     },

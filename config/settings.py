@@ -450,6 +450,16 @@ WALLET_TOPUP_MAX = Decimal(env.str("WALLET_TOPUP_MAX", default="50000.00"))
 CANCELLATION_FEE = Decimal(env.str("CANCELLATION_FEE", default="0"))
 if WALLET_TOPUP_MAX <= 0 or CANCELLATION_FEE < 0:
     raise ImproperlyConfigured("WALLET_TOPUP_MAX must be > 0 and CANCELLATION_FEE >= 0.")
+# Payouts of providers' wallet balances to their banks (docs/money.md): a dotted path to a class implementing
+# dispatch.payments.PayoutRail (the default test rail moves no money), the smallest balance a batch pays
+# out, and how often beat runs a batch (0: only when ops run one).
+PAYOUT_RAIL = env.str("PAYOUT_RAIL", default="dispatch.payments.TestModePayoutRail")
+PAYOUT_MIN = Decimal(env.str("PAYOUT_MIN", default="100.00"))
+PAYOUTS_EVERY_S = env.float("PAYOUTS_EVERY_S", default=0.0)
+if PAYOUT_MIN <= 0 or PAYOUTS_EVERY_S < 0:
+    raise ImproperlyConfigured("PAYOUT_MIN must be > 0 and PAYOUTS_EVERY_S >= 0.")
+if PAYOUTS_EVERY_S:
+    CELERY_BEAT_SCHEDULE["payouts.run"] = {"task": "payouts.run", "schedule": PAYOUTS_EVERY_S}
 
 if not DEBUG:
     # Production sits behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips

@@ -55,3 +55,42 @@ class TestModeGateway:
 
 def payment_gateway() -> PaymentGateway:
     return import_string(settings.PAYMENT_GATEWAY)()
+
+
+# --- Payouts: money out of a provider's wallet to their bank ---------------------------------
+
+
+@dataclass(frozen=True)
+class PayoutResult:
+    """The payout rail's answer: sent or not, its own id for the transfer, and why if it failed."""
+
+    sent: bool
+    rail_id: str
+    failure_reason: str = ""
+
+
+class PayoutRail(Protocol):
+    def send(self, *, amount: Decimal, provider_id: int, idempotency_key: str, description: str) -> PayoutResult:
+        """Send `amount` to the provider's bank account on file.
+
+        The same `idempotency_key` must never send twice (RazorpayX, Stripe Connect and the like
+        take one). A refusal is a `PayoutResult` with `sent=False`; an exception means the rail
+        could not be asked, and the payout stays PENDING to be tried again.
+        """
+        ...
+
+
+class TestModePayoutRail:
+    """Sends every payout except of the amount 13.13 ("The bank account was closed."); moves no money."""
+
+    FAIL_AMOUNT = Decimal("13.13")
+
+    def send(self, *, amount: Decimal, provider_id: int, idempotency_key: str, description: str) -> PayoutResult:
+        rail_id = "test_payout_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
+        if amount == self.FAIL_AMOUNT:
+            return PayoutResult(sent=False, rail_id=rail_id, failure_reason="The bank account was closed.")
+        return PayoutResult(sent=True, rail_id=rail_id)
+
+
+def payout_rail() -> PayoutRail:
+    return import_string(settings.PAYOUT_RAIL)()

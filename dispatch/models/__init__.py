@@ -5,7 +5,9 @@ from dispatch.models.events import Event, EventSequence
 from dispatch.models.holds import Hold
 from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.jobs import Job, JobItem, JobStatus, PaymentMethod
-from dispatch.models.money import Invoice, LedgerEntry, Transfer, TransferKind, Wallet, WalletKind
+from dispatch.models.money import (
+    Invoice, LedgerEntry, Payout, PayoutStatus, Transfer, TransferKind, Wallet, WalletKind,
+)
 from dispatch.models.notifications import Notification
 from dispatch.models.offers import Offer, OfferStatus
 from dispatch.models.providers import AvailabilityWindow, ProviderProfile, TimeOff, TimeOffKind
@@ -23,6 +25,8 @@ __all__ = [
     "Hold",
     "IdempotencyKey",
     "Invoice",
+    "Payout",
+    "PayoutStatus",
     "Job",
     "JobItem",
     "JobStatus",

@@ -18,10 +18,14 @@ class WalletKind(models.TextChoices):
     GATEWAY = "gateway", "Payment gateway"
     # Cash handed to ops (a provider settling their dues at the office): like the gateway, money from outside.
     CASH_DESK = "cash_desk", "Cash desk"
+    # Payouts: money on its way to a provider's bank (PENDING), and money that left for it (PAID).
+    PAYOUTS_PENDING = "payouts_pending", "Payouts in flight"
+    PAID_OUT = "paid_out", "Paid out"
 
 
 USER_WALLETS = [WalletKind.CUSTOMER, WalletKind.PROVIDER]
-SYSTEM_WALLETS = [WalletKind.PLATFORM, WalletKind.GATEWAY, WalletKind.CASH_DESK]
+SYSTEM_WALLETS = [WalletKind.PLATFORM, WalletKind.GATEWAY, WalletKind.CASH_DESK, WalletKind.PAYOUTS_PENDING,
+                  WalletKind.PAID_OUT]
 
 
 class Wallet(models.Model):
@@ -43,7 +47,8 @@ class Wallet(models.Model):
             # Who may go below zero: a provider (commission owed on cash jobs), the gateway and the
             # cash desk (all money that ever came in through them). Customers and the platform never.
             models.CheckConstraint(
-                condition=Q(kind__in=[WalletKind.CUSTOMER, WalletKind.PLATFORM], balance__gte=0)
+                condition=Q(kind__in=[WalletKind.CUSTOMER, WalletKind.PLATFORM, WalletKind.PAYOUTS_PENDING,
+                                      WalletKind.PAID_OUT], balance__gte=0)
                 | Q(kind=WalletKind.PROVIDER)
                 | Q(kind__in=[WalletKind.GATEWAY, WalletKind.CASH_DESK], balance__lte=0),
                 name="wallet_balance_sign",
@@ -62,6 +67,10 @@ class TransferKind(models.TextChoices):
     # A provider clearing the commission they owe on cash jobs: paid through the gateway, or in cash to ops.
     DUES_PAYMENT = "DUES_PAYMENT", "Dues paid"
     CASH_SETTLEMENT = "CASH_SETTLEMENT", "Dues settled in cash"
+    # A payout: out of the wallet while the bank transfer is on its way, then sent, or back if it failed.
+    PAYOUT = "PAYOUT", "Payout"
+    PAYOUT_SENT = "PAYOUT_SENT", "Payout sent"
+    PAYOUT_RETURNED = "PAYOUT_RETURNED", "Payout returned"
 
 
 class Transfer(models.Model):
@@ -128,3 +137,34 @@ class Invoice(models.Model):
     @property
     def number(self) -> str:
         return f"INV-{self.issued_at:%Y}-{self.pk:06d}"
+
+
+class PayoutStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    PAID = "PAID", "Paid"
+    FAILED = "FAILED", "Failed"
+
+
+class Payout(models.Model):
+    """Money from a provider's wallet to their bank: PENDING (out of the wallet, on its way) → PAID, or FAILED
+    (returned to the wallet). `key` makes it once: the same key never pays out twice (dispatch/services/payouts.py)."""
+
+    provider = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payouts")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    status = models.CharField(max_length=8, choices=PayoutStatus.choices, default=PayoutStatus.PENDING)
+    key = models.CharField(max_length=300, unique=True)
+    rail_id = models.CharField(max_length=100, blank=True)
+    failure_reason = models.CharField(max_length=255, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="payouts_made"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payout_amount_positive"),
+            models.CheckConstraint(condition=Q(status__in=PayoutStatus.values), name="payout_status_valid"),
+        ]
+        indexes = [models.Index(fields=["status", "id"])]
