@@ -11,7 +11,7 @@ from api.views.jobs import JobViewSet
 from api.views.offers import OfferViewSet
 from api.views.ops import MetricsView, healthz, readyz
 from api.views.ops_dashboard import OpsDashboardView
-from api.views.payouts import OpsPayoutsExportView, OpsPayoutsView, ProviderPayoutsView
+from api.views.payouts import OpsPayoutsBatchView, OpsPayoutsExportView, OpsPayoutsView, ProviderPayoutsView
 from api.views.providers import (
     ProviderAvailabilityView,
     ProviderEarningsView,
@@ -56,6 +56,7 @@ urlpatterns = [
     path("providers/me/dues/pay/", ProviderDuesPayView.as_view(), name="provider-dues-pay"),
     path("ops/dues/", OpsDuesView.as_view(), name="ops-dues"),
     path("ops/payouts/", OpsPayoutsView.as_view(), name="ops-payouts"),
+    path("ops/payouts/batch/", OpsPayoutsBatchView.as_view(), name="ops-payouts-batch"),
     path("ops/payouts/export/", OpsPayoutsExportView.as_view(), name="ops-payouts-export"),
     path("providers/me/payouts/", ProviderPayoutsView.as_view(), name="provider-payouts"),
     path("ops/providers/<str:pk>/settlements/", OpsSettlementView.as_view(), name="ops-settlements"),

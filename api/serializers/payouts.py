@@ -8,15 +8,9 @@ from dispatch.models import Payout, PayoutStatus
 
 
 class PayoutRequestSerializer(serializers.Serializer):
-    provider = StrictIntegerField(min_value=1, max_value=2**63 - 1, required=False,
-                                  help_text="Pay out this provider; absent: every provider holding PAYOUT_MIN or more")
+    provider = StrictIntegerField(min_value=1, max_value=2**63 - 1, help_text="The provider to pay out")
     amount = StrictDecimalField(max_digits=10, decimal_places=2, min_value=Decimal("0.01"), required=False,
-                                help_text="With provider only; default: the whole balance")
-
-    def validate(self, data):
-        if "amount" in data and "provider" not in data:
-            raise serializers.ValidationError({"amount": "An amount goes with one provider."})
-        return data
+                                help_text="Default: the whole balance")
 
 
 class PayoutSerializer(serializers.ModelSerializer):

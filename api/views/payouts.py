@@ -1,5 +1,6 @@
-"""Payouts: ops pay out one provider or a batch (POST /ops/payouts/), list and export them (GET /ops/payouts/,
-/ops/payouts/export/); a provider lists their own (GET /providers/me/payouts/). Rules: dispatch/services/payouts.py."""
+"""Payouts: ops pay out one provider (POST /ops/payouts/) or everyone due (POST /ops/payouts/batch/), list and export
+them (GET /ops/payouts/, /ops/payouts/export/); a provider lists their own (GET /providers/me/payouts/).
+Rules: dispatch/services/payouts.py."""
 import csv
 import io
 
@@ -51,22 +52,15 @@ class OpsPayoutsView(ListAPIView):
     @extend_schema(
         request=PayoutRequestSerializer,
         responses={201: PayoutSerializer, 200: PayoutSerializer, 400: ERROR, 404: ERROR, 409: ERROR, 422: ERROR},
-        parameters=[OpenApiParameter(
-            "Idempotency-Key", str, OpenApiParameter.HEADER,
-            description="Required for one provider: the same key answers the first payout (200). A batch without "
-            "one is today's: run twice, it pays each provider once.",
-        )],
-        description="Pay out one provider's wallet balance (or `amount` of it), or every provider holding PAYOUT_MIN "
-        "or more. The money leaves the wallet at once (PENDING); the payout rail then sends it (PAID) or it comes "
-        "back (FAILED). A batch answers `{\"created\": [...]}`.",
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
+                                     description="The same key answers the first payout (200): a retry pays once.")],
+        description="Pay out one provider's wallet balance (or `amount` of it). The money leaves the wallet at once "
+        "(PENDING); the payout rail then sends it (PAID) or it comes back (FAILED).",
     )
     def post(self, request):
         data = PayoutRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         key = idempotency_key(request)
-        if "provider" not in data.validated_data:
-            made = payouts_run(key=f"batch:{key}" if key else None, actor=request.user)
-            return Response(PayoutBatchSerializer({"created": made}).data, status=status.HTTP_201_CREATED)
         if key is None:
             raise Invalid("Send an Idempotency-Key with a payout, so a retry cannot pay twice.",
                           field="Idempotency-Key")
@@ -77,6 +71,23 @@ class OpsPayoutsView(ListAPIView):
                                         actor=request.user)
         payout.refresh_from_db()  # sent already when tasks run in the process (embedded)
         return Response(PayoutSerializer(payout).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class OpsPayoutsBatchView(APIView):
+    permission_classes = [IsOps]
+
+    @extend_schema(
+        request=None,
+        responses={201: PayoutBatchSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
+                                     description="Default: today's date. Run twice with one key, it pays each provider "
+                                     "once.")],
+        description="Pay out every provider holding PAYOUT_MIN or more (what beat does with PAYOUTS_EVERY_S).",
+    )
+    def post(self, request):
+        key = idempotency_key(request)
+        made = payouts_run(key=f"batch:{key}" if key else None, actor=request.user)
+        return Response(PayoutBatchSerializer({"created": made}).data, status=status.HTTP_201_CREATED)
 
 
 class OpsPayoutsExportView(APIView):

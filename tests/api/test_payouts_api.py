@@ -39,11 +39,11 @@ def test_ops_pay_out_one_provider_once_per_key(earning, ops, client_for, django_
 
 
 def test_a_batch_pays_everyone_past_the_minimum(earning, ops, client_for):
-    made = client_for(ops).post("/ops/payouts/", {}, format="json")
+    made = client_for(ops).post("/ops/payouts/batch/", {}, format="json")
 
     assert made.status_code == 201
     assert [(p["provider_id"], p["amount"]) for p in made.json()["created"]] == [(earning.pk, str(EARNED))]
-    assert client_for(ops).post("/ops/payouts/", {}, format="json").json()["created"] == []  # today's, done
+    assert client_for(ops).post("/ops/payouts/batch/", {}, format="json").json()["created"] == []  # today's, done
 
 
 def test_ops_list_filter_and_export_payouts(earning, ops, client_for):
@@ -70,7 +70,7 @@ def test_a_provider_sees_only_their_own_payouts(earning, other_provider, ops, cl
 @pytest.mark.parametrize(
     ("key", "body", "status", "says"),
     [
-        (None, {"amount": "10.00"}, 400, "amount"),  # an amount without a provider
+        ("k", {"amount": "10.00"}, 400, "provider"),  # an amount without a provider
         (None, {"provider": "me"}, 400, "provider"),
         ("", {"provider": 1}, 400, "Idempotency-Key"),
         (None, {"provider": "EARNING"}, 400, "Idempotency-Key"),
@@ -93,5 +93,6 @@ def test_payouts_are_ops_only(earning, customer, client_for):
         assert pay(client_for(user), provider=earning.pk).status_code == 403
         assert client_for(user).get("/ops/payouts/").status_code == 403
         assert client_for(user).get("/ops/payouts/export/").status_code == 403
+        assert client_for(user).post("/ops/payouts/batch/", {}, format="json").status_code == 403
     assert client_for(customer).get("/providers/me/payouts/").status_code == 403
     assert Decimal(client_for(earning).get("/wallet/").json()["balance"]) == EARNED

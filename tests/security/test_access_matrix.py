@@ -141,7 +141,11 @@ ROWS = [
     Row("ops-settlements", "post", "/ops/providers/{provider}/settlements/", signed_in(403, ops=409),
         body={"amount": "10.00", "reference": "R-1"}, parties_may_read_job=False),
     Row("ops-payouts", "get", "/ops/payouts/", signed_in(403, ops=200), parties_may_read_job=False),
-    Row("ops-payouts", "post", "/ops/payouts/", signed_in(403, ops=201), body={}, parties_may_read_job=False),
+    # Without an Idempotency-Key ops are refused (400): a retry must not pay twice (tests/api/test_payouts_api.py).
+    Row("ops-payouts", "post", "/ops/payouts/", signed_in(403, ops=400), body={"provider": 987654321},
+        parties_may_read_job=False),
+    Row("ops-payouts-batch", "post", "/ops/payouts/batch/", signed_in(403, ops=201), body={},
+        parties_may_read_job=False),
     Row("ops-payouts-export", "get", "/ops/payouts/export/", signed_in(403, ops=200), parties_may_read_job=False),
     Row("job-rate-customer", "post", "/services/jobs/{job}/rate_customer/",
         signed_in(403, provider=201, other_provider=REFUSED), job="completed_job", body={"rating": 4}),

@@ -1,8 +1,10 @@
-/* The ops page: dispatch KPIs, disabled webhooks (enable), overdue starts (mark a no-show) and live jobs with each offer's score breakdown, from GET /ops/dashboard/. */
+/* The ops page: dispatch KPIs, disabled webhooks (enable), overdue starts (mark a no-show), money (who owes
+ * commission and recording their cash; payouts: pay out, export) and live jobs with each offer's score breakdown. */
 window.Dispatch.page("ops", function (me, D) {
   "use strict";
   const el = D.el;
   const $ = D.byId;
+  const fail = D.fail;
   const REFRESH_MS = 3000;
   const COMPONENTS = ["distance", "rating", "availability", "acceptance", "fairness"];
 
@@ -110,6 +112,71 @@ window.Dispatch.page("ops", function (me, D) {
       el("p", { class: "muted" }, hook.disabled_reason));
   }
 
+  /* ---- money: who owes commission (and recording their cash), payouts ---- */
+
+  function owingItem(provider) {
+    const amount = el("input", { inputmode: "decimal", value: provider.owed, "aria-label": "Cash amount from " + provider.name });
+    const reference = el("input", { placeholder: "Receipt no.", "aria-label": "Receipt number for " + provider.name });
+    const record = el("button", { type: "button", onclick: async function () {
+      if (!reference.value.trim()) return fail($("money-error"), "Give the receipt's number for " + provider.name + ".");
+      record.disabled = true;
+      try {
+        await D.api("/ops/providers/" + provider.provider_id + "/settlements/",
+          { body: { amount: amount.value.trim(), reference: reference.value.trim() } });
+        D.toast("💵 Cash from " + provider.name + " recorded.", "success");
+        fail($("money-error"), "");
+      } catch (e) {
+        fail($("money-error"), "Not recorded: " + e.message);
+      }
+      record.disabled = false;
+      loadMoney();
+    } }, "Record cash");
+    return el("li", { class: "ops-job", "data-provider": provider.provider_id },
+      el("p", {}, el("strong", {}, provider.name), " owes " + D.money(provider.owed),
+        provider.blocked ? el("span", { class: "badge status-cancelled" }, "no requests: over the limit") : null),
+      el("p", { class: "actions" }, amount, reference, record));
+  }
+
+  function payoutItem(payout) {
+    return el("li", { class: "ops-job", "data-payout": payout.id },
+      el("p", {}, el("strong", {}, "#" + payout.id + " " + payout.provider_name), " · " + D.money(payout.amount) + " · " +
+        payout.status + " · " + D.when(payout.created_at) + (payout.failure_reason ? " · " + payout.failure_reason : "")));
+  }
+
+  async function loadMoney() {
+    try {
+      const owing = D.rows(await D.api("/ops/dues/?page_size=50"));
+      const payouts = D.rows(await D.api("/ops/payouts/?page_size=10"));
+      $("owing-count").textContent = "(" + owing.length + ")";
+      $("owing").replaceChildren(...(owing.length ? owing.map(owingItem) : [el("li", { class: "muted" }, "Nobody owes anything.")]));
+      $("payouts").replaceChildren(...(payouts.length ? payouts.map(payoutItem) : [el("li", { class: "muted" }, "No payouts yet.")]));
+    } catch (e) {
+      fail($("money-error"), "Could not load money: " + e.message);
+    }
+  }
+
+  $("pay-out-all").addEventListener("click", async function () {
+    const button = $("pay-out-all");
+    button.disabled = true;
+    try {
+      const made = await D.api("/ops/payouts/batch/", { body: {} });
+      D.toast(made.created.length ? "💸 " + made.created.length + " payouts made." : "Nobody is due a payout (today's are made).",
+        made.created.length ? "success" : "info");
+      fail($("money-error"), "");
+    } catch (e) {
+      fail($("money-error"), "Payouts not made: " + e.message);
+    }
+    button.disabled = false;
+    loadMoney();
+  });
+  $("export-payouts").addEventListener("click", async function () {
+    try {
+      await D.download("/ops/payouts/export/", "payouts.csv");
+    } catch (e) {
+      fail($("money-error"), "Could not export: " + e.message);
+    }
+  });
+
   async function refresh() {
     try {
       const data = await D.api("/ops/dashboard/");
@@ -143,9 +210,13 @@ window.Dispatch.page("ops", function (me, D) {
       D.showPageError("Could not load the metrics: " + e.message);
     }
   });
-  $("refresh").addEventListener("click", refresh);
+  $("refresh").addEventListener("click", function () {
+    refresh();
+    loadMoney();
+  });
   setInterval(function () {
     if ($("auto-refresh").checked && !document.hidden) refresh();
   }, REFRESH_MS);
   refresh();
+  loadMoney();
 });
