@@ -129,7 +129,7 @@ class LedgerMachine(RuleBasedStateMachine):
             again, created = payout_create(provider=self.providers[provider], key=key, actor=self.ops)
             assert (again.pk, created) == (payout.pk, False)
         rail_fails = TestModePayoutRail.FAIL_AMOUNT
-        TestModePayoutRail.FAIL_AMOUNT = payout.amount if fail else Decimal("-1")
+        TestModePayoutRail.FAIL_AMOUNT = payout.amount if fail else Decimal(-1)
         try:
             payout_send(payout_id=payout.pk)
             if send_twice:
