@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PAGES = {
     "/signin/": b"signin.js",
+    "/signup/": b"signup.js",
     "/customer/": b"customer.js",
     "/provider/": b"provider.js",
     "/ops/": b"ops.js",
@@ -71,3 +72,12 @@ def test_the_ops_page_links_to_flower_on_flower_port_without_a_flower_url():
                           env={**env, "FLOWER_PORT": "5601", "DJANGO_SETTINGS_MODULE": "config.settings"}).stdout
 
     assert 'id="flower-link" href="http://127.0.0.1:5601/"' in page
+
+
+def test_the_sign_up_page_offers_both_roles_and_shows_errors_by_their_field(client):
+    page = client.get("/signup/").content
+
+    assert b'value="customer"' in page and b'value="provider"' in page
+    for field in (b"name", b"phone", b"username", b"password"):
+        assert b'id="error-' + field + b'"' in page
+    assert b'href="/signup/"' in client.get("/signin/").content and b'href="/signup/"' in client.get("/").content
