@@ -446,10 +446,14 @@ if PAYMENT_GATEWAY == "dispatch.payments.TestModeGateway" and not PAYMENT_ALLOW_
         "or PAYMENT_ALLOW_TEST_GATEWAY=true for a demo."
     )
 WALLET_TOPUP_MAX = Decimal(env.str("WALLET_TOPUP_MAX", default="50000.00"))
-# Charged when the customer cancels an assigned job (0: free); at most the job's total.
+# Charged when the customer cancels an assigned job (0: free); at most the job's total. Free anyway for a slot
+# cancelled at least CANCELLATION_FREE_BEFORE_S before its start, or an instant job cancelled within
+# CANCELLATION_FREE_AFTER_ASSIGN_S of its assignment. All three per category (dispatch/policy.py).
 CANCELLATION_FEE = Decimal(env.str("CANCELLATION_FEE", default="0"))
-if WALLET_TOPUP_MAX <= 0 or CANCELLATION_FEE < 0:
-    raise ImproperlyConfigured("WALLET_TOPUP_MAX must be > 0 and CANCELLATION_FEE >= 0.")
+CANCELLATION_FREE_BEFORE_S = env.int("CANCELLATION_FREE_BEFORE_S", default=2 * 3600)
+CANCELLATION_FREE_AFTER_ASSIGN_S = env.int("CANCELLATION_FREE_AFTER_ASSIGN_S", default=300)
+if WALLET_TOPUP_MAX <= 0 or CANCELLATION_FEE < 0 or CANCELLATION_FREE_BEFORE_S < 0 or CANCELLATION_FREE_AFTER_ASSIGN_S < 0:
+    raise ImproperlyConfigured("WALLET_TOPUP_MAX must be > 0; CANCELLATION_FEE and its free windows >= 0.")
 # Payouts of providers' wallet balances to their banks (docs/money.md): a dotted path to a class implementing
 # dispatch.payments.PayoutRail (the default test rail moves no money), the smallest balance a batch pays
 # out, and how often beat runs a batch (0: only when ops run one).

@@ -7,6 +7,7 @@ reads the DISPATCH_* settings. A category overrides a rule by naming it in its
 """
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 
@@ -32,6 +33,11 @@ class DispatchPolicy:
     slot_step_min: int
     # Unpaid commission (cash jobs) at which a provider gets no new offers in this category; 0: no limit.
     dues_limit: int
+    # A customer cancelling an ASSIGNED job pays `cancellation_fee` unless they cancel a slot at least
+    # `cancel_free_before_s` before its start, or an instant job within `cancel_free_after_assign_s` of its assignment.
+    cancellation_fee: Decimal
+    cancel_free_before_s: int
+    cancel_free_after_assign_s: int
     weights: ScoreWeights
 
     @property
@@ -59,7 +65,8 @@ _POSITIVE_INTS = {
     "offer_timeout_s", "scheduled_offer_timeout_s", "batch_size", "max_offers", "search_deadline_s", "capacity",
     "retry_s", "scheduled_retry_s", "slot_step_min",
 }
-_NON_NEGATIVE_INTS = {"lead_time_s", "buffer_min", "reminder_before_s", "no_show_grace_s", "dues_limit"}
+_NON_NEGATIVE_INTS = {"lead_time_s", "buffer_min", "reminder_before_s", "no_show_grace_s", "dues_limit",
+                      "cancel_free_before_s", "cancel_free_after_assign_s"}
 
 
 def default_policy() -> DispatchPolicy:
@@ -79,6 +86,9 @@ def default_policy() -> DispatchPolicy:
         scheduled_retry_s=settings.DISPATCH_SCHEDULED_RETRY_S,
         slot_step_min=settings.DISPATCH_SLOT_STEP_MIN,
         dues_limit=settings.DISPATCH_DUES_LIMIT,
+        cancellation_fee=settings.CANCELLATION_FEE,
+        cancel_free_before_s=settings.CANCELLATION_FREE_BEFORE_S,
+        cancel_free_after_assign_s=settings.CANCELLATION_FREE_AFTER_ASSIGN_S,
         weights=ScoreWeights(**settings.MATCHING_WEIGHTS),
     )
 
@@ -99,6 +109,15 @@ def apply_overrides(policy: DispatchPolicy, overrides: dict) -> DispatchPolicy:
             if not isinstance(value, dict) or not set(value) <= weight_names:
                 raise Invalid(f"weights takes {', '.join(sorted(weight_names))}.", field="dispatch_policy")
             changes[name] = replace(policy.weights, **{k: float(v) for k, v in value.items()})
+        elif name == "cancellation_fee":
+            try:
+                fee = Decimal(str(value)) if not isinstance(value, bool) else None
+            except InvalidOperation:
+                fee = None
+            if fee is None or not fee.is_finite() or fee < 0 or fee != fee.quantize(Decimal("0.01")):
+                raise Invalid("cancellation_fee is an amount of at least 0, with at most 2 decimal places.",
+                              field="dispatch_policy")
+            changes[name] = fee
         elif name == "radius_steps_km":
             if not isinstance(value, list) or not value or not all(isinstance(v, (int, float)) and v > 0 for v in value):
                 raise Invalid("radius_steps_km is a non-empty list of positive numbers.", field="dispatch_policy")
@@ -123,6 +142,17 @@ def policy_for(category) -> DispatchPolicy:
     if category.batch_size:
         columns["batch_size"] = category.batch_size
     return replace(policy, **columns) if columns else policy
+
+
+def cancellation_fee_due(job, policy: DispatchPolicy, *, now, assigned_at) -> Decimal:
+    """What a customer cancelling this ASSIGNED job owes under the category's rule (before any cap): nothing for
+    a slot cancelled at least `cancel_free_before_s` ahead, or an instant job within `cancel_free_after_assign_s`
+    of its assignment; else `cancellation_fee`."""
+    if job.scheduled_at is not None:
+        free = now <= job.scheduled_at - timedelta(seconds=policy.cancel_free_before_s)
+    else:
+        free = assigned_at is not None and now < assigned_at + timedelta(seconds=policy.cancel_free_after_assign_s)
+    return Decimal("0.00") if free else policy.cancellation_fee
 
 
 def search_ends_at(job, policy: DispatchPolicy):

@@ -117,7 +117,8 @@ def job_cancel(*, job_id: int, actor: User) -> Job:
         if job.provider_id:
             index_provider_on_commit(job.provider_id)
         if was_assigned and actor.pk == job.customer_id:
-            job_charge_cancellation(job=job)
+            accepted = job.offers.filter(status=OfferStatus.ACCEPTED).values_list("responded_at", flat=True).first()
+            job_charge_cancellation(job=job, assigned_at=accepted)
         events.emit(user=job.customer, name=EventName.JOB_CANCELLED, job=job, actor=actor)
         if job.provider_id:
             events.emit(user=job.provider, name=EventName.JOB_CANCELLED, job=job, actor=actor)

@@ -27,7 +27,7 @@ from dispatch.models import (
     WalletKind,
 )
 from dispatch.payments import payment_gateway
-from dispatch.policy import policy_for
+from dispatch.policy import cancellation_fee_due, policy_for
 from dispatch.prepared import Prepared, insert_row, insert_rows, update_row
 from dispatch.selectors import wallet_reserved
 
@@ -276,17 +276,19 @@ def _tell_if_dues_limit_reached(*, job: Job, before: Decimal, after: Decimal) ->
                     owed=str(after), limit=str(Decimal(limit).quantize(CENT)))
 
 
-def job_charge_cancellation(*, job: Job) -> Decimal:
+def job_charge_cancellation(*, job: Job, assigned_at=None) -> Decimal:
     """Charge the customer's fee for cancelling an assigned job; return what was charged.
 
-    Caller holds the job's row lock and has moved it to CANCELLED. The fee is
-    `CANCELLATION_FEE`, at most the job's total and at most what the customer's wallet
+    Caller holds the job's row lock and has moved it to CANCELLED. The fee is the category's
+    (`CANCELLATION_FEE`, free early enough: `dispatch.policy.cancellation_fee_due`; `assigned_at`
+    is when the provider accepted), at most the job's total and at most what the customer's wallet
     holds beyond their other open WALLET jobs (the rest is waived: a customer's wallet
     never goes negative). It goes to the provider less commission, which goes to the platform.
     """
     if job.status != JobStatus.CANCELLED or job.provider_id is None:
         raise ValueError(f"Job {job.pk} is not a cancelled assigned job.")
-    fee = min(settings.CANCELLATION_FEE, job.total_price)
+    due = cancellation_fee_due(job, policy_for(job.category), now=timezone.now(), assigned_at=assigned_at)
+    fee = min(due, job.total_price)
     if fee <= 0:
         return ZERO
     customer, provider, platform = lock_wallets(job.customer, job.provider, WalletKind.PLATFORM)

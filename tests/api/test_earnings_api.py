@@ -91,6 +91,7 @@ def test_weeks_start_on_monday_and_months_on_the_first(customer, category, provi
 
 def test_a_cancellation_fee_is_earned_and_commissioned(customer, category, provider, client_for, settings):
     settings.CANCELLATION_FEE = Decimal("100.00")
+    settings.CANCELLATION_FREE_AFTER_ASSIGN_S = 0  # charged at once
     wallet_topup(user=customer, amount=Decimal("5000.00"), payment_token="tok_test")
     with freeze_time(datetime(2026, 11, 10, 6, 0, tzinfo=UTC)):
         job = book(customer, category, provider)

@@ -183,3 +183,4 @@ def test_the_ledger_holds_under_random_histories():
 def _money_rules(settings):
     settings.DISPATCH_DUES_LIMIT = LIMIT
     settings.CANCELLATION_FEE = Decimal("100.00")
+    settings.CANCELLATION_FREE_AFTER_ASSIGN_S = 0  # charged at once

@@ -18,7 +18,9 @@ TOTAL, COMMISSION = Decimal("1700.00"), Decimal("255.00")  # the category's two 
 
 
 @pytest.fixture(autouse=True)
-def _ledger_stays_balanced(db):
+def _ledger_stays_balanced(db, settings):
+    # The fees below are charged at once; the free windows are tests/dispatch/test_cancellation_fees.py's.
+    settings.CANCELLATION_FREE_AFTER_ASSIGN_S = 0
     yield
     assert ledger_audit() == []
 
