@@ -6,7 +6,7 @@ from rest_framework.routers import DefaultRouter
 from api.views.accounts import LoginView, LogoutView, PasswordChangeView, RegisterView
 from api.views.catalog import CategoryViewSet
 from api.views.dues import OpsDuesView, OpsSettlementView, ProviderDuesPayView, ProviderDuesView
-from api.views.invoices import JobInvoiceView
+from api.views.invoices import JobCreditNoteView, JobInvoiceView, OpsRefundView
 from api.views.jobs import JobViewSet
 from api.views.offers import OfferViewSet
 from api.views.ops import MetricsView, healthz, readyz
@@ -67,6 +67,8 @@ urlpatterns = [
     path("wallet/", WalletView.as_view(), name="wallet"),
     path("wallet/topup/", WalletTopUpView.as_view(), name="wallet-topup"),
     path("services/jobs/<str:pk>/invoice/", JobInvoiceView.as_view(), name="job-invoice"),
+    path("services/jobs/<str:pk>/credit_notes/<str:note>/", JobCreditNoteView.as_view(), name="job-credit-note"),
+    path("ops/jobs/<str:pk>/refunds/", OpsRefundView.as_view(), name="ops-refunds"),
     path("services/slots/", AreaSlotsView.as_view(), name="slots"),
     path("auth/providers/<str:pk>/slots/", ProviderSlotsView.as_view(), name="provider-slots"),
     path("providers/me/holds/", ProviderHoldsView.as_view(), name="provider-holds"),

@@ -30,4 +30,6 @@ class EventName(StrEnum):
     # Told to either side.
     JOB_CANCELLED = "JOB_CANCELLED"
     JOB_REMINDER = "JOB_REMINDER"
+    # Ops refunded a completed job (in part or in full): told to its customer and its provider.
+    JOB_REFUNDED = "JOB_REFUNDED"
     NEW_MESSAGE = "NEW_MESSAGE"

@@ -57,6 +57,7 @@ MESSAGES = {
     "JOB_PROVIDER_RELEASED:no_show": "🚩 {released_provider_name} did not show up. Finding you another provider…",
     "JOB_RELEASED": "↩️ Job #{job_id} is no longer yours ({reason}).",
     "JOB_REMINDER": "⏰ Reminder: job #{job_id} starts at {starts_at_local}.",
+    "JOB_REFUNDED": "↩️ {amount} of job #{job_id} was refunded to the customer's wallet ({reason}).",
     "DUES_LIMIT_REACHED": "⚠️ You owe {owed} in commission, at the limit of {limit}: you get no new job requests "
     "until you pay it.",
     "DUES_CLEARED": "✅ Your dues are paid down ({owed} owed): you get job requests again.",

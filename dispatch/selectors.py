@@ -15,6 +15,7 @@ from dispatch.live_store import live_store
 from dispatch.models import (
     AuthToken,
     AvailabilityWindow,
+    CreditNote,
     Event,
     Invoice,
     Job,
@@ -131,6 +132,16 @@ def invoice_for(user: User, job_id: int) -> Invoice:
         raise Conflict(f"Job {job.pk} is {job.status}; an invoice is issued once it is COMPLETED.")
     invoice.job = job
     return invoice
+
+
+def credit_note_for(user: User, job_id: int, note_id: int) -> tuple[CreditNote, Invoice]:
+    """A refunded job's credit note (with its invoice), for the job's customer and provider (and ops); else 404."""
+    invoice = invoice_for(user, job_id)
+    note = CreditNote.objects.filter(pk=note_id, job_id=invoice.job_id).first()
+    if note is None:
+        raise NotFound(f"Credit note {note_id} of job {job_id} not found.")
+    note.job = invoice.job
+    return note, invoice
 
 
 # A WALLET job's total is spoken for from booking until it completes or ends otherwise.

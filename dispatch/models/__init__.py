@@ -6,7 +6,7 @@ from dispatch.models.holds import Hold
 from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.jobs import Job, JobItem, JobStatus, PaymentMethod
 from dispatch.models.money import (
-    Invoice, LedgerEntry, Payout, PayoutStatus, Transfer, TransferKind, Wallet, WalletKind,
+    CreditNote, Invoice, LedgerEntry, Payout, PayoutStatus, Transfer, TransferKind, Wallet, WalletKind,
 )
 from dispatch.models.notifications import Notification
 from dispatch.models.offers import Offer, OfferStatus
@@ -24,6 +24,7 @@ __all__ = [
     "EventSequence",
     "Hold",
     "IdempotencyKey",
+    "CreditNote",
     "Invoice",
     "Payout",
     "PayoutStatus",

@@ -71,6 +71,9 @@ class TransferKind(models.TextChoices):
     PAYOUT = "PAYOUT", "Payout"
     PAYOUT_SENT = "PAYOUT_SENT", "Payout sent"
     PAYOUT_RETURNED = "PAYOUT_RETURNED", "Payout returned"
+    # Ops refunding a completed job: the provider gives the customer the amount, the platform its commission share back.
+    REFUND = "REFUND", "Refund"
+    REFUND_COMMISSION = "REFUND_COMMISSION", "Commission refunded"
 
 
 class Transfer(models.Model):
@@ -137,6 +140,31 @@ class Invoice(models.Model):
     @property
     def number(self) -> str:
         return f"INV-{self.issued_at:%Y}-{self.pk:06d}"
+
+
+class CreditNote(models.Model):
+    """A refund of a completed job, in full or in part, issued by ops: the invoice's counterpart (its PDF says what
+    was refunded and why). `key` makes a refund once (dispatch/services/refunds.py)."""
+
+    job = models.ForeignKey("dispatch.Job", on_delete=models.PROTECT, related_name="credit_notes")
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    commission = models.DecimalField(max_digits=10, decimal_places=2, help_text="The platform's share given back")
+    reason = models.CharField(max_length=500)
+    key = models.CharField(max_length=300, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="credit_notes_issued"
+    )
+    issued_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0, commission__gte=0), name="credit_note_amounts_valid"),
+        ]
+
+    @property
+    def number(self) -> str:
+        return f"CN-{self.issued_at:%Y}-{self.pk:06d}"
 
 
 class PayoutStatus(models.TextChoices):

@@ -98,6 +98,10 @@ ROWS = [
     Row("wallet-topup", "post", "/wallet/topup/", signed_in(201, ops=403), body={"amount": "10.00"},
         parties_may_read_job=False),
     Row("job-invoice", "get", "/services/jobs/{job}/invoice/", signed_in(200, **PARTIES_ONLY), job="completed_job"),
+    # No credit note of that number: the parties are told so (404), like anyone else.
+    Row("job-credit-note", "get", "/services/jobs/{job}/credit_notes/987654321/", signed_in(404), job="completed_job"),
+    Row("ops-refunds", "post", "/ops/jobs/{job}/refunds/", signed_in(403, ops=400), job="completed_job",
+        body={"reason": "No key: refused"}),
     Row("schema", "get", "/api/schema/", everyone(200), parties_may_read_job=False),
     Row("docs", "get", "/api/docs/", everyone(200), parties_may_read_job=False),
     Row("category-list", "get", "/services/categories/", everyone(200), parties_may_read_job=False),
