@@ -9,13 +9,12 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.headers import idempotency_key
+from api.headers import required_idempotency_key
 from api.path_ids import path_id
 from api.permissions import IsOps
 from api.schema import ERROR
 from api.serializers.refunds import CreditNoteSerializer, RefundSerializer
 from dispatch import selectors
-from dispatch.errors import Invalid
 from dispatch.invoices import credit_note_filename, credit_note_pdf, invoice_filename, invoice_pdf
 from dispatch.services.refunds import job_refund
 
@@ -87,9 +86,6 @@ class OpsRefundView(APIView):
     def post(self, request, pk):
         data = RefundSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        key = idempotency_key(request)
-        if key is None:
-            raise Invalid("Send an Idempotency-Key with a refund, so a retry cannot refund twice.",
-                          field="Idempotency-Key")
+        key = required_idempotency_key(request, what="refund")
         note, created = job_refund(job_id=path_id(pk), actor=request.user, key=key, **data.validated_data)
         return Response(CreditNoteSerializer(note).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -12,7 +12,7 @@ from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.headers import idempotency_key
+from api.headers import idempotency_key, required_idempotency_key
 from api.pagination import StandardPagination
 from api.permissions import IsOps, IsProvider
 from api.query_params import query_params
@@ -23,7 +23,7 @@ from api.serializers.payouts import (
     PayoutRequestSerializer,
     PayoutSerializer,
 )
-from dispatch.errors import Invalid, NotFound
+from dispatch.errors import NotFound
 from dispatch.models import Payout, User
 from dispatch.services.payouts import payout_create, payouts_run
 
@@ -60,10 +60,7 @@ class OpsPayoutsView(ListAPIView):
     def post(self, request):
         data = PayoutRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        key = idempotency_key(request)
-        if key is None:
-            raise Invalid("Send an Idempotency-Key with a payout, so a retry cannot pay twice.",
-                          field="Idempotency-Key")
+        key = required_idempotency_key(request, what="payout")
         provider = User.objects.filter(pk=data.validated_data["provider"], role="provider").first()
         if provider is None:
             raise NotFound(f"Provider {data.validated_data['provider']} not found.")

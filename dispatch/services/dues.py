@@ -21,7 +21,7 @@ from dispatch.models import Job, ServiceCategory, Transfer, TransferKind, User, 
 from dispatch.payments import payment_gateway
 from dispatch.policy import policy_for
 from dispatch.prepared import Prepared
-from dispatch.services.wallet import CENT, dues_owed, lock_wallets, move
+from dispatch.services.wallet import CENT, check_amount, dues_owed, lock_wallets, move
 
 MAX_REFERENCE = 100
 
@@ -122,9 +122,8 @@ def _amount_owed(provider: User, amount: Decimal | None) -> Decimal:
     owed = dues_owed(next(iter(_BALANCE_OF.all(user_id=provider.pk)), None))
     if owed == 0:
         raise Conflict("Nothing is owed.")
+    check_amount(amount)
     amount = owed if amount is None else amount
-    if amount <= 0 or amount != amount.quantize(CENT):
-        raise Invalid("amount must be positive, with at most 2 decimal places.", field="amount")
     if amount > owed:
         raise Invalid(f"Only {owed} is owed; pay at most that.", field="amount")
     return amount

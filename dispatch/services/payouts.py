@@ -18,11 +18,10 @@ from dispatch.errors import Conflict, Forbidden, Invalid, Unprocessable
 from dispatch.models import Payout, PayoutStatus, TransferKind, User, WalletKind
 from dispatch.payments import payout_rail
 from dispatch.schedule import after_commit, publish
-from dispatch.services.wallet import CENT, lock_wallets, move
+from dispatch.services.wallet import check_amount, check_key, lock_wallets, move
 
 log = logging.getLogger(__name__)
 
-MAX_KEY = 200
 # A PENDING payout whose send task was lost is sent again by the next batch run after this long.
 RESEND_AFTER = timedelta(minutes=1)
 
@@ -38,10 +37,8 @@ def payout_create(*, provider: User, key: str, amount: Decimal | None = None,
         raise Forbidden("Only ops pay out providers.")
     if not provider.is_provider:
         raise Invalid(f"User {provider.pk} is not a provider.", field="provider")
-    if not key or len(key) > MAX_KEY:
-        raise Invalid(f"A payout's key is 1 to {MAX_KEY} characters.", field="Idempotency-Key")
-    if amount is not None and (amount <= 0 or amount != amount.quantize(CENT)):
-        raise Invalid("amount must be positive, with at most 2 decimal places.", field="amount")
+    check_key(key, what="payout")
+    check_amount(amount)
     full_key = f"{provider.pk}:{key}"
     try:
         with transaction.atomic():

@@ -16,10 +16,9 @@ from dispatch import events
 from dispatch.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
 from dispatch.event_names import EventName
 from dispatch.models import CreditNote, Invoice, Job, JobStatus, TransferKind, User, WalletKind
-from dispatch.services.wallet import CENT, commission_for, lock_wallets, move
+from dispatch.services.wallet import check_amount, check_key, commission_for, lock_wallets, move
 
 MAX_REASON = 500
-MAX_KEY = 200
 
 
 def job_refund(*, job_id: int, actor: User, reason: str, key: str, amount: Decimal | None = None
@@ -35,10 +34,8 @@ def job_refund(*, job_id: int, actor: User, reason: str, key: str, amount: Decim
     if not reason or len(reason) > MAX_REASON:
         raise Invalid(f"Say why (1 to {MAX_REASON} characters): the customer and the provider are told.",
                       field="reason")
-    if not key or len(key) > MAX_KEY:
-        raise Invalid(f"A refund's key is 1 to {MAX_KEY} characters.", field="Idempotency-Key")
-    if amount is not None and (amount <= 0 or amount != amount.quantize(CENT)):
-        raise Invalid("amount must be positive, with at most 2 decimal places.", field="amount")
+    check_key(key, what="refund")
+    check_amount(amount)
     full_key = f"job:{job_id}:{key}"
     try:
         with transaction.atomic():

@@ -37,6 +37,18 @@ ZERO = Decimal("0.00")
 MAY_GO_NEGATIVE = {WalletKind.PROVIDER, WalletKind.GATEWAY, WalletKind.CASH_DESK}
 
 
+def check_amount(amount: Decimal | None) -> None:
+    """400 unless `amount` (None: the caller's default) is a positive sum of money in cents."""
+    if amount is not None and (amount <= 0 or amount != amount.quantize(CENT)):
+        raise Invalid("amount must be positive, with at most 2 decimal places.", field="amount")
+
+
+def check_key(key: str, *, what: str, longest: int = 200) -> None:
+    """400 unless `key` (an Idempotency-Key that makes a movement once) is 1 to `longest` characters."""
+    if not key or len(key) > longest:
+        raise Invalid(f"A {what}'s key is 1 to {longest} characters.", field="Idempotency-Key")
+
+
 def dues_owed(balance: Decimal | None) -> Decimal:
     """What a provider with this wallet balance owes in commission (None: no wallet yet, nothing); docs/money.md."""
     return max(ZERO, -balance) if balance is not None else ZERO
@@ -177,8 +189,7 @@ def wallet_topup(
     goes to the gateway, so two racing retries are charged once.
     """
     wallet = wallet_of(user)
-    if amount <= 0 or amount != amount.quantize(CENT):
-        raise Invalid("amount must be positive, with at most 2 decimal places.", field="amount")
+    check_amount(amount)
     if amount > settings.WALLET_TOPUP_MAX:
         raise Invalid(f"A top-up can be at most {settings.WALLET_TOPUP_MAX}.", field="amount")
     reference = f"topup:{user.pk}:{idempotency_key}" if idempotency_key else None
