@@ -38,6 +38,7 @@ window.Dispatch.page("provider", function (me, D) {
     try {
       const profile = await D.api("/providers/me/");
       showOnline(profile.is_online);
+      loadProfileEditor(profile);
       showHours(profile);
       showTimeOff(profile.time_off || []);
       const lat = profile.last_latitude !== null ? profile.last_latitude : profile.latitude;
@@ -60,6 +61,112 @@ window.Dispatch.page("provider", function (me, D) {
     } catch (e) {
       showOnline(!wanted);
       fail($("online-error"), "Could not change your availability: " + e.message);
+    }
+  });
+
+  /* ---- profile: what they do, where, how far, their work; reviews received ---- */
+
+  const PROFILE_FIELDS = ["bio", "categories", "item_ids", "service_radius_km", "latitude", "longitude", "portfolio"];
+
+  function workRow(entry) {
+    const row = el("li", { class: "work-row" },
+      el("input", { "aria-label": "Title", placeholder: "Title", maxlength: 120, value: entry.title || "", class: "work-title" }),
+      el("input", { "aria-label": "Link (https://…)", placeholder: "https://…", maxlength: 500, value: entry.url || "", class: "work-url" }),
+      el("input", { "aria-label": "Description", placeholder: "Description", maxlength: 1000, value: entry.description || "", class: "work-description" }),
+      el("button", { type: "button", "aria-label": "Remove this work", onclick: function () { row.remove(); } }, "✕"),
+      el("p", { class: "field-error work-error", role: "alert", hidden: true }));
+    return row;
+  }
+
+  async function loadProfileEditor(profile) {
+    $("profile-bio").value = profile.bio || "";
+    $("profile-radius").value = profile.service_radius_km;
+    $("profile-lat").value = profile.latitude === null ? "" : profile.latitude;
+    $("profile-lng").value = profile.longitude === null ? "" : profile.longitude;
+    $("profile-portfolio").replaceChildren(...(profile.portfolio || []).map(workRow));
+    const mine = new Set(profile.categories.map((c) => c.id));
+    const myItems = new Set(profile.items.map((i) => i.id));
+    try {
+      const catalog = D.rows(await D.api("/services/categories/?page_size=100"));
+      $("profile-catalog").replaceChildren(...catalog.map(function (category) {
+        return el("div", { class: "catalog-category" },
+          el("label", {}, el("input", { type: "checkbox", name: "category", value: category.id, checked: mine.has(category.id) }),
+            " ", el("strong", {}, category.name)),
+          el("div", { class: "catalog-items" }, category.items.map((item) => el("label", {},
+            el("input", { type: "checkbox", name: "item", value: item.id, checked: myItems.has(item.id) }),
+            " " + item.name + " · " + D.money(item.price)))));
+      }));
+    } catch (e) {
+      fail($("profile-error"), "Could not load the catalog: " + e.message);
+    }
+    try {
+      const mineInPublic = await D.api("/auth/providers/" + me.id + "/");
+      const reviews = mineInPublic.reviews || [];
+      $("profile-reviews").replaceChildren(...(reviews.length ? reviews.map((r) => el("li", { class: "ops-job" },
+        el("p", {}, "★".repeat(r.rating) + " · " + r.customer_name + " · " + D.when(r.created_at)),
+        r.comment ? el("p", { class: "quote" }, "“" + r.comment + "”") : null))
+        : [el("li", { class: "muted" }, "No reviews yet.")]));
+    } catch (e) {
+      fail($("profile-error"), "Could not load your reviews: " + e.message);
+    }
+  }
+
+  function showProfileErrors(data) {
+    let shown = false;
+    PROFILE_FIELDS.forEach(function (field) {
+      const box = $("error-profile-" + field);
+      const said = data && data[field];
+      const perRow = said && typeof said === "object" ? Object.values(said).some((e) => e && typeof e === "object" && !Array.isArray(e)) : false;
+      if (field === "portfolio" && perRow) {
+        // Errors by row (a list, or an object keyed by the row's index): each under its own row.
+        $("profile-portfolio").querySelectorAll(".work-row").forEach(function (row, i) {
+          const mine = said[i] || said[String(i)];
+          const rowErrors = mine && typeof mine === "object" ? Object.entries(mine) : [];
+          fail(row.querySelector(".work-error"), rowErrors.map(([k, v]) => k + ": " + [].concat(v).join(" ")).join(" · "));
+        });
+        shown = true;
+        return fail(box, "");
+      }
+      fail(box, said ? [].concat(said).join(" ") : "");
+      shown = shown || Boolean(said);
+    });
+    return shown;
+  }
+
+  $("add-work").addEventListener("click", function () {
+    const row = workRow({});
+    $("profile-portfolio").append(row);
+    row.querySelector("input").focus();
+  });
+
+  $("profile-form").addEventListener("submit", async function (submitted) {
+    submitted.preventDefault();
+    document.querySelectorAll("#profile-portfolio .work-error").forEach((box) => fail(box, ""));
+    const number = (id) => ($(id).value.trim() === "" ? null : Number($(id).value.trim()));
+    const body = {
+      bio: $("profile-bio").value,
+      categories: [...document.querySelectorAll("#profile-catalog input[name=category]:checked")].map((b) => Number(b.value)),
+      item_ids: [...document.querySelectorAll("#profile-catalog input[name=item]:checked")].map((b) => Number(b.value)),
+      service_radius_km: number("profile-radius"),
+      portfolio: [...document.querySelectorAll("#profile-portfolio .work-row")].map((row) => ({
+        title: row.querySelector(".work-title").value.trim(),
+        url: row.querySelector(".work-url").value.trim(),
+        description: row.querySelector(".work-description").value.trim(),
+      })),
+    };
+    if (number("profile-lat") !== null || number("profile-lng") !== null) {
+      body.latitude = number("profile-lat");
+      body.longitude = number("profile-lng");
+    }
+    try {
+      const profile = await D.api("/providers/me/", { method: "PATCH", body: body });
+      showProfileErrors({});
+      fail($("profile-error"), "");
+      D.toast("✅ Profile saved.", "success");
+      loadProfileEditor(profile);
+    } catch (e) {
+      if (!showProfileErrors(e.body)) fail($("profile-error"), "Profile not saved: " + e.message);
+      else fail($("profile-error"), "Profile not saved: see the messages above.");
     }
   });
 
