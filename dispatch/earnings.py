@@ -10,7 +10,8 @@ range listed, empty ones too, so a chart has no gaps.
     wallet      what reached the provider's wallet: job payments plus cancellation fees
     fees        cancellation fees (already in `wallet`)
     commission  what the platform took (cash jobs' commission is owed: the wallet goes below zero)
-    net         gross + fees - commission: what the provider keeps
+    refunds     what ops refunded of the provider's jobs, less the commission the platform gave back with it
+    net         gross + fees - commission - refunds: what the provider keeps
 """
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -36,14 +37,15 @@ class Period:
     wallet: Decimal = ZERO
     fees: Decimal = ZERO
     commission: Decimal = ZERO
+    refunds: Decimal = ZERO
 
     @property
     def net(self) -> Decimal:
-        return self.gross + self.fees - self.commission
+        return self.gross + self.fees - self.commission - self.refunds
 
     def as_dict(self) -> dict:
         return {"start": self.start, "jobs": self.jobs, "gross": self.gross, "cash": self.cash, "wallet": self.wallet,
-                "fees": self.fees, "commission": self.commission, "net": self.net}
+                "fees": self.fees, "commission": self.commission, "refunds": self.refunds, "net": self.net}
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Earnings:
             total.wallet += p.wallet
             total.fees += p.fees
             total.commission += p.commission
+            total.refunds += p.refunds
         totals = total.as_dict()
         del totals["start"]
         return {"from": self.first, "to": self.last, "group": self.group, "time_zone": self.time_zone,
@@ -109,6 +112,8 @@ def provider_earnings(*, provider: User, first: date | None = None, last: date |
         period = period_of(created_at)
         if kind == TransferKind.COMMISSION:
             period.commission -= amount  # out of the provider's wallet: a negative entry
+        elif kind in (TransferKind.REFUND, TransferKind.REFUND_COMMISSION):
+            period.refunds -= amount  # the refund out (negative), the commission given back in (positive)
         elif kind in (TransferKind.JOB_PAYMENT, TransferKind.CANCELLATION_FEE):
             period.wallet += amount
             if kind == TransferKind.CANCELLATION_FEE:

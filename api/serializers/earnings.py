@@ -24,7 +24,9 @@ class EarningsFiguresSerializer(serializers.Serializer):
     wallet = serializers.DecimalField(**MONEY, help_text="Paid into the wallet: wallet jobs and cancellation fees")
     fees = serializers.DecimalField(**MONEY, help_text="Cancellation fees earned")
     commission = serializers.DecimalField(**MONEY, help_text="The platform's commission")
-    net = serializers.DecimalField(**MONEY, help_text="gross + fees - commission")
+    refunds = serializers.DecimalField(**MONEY, help_text="Refunded of the provider's jobs, less the commission the "
+                                       "platform gave back with it")
+    net = serializers.DecimalField(**MONEY, help_text="gross + fees - commission - refunds")
 
 
 class EarningsPeriodSerializer(EarningsFiguresSerializer):

@@ -8,6 +8,7 @@ from freezegun import freeze_time
 from dispatch.models import Invoice
 from dispatch.services.lifecycle import job_cancel, job_complete, job_start
 from dispatch.services.offers import offer_accept
+from dispatch.services.refunds import job_refund
 from dispatch.services.wallet import ledger_audit, wallet_topup
 from tests.conftest import book
 
@@ -102,6 +103,18 @@ def test_a_cancellation_fee_is_earned_and_commissioned(customer, category, provi
 
     assert (day["jobs"], money(day["gross"]), money(day["fees"]), money(day["wallet"])) == (0, 0, 100, 100)
     assert money(day["commission"]) == Decimal("15.00") and money(day["net"]) == Decimal("85.00")
+
+
+def test_a_refund_comes_off_the_net(customer, category, provider, ops, client_for):
+    wallet_topup(user=customer, amount=Decimal("5000.00"), payment_token="tok_test")
+    job = completed(customer, category, provider, "WALLET", datetime(2026, 11, 10, 6, 0, tzinfo=UTC))
+    with freeze_time(datetime(2026, 11, 10, 7, 0, tzinfo=UTC)):
+        job_refund(job_id=job.pk, actor=ops, reason="Leak came back", key="r", amount=Decimal("500.00"))
+
+    day = client_for(provider).get(URL, {"from": "2026-11-10", "to": "2026-11-10"}).json()["totals"]
+
+    assert money(day["refunds"]) == Decimal("425.00")  # 500 back to the customer, 75 of commission given back
+    assert money(day["net"]) == TOTAL - COMMISSION - Decimal("425.00")
 
 
 def test_the_default_is_the_last_thirty_days_by_day(provider, client_for):
