@@ -215,6 +215,9 @@ def production_env(*, database_url: str, redis_url: str, workdir: Path) -> dict:
         "SECURE_SSL_REDIRECT": "false",
         "SECURE_HSTS_SECONDS": "0",
         "MATCHING_LOCATION_MAX_AGE_S": "0",
+        # Simulated providers finish cash job after cash job and never pay their dues: without this, a long run
+        # would stop offering to them (docs/money.md) and measure the dues rule instead of dispatch.
+        "DISPATCH_DUES_LIMIT": "0",
         "PAYMENT_ALLOW_TEST_GATEWAY": "true",
         "METRICS_TOKEN": METRICS_TOKEN,
         "VENV_PYTHON": sys.executable,
