@@ -64,3 +64,22 @@ def test_the_pool_refuses_conn_max_age_which_would_keep_a_connection_per_thread(
 
     assert result.returncode != 0
     assert "CONN_MAX_AGE must be 0 with the connection pool" in result.stderr
+
+
+def _beat(**env) -> dict:
+    clean = {k: v for k, v in os.environ.items() if k not in ("PAYOUTS_EVERY_S",)}
+    code = "from django.conf import settings; import json; print(json.dumps(settings.CELERY_BEAT_SCHEDULE.get('payouts.run')))"
+    done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env={**clean, **env},
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_payouts_run_on_beat_only_when_a_schedule_is_set():
+    assert _beat() is None
+    assert _beat(PAYOUTS_EVERY_S="86400") == {"task": "payouts.run", "schedule": 86400.0}
+
+
+def test_money_settings_that_make_no_sense_are_refused():
+    for env in ({"DISPATCH_DUES_LIMIT": "-1"}, {"PAYOUT_MIN": "0"}, {"CANCELLATION_FREE_AFTER_ASSIGN_S": "-5"}):
+        result = _check(**env)
+        assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr, env
