@@ -74,6 +74,7 @@ class OpsDuesView(ListAPIView):
     def paginate_queryset(self, queryset):
         page = super().paginate_queryset(queryset)
         for provider in page:
+            provider.wallet_balance = provider.wallet.balance  # read with the page: not again per provider
             standing = provider_dues(provider)
             provider.owed, provider.blocked = standing["owed"], standing["blocked"]
         return page

@@ -10,7 +10,6 @@ are ledger transfers into the provider's wallet, with their reference, time and 
 """
 from decimal import Decimal
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from dispatch import events
@@ -29,18 +28,29 @@ _BALANCE_OF = Prepared(lambda user_id: Wallet.objects.filter(user_id=user_id).va
                        user_id=int)
 
 
+def _owed(provider: User) -> Decimal:
+    """What the provider owes now: from `wallet_balance` when it was read with them (dispatch does), else read."""
+    if hasattr(provider, "wallet_balance"):
+        return dues_owed(provider.wallet_balance)
+    return dues_owed(next(iter(_BALANCE_OF.all(user_id=provider.pk)), None))
+
+
+def _limits(provider: User) -> dict[int | None, int]:
+    """Each served category's dues limit (the default's, keyed None, when they serve none); 0 is no limit."""
+    limits = {c.pk: policy_for(c).dues_limit for c in ServiceCategory.objects.filter(providers__user=provider)}
+    return limits or {None: policy_for(None).dues_limit}
+
+
 def provider_dues(provider: User) -> dict:
     """What the provider owes, the strictest limit of the categories they serve, and where it blocks offers."""
-    owed = dues_owed(next(iter(_BALANCE_OF.all(user_id=provider.pk)), None))
-    limits = {c.pk: policy_for(c).dues_limit for c in ServiceCategory.objects.filter(providers__user=provider)}
-    limits = limits or {None: policy_for(None).dues_limit}
+    owed, limits = _owed(provider), _limits(provider)
+    reached = [pk for pk, limit in limits.items() if limit and owed >= limit]
     set_limits = [limit for limit in limits.values() if limit]
-    blocked = sorted(pk for pk, limit in limits.items() if limit and owed >= limit and pk is not None)
     return {
         "owed": owed,
         "limit": Decimal(min(set_limits)).quantize(CENT) if set_limits else None,
-        "blocked": bool(blocked) or (None in limits and bool(limits[None]) and owed >= limits[None]),
-        "blocked_categories": blocked,
+        "blocked": bool(reached),
+        "blocked_categories": sorted(pk for pk in reached if pk is not None),
     }
 
 
@@ -51,17 +61,11 @@ def providers_owing():
 
 
 def refuse_offer_if_owing(*, job: Job, provider: User) -> None:
-    """409 when the provider owes the job's category's dues limit or more (the database's figure, not the index's).
-
-    Uses `provider.wallet_balance` when the caller read it with the provider (dispatch does), else reads it.
-    """
+    """409 when the provider owes the job's category's dues limit or more (the database's figure, not the index's)."""
     limit = policy_for(job.category).dues_limit
     if not limit:
         return
-    balance = getattr(provider, "wallet_balance", None)
-    if not hasattr(provider, "wallet_balance"):
-        balance = next(iter(_BALANCE_OF.all(user_id=provider.pk)), None)
-    owed = dues_owed(balance)
+    owed = _owed(provider)
     if owed >= limit:
         raise Conflict(f"Provider {provider.pk} owes {owed} in commission, at or past the limit of {limit}.")
 
@@ -119,7 +123,7 @@ def _check_provider(provider: User) -> None:
 
 
 def _amount_owed(provider: User, amount: Decimal | None) -> Decimal:
-    owed = dues_owed(next(iter(_BALANCE_OF.all(user_id=provider.pk)), None))
+    owed = _owed(provider)
     if owed == 0:
         raise Conflict("Nothing is owed.")
     check_amount(amount)
@@ -155,7 +159,6 @@ def _book(*, provider: User, amount: Decimal, kind: str, source_kind: str, refer
 
 
 def _tell_if_cleared(provider: User, *, before: Decimal, after: Decimal) -> None:
-    limits = [policy_for(c).dues_limit for c in ServiceCategory.objects.filter(providers__user=provider)]
-    limits = [limit for limit in limits or [settings.DISPATCH_DUES_LIMIT] if limit]
+    limits = [limit for limit in _limits(provider).values() if limit]
     if limits and before >= min(limits) and after < min(limits):
         events.emit(user=provider, name=EventName.DUES_CLEARED, owed=str(after))
