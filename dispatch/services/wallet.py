@@ -28,7 +28,7 @@ from dispatch.models import (
 )
 from dispatch.payments import payment_gateway
 from dispatch.policy import cancellation_fee_due, policy_for
-from dispatch.prepared import Prepared, insert_row, insert_rows, update_row
+from dispatch.prepared import Prepared, insert_row, insert_with_children, update_rows
 from dispatch.selectors import wallet_reserved
 
 CENT = Decimal("0.01")
@@ -161,18 +161,18 @@ def move(
         return None
     if source.balance - amount < 0 and source.kind not in MAY_GO_NEGATIVE:
         raise Invalid(f"Insufficient wallet balance: {source.balance} available, {amount} needed.")
-    transfer = insert_row(Transfer(kind=kind, reference=reference, amount=amount, job=job, memo=memo,
-                                   created_by=created_by))
+    transfer = Transfer(kind=kind, reference=reference, amount=amount, job=job, memo=memo, created_by=created_by)
     legs = [(source, -amount), (target, amount)]
     if sum(delta for _, delta in legs) != 0:  # the double-entry rule, checked before anything is written
         raise AssertionError(f"Transfer {reference} does not balance.")
-    entries = []
+    balances, entries = {}, []
     for wallet, delta in legs:
-        wallet.balance += delta
-        entries.append(LedgerEntry(transfer=transfer, wallet=wallet, amount=delta, balance_after=wallet.balance))
-    insert_rows(entries)
-    for wallet in (source, target):
-        update_row(wallet, ["balance", "updated_at"])
+        balances[id(wallet)] = balances.get(id(wallet), wallet.balance) + delta
+        entries.append(LedgerEntry(wallet=wallet, amount=delta, balance_after=balances[id(wallet)]))
+    insert_with_children(transfer, entries, "transfer")
+    for wallet, _ in legs:  # the wallets change once the movement is booked: a refused one leaves them as they were
+        wallet.balance = balances[id(wallet)]
+    update_rows([source, target], ["balance", "updated_at"])
     return transfer
 
 

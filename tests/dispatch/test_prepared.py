@@ -62,6 +62,27 @@ def test_one_statement_per_run_and_the_sql_is_built_once(customer, category):
     assert len(queries) == 2 and queries[0]["sql"].split("WHERE")[0] == queries[1]["sql"].split("WHERE")[0]
 
 
+def test_converters_are_asked_once_per_connection_and_every_run_still_converts(customer, category, monkeypatch):
+    from django.db.models.sql.compiler import SQLCompiler
+
+    from dispatch.models import Offer
+
+    offers = Prepared(lambda provider_id: Offer.objects.filter(provider_id=provider_id)
+                      .values_list("score_breakdown", "score"), provider_id=int)
+    asked = []
+    real = SQLCompiler.get_converters
+    for n in range(3):
+        Offer.objects.create(job=book(customer, category), provider=customer, rank=1, score=0.5 + n, status="EXPIRED",
+                             score_breakdown={"distance": 1.5 + n, "n": n}, offered_at=timezone.now(),
+                             expires_at=timezone.now())
+        with monkeypatch.context() as patch:
+            patch.setattr(SQLCompiler, "get_converters", lambda self, exprs: asked.append(1) or real(self, exprs))
+            rows = offers.all(provider_id=customer.pk)
+        # JSON comes back as dicts (a converter's work on every run), one more row each time.
+        assert sorted(breakdown["n"] for breakdown, _ in rows) == list(range(n + 1))
+    assert len(asked) == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_locking_query_needs_a_transaction_as_the_orm_does(customer, category):
     job = book(customer, category)
@@ -196,6 +217,34 @@ def test_update_row_saves_the_named_fields_stamps_auto_now_and_refuses_a_missing
         update_row(gone, ["status"])
 
 
+def test_update_rows_saves_each_rows_own_values_in_one_statement_and_refuses_a_missing_row(customer, provider):
+    from decimal import Decimal
+
+    from django.db import DatabaseError
+
+    from dispatch.models import Wallet
+    from dispatch.prepared import update_rows
+    from dispatch.services.wallet import wallet_of
+
+    first, second = wallet_of(provider), wallet_of(customer)  # a provider's wallet may go below zero
+    untouched = Wallet.objects.exclude(pk__in=[first.pk, second.pk]).values_list("pk", "balance")
+    before = dict(untouched)
+    first.balance, second.balance = Decimal("-12.34"), Decimal("56.78")
+    with CaptureQueriesContext(connection) as sent:
+        update_rows([first, second], ["balance", "updated_at"])
+
+    assert len(sent) == 1
+    read = dict(Wallet.objects.filter(pk__in=[first.pk, second.pk]).values_list("pk", "balance"))
+    assert read == {first.pk: Decimal("-12.34"), second.pk: Decimal("56.78")}
+    assert dict(untouched) == before
+    assert Wallet.objects.get(pk=first.pk).updated_at == first.updated_at  # auto_now stamped and saved
+
+    gone = Wallet.objects.get(pk=second.pk)
+    gone.pk = 2_000_000_000
+    with pytest.raises(DatabaseError, match="affected 1"), transaction.atomic():
+        update_rows([first, gone], ["balance"])
+
+
 def test_a_prepared_delete_removes_only_the_rows_its_values_name_and_refuses_a_model_with_dependents(
     customer, category
 ):
@@ -226,3 +275,32 @@ def test_insert_rows_writes_a_few_rows_in_one_statement_and_sets_each_id(custome
 
     many = insert_rows([Message(job=job, sender=customer, content="x") for _ in range(INSERT_ROWS_MAX + 1)])
     assert all(m.pk for m in many) and Message.objects.count() == 3 + INSERT_ROWS_MAX + 1
+
+
+def test_insert_with_children_books_a_parent_and_its_children_linked_and_refuses_both_on_a_duplicate(customer, provider):
+    from decimal import Decimal
+
+    from django.db import IntegrityError
+
+    from dispatch.models import LedgerEntry, Transfer
+    from dispatch.prepared import insert_with_children
+    from dispatch.services.wallet import wallet_of
+
+    paying, paid = wallet_of(provider), wallet_of(customer)
+    transfer = Transfer(kind="COMMISSION", reference="parent-and-children", amount=Decimal("7.00"))
+    entries = [LedgerEntry(wallet=paying, amount=Decimal("-7.00"), balance_after=Decimal("-7.00")),
+               LedgerEntry(wallet=paid, amount=Decimal("7.00"), balance_after=Decimal("7.00"))]
+    with CaptureQueriesContext(connection) as sent:
+        insert_with_children(transfer, entries, "transfer")
+
+    assert len(sent) == (1 if connection.vendor == "postgresql" else 2)
+    assert transfer.pk is not None and all(entry.pk is not None for entry in entries)
+    read = list(LedgerEntry.objects.filter(transfer=transfer).order_by("pk").values_list("pk", "wallet_id", "amount"))
+    assert read == [(entries[0].pk, paying.pk, Decimal("-7.00")), (entries[1].pk, paid.pk, Decimal("7.00"))]
+    assert entries[0].transfer is transfer
+
+    again = Transfer(kind="COMMISSION", reference="parent-and-children", amount=Decimal("7.00"))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_with_children(again, [LedgerEntry(wallet=paid, amount=Decimal("1.00"), balance_after=Decimal("8.00"))],
+                             "transfer")
+    assert LedgerEntry.objects.filter(transfer__reference="parent-and-children").count() == 2
