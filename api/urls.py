@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from api.views.accounts import LoginView, LogoutView, PasswordChangeView, RegisterView
+from api.views.calls import JobCallView
 from api.views.catalog import CategoryViewSet
 from api.views.dues import OpsDuesView, OpsSettlementView, ProviderDuesPayView, ProviderDuesView
 from api.views.invoices import JobCreditNoteView, JobInvoiceView, OpsRefundView
@@ -67,6 +68,7 @@ urlpatterns = [
     path("wallet/", WalletView.as_view(), name="wallet"),
     path("wallet/topup/", WalletTopUpView.as_view(), name="wallet-topup"),
     path("services/jobs/<str:pk>/invoice/", JobInvoiceView.as_view(), name="job-invoice"),
+    path("services/jobs/<str:pk>/call/", JobCallView.as_view(), name="job-call"),
     path("services/jobs/<str:pk>/credit_notes/<str:note>/", JobCreditNoteView.as_view(), name="job-credit-note"),
     path("ops/jobs/<str:pk>/refunds/", OpsRefundView.as_view(), name="ops-refunds"),
     path("services/slots/", AreaSlotsView.as_view(), name="slots"),

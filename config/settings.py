@@ -397,6 +397,8 @@ THROTTLE_RATES = {
     "chat_ip": env.str("THROTTLE_CHAT_IP", default="300/min"),
     "location_user": env.str("THROTTLE_LOCATION_USER", default="60/min"),
     "location_ip": env.str("THROTTLE_LOCATION_IP", default="600/min"),
+    # In-app call signalling frames (offer, answer, ICE candidates, hang-up) a user may send.
+    "call_user": env.str("THROTTLE_CALL_USER", default="120/min"),
 }
 REST_FRAMEWORK["NUM_PROXIES"] = 0
 # A socket sending more client frames than this within one second is closed (4429); a user's
@@ -405,6 +407,15 @@ SOCKET_MAX_FRAMES_PER_S = env.int("SOCKET_MAX_FRAMES_PER_S", default=20)
 SOCKET_MAX_PER_USER = env.int("SOCKET_MAX_PER_USER", default=10)
 if SOCKET_MAX_FRAMES_PER_S < 1 or SOCKET_MAX_PER_USER < 1:
     raise ImproperlyConfigured("SOCKET_MAX_FRAMES_PER_S and SOCKET_MAX_PER_USER must be at least 1.")
+
+# --- In-app calls (dispatch/services/calls.py): the STUN/TURN servers browsers use to reach each other,
+# as RTCPeerConnection takes them: [{"urls": "stun:stun.example.com:3478"}, {"urls": "turn:…",
+# "username": "…", "credential": "…"}]. None by default: two browsers on one machine or LAN need none.
+WEBRTC_ICE_SERVERS = env.json("WEBRTC_ICE_SERVERS", default=[])
+if not isinstance(WEBRTC_ICE_SERVERS, list) or not all(
+    isinstance(server, dict) and isinstance(server.get("urls"), str | list) for server in WEBRTC_ICE_SERVERS
+):
+    raise ImproperlyConfigured('WEBRTC_ICE_SERVERS is a JSON list of {"urls": …} objects.')
 
 # --- Matching (SPEC section 4)
 MATCHING_WEIGHTS = {

@@ -57,6 +57,12 @@ class Conflict(DomainError):
         self.extra = extra or {}
 
 
+class LineBusy(Conflict):
+    """A call is already on about this job (HTTP 409, code busy): try again once it ends."""
+
+    code = "busy"
+
+
 class RateLimited(DomainError):
     """Too soon after the last accepted one; retry after `retry_after_s` seconds (HTTP 429)."""
 

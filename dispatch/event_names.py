@@ -33,3 +33,7 @@ class EventName(StrEnum):
     # Ops refunded a completed job (in part or in full): told to its customer and its provider.
     JOB_REFUNDED = "JOB_REFUNDED"
     NEW_MESSAGE = "NEW_MESSAGE"
+    # An in-app call was answered, and ended (with its duration; 0 and why "missed" if never answered):
+    # told to both sides, the job's history of its calls (dispatch/services/calls.py).
+    CALL_STARTED = "CALL_STARTED"
+    CALL_ENDED = "CALL_ENDED"

@@ -61,6 +61,9 @@ MESSAGES = {
     "DUES_LIMIT_REACHED": "⚠️ You owe {owed} in commission, at the limit of {limit}: you get no new job requests "
     "until you pay it.",
     "DUES_CLEARED": "✅ Your dues are paid down ({owed} owed): you get job requests again.",
+    "CALL_STARTED": "📞 Call from {caller_name} connected.",
+    "CALL_ENDED": "📞 Call ended after {duration_s} s.",
+    "CALL_ENDED:missed": "📞 Missed call ({reason}).",
 }
 
 

@@ -55,6 +55,8 @@ OUTLETS: dict[EventName, set[Outlet]] = {
     EventName.JOB_REMINDER: {SOCKET, WEBHOOK, SMS},
     EventName.NEW_MESSAGE: {SOCKET, WEBHOOK},
     EventName.JOB_REFUNDED: {SOCKET, WEBHOOK},
+    EventName.CALL_STARTED: {SOCKET, WEBHOOK},
+    EventName.CALL_ENDED: {SOCKET, WEBHOOK},
     EventName.DUES_LIMIT_REACHED: {SOCKET, WEBHOOK, SMS},
     EventName.DUES_CLEARED: {SOCKET, WEBHOOK},
     # Push-only, every few seconds per moving provider, never an Event row: sockets only.

@@ -1,4 +1,5 @@
 """Domain models, one module per aggregate."""
+from dispatch.models.calls import Call, CallEnd
 from dispatch.models.catalog import ServiceCategory, ServiceItem
 from dispatch.models.chat import Message
 from dispatch.models.events import Event, EventSequence
@@ -6,7 +7,15 @@ from dispatch.models.holds import Hold
 from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.jobs import Job, JobItem, JobStatus, PaymentMethod
 from dispatch.models.money import (
-    CreditNote, Invoice, LedgerEntry, Payout, PayoutStatus, Transfer, TransferKind, Wallet, WalletKind,
+    CreditNote,
+    Invoice,
+    LedgerEntry,
+    Payout,
+    PayoutStatus,
+    Transfer,
+    TransferKind,
+    Wallet,
+    WalletKind,
 )
 from dispatch.models.notifications import Notification
 from dispatch.models.offers import Offer, OfferStatus
@@ -19,15 +28,16 @@ from dispatch.models.webhooks import DeliveryStatus, WebhookDelivery, WebhookEnd
 __all__ = [
     "AuthToken",
     "AvailabilityWindow",
+    "Call",
+    "CallEnd",
+    "CreditNote",
+    "CustomerRating",
     "DeliveryStatus",
     "Event",
     "EventSequence",
     "Hold",
     "IdempotencyKey",
-    "CreditNote",
     "Invoice",
-    "Payout",
-    "PayoutStatus",
     "Job",
     "JobItem",
     "JobStatus",
@@ -37,9 +47,10 @@ __all__ = [
     "Offer",
     "OfferStatus",
     "PaymentMethod",
+    "Payout",
+    "PayoutStatus",
     "ProviderProfile",
     "Review",
-    "CustomerRating",
     "Role",
     "ServiceCategory",
     "ServiceItem",

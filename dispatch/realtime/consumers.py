@@ -26,9 +26,10 @@ only show 1006):
           newest is closed; close another (a stale tab) before connecting again.
 A handshake whose Origin is not in ALLOWED_HOSTS is refused outright (HTTP 403).
 
-The client may send frames too (`FRAME_HANDLERS`: chat, location); each runs the same
-service as its REST route and is answered with an ack or a `{"type": "error", "code",
-"detail"}` frame, in the order sent. A bad frame never closes the socket. docs/realtime.md
+The client may send frames too (`FRAME_HANDLERS`: chat, location, and the in-app call's
+signalling: call_offer, call_answer, call_ice, call_hangup, call_busy); each runs the same
+service as its REST route (calls: dispatch/services/calls.py, relayed to the job's other party)
+and is answered with an ack or a `{"type": "error", "code", "detail"}` frame, in the order sent. A bad frame never closes the socket. docs/realtime.md
 has the protocol.
 """
 import asyncio
@@ -50,6 +51,7 @@ from dispatch.errors import DomainError, Invalid
 from dispatch.models import Event, EventSequence, User
 from dispatch.realtime import credential_watch, push
 from dispatch.realtime.socket_auth import AllowedHostsOrNoOriginValidator, TokenAuthMiddleware
+from dispatch.services import calls
 from dispatch.services.accounts import token_is_live
 from dispatch.services.chat import message_send
 from dispatch.services.location import provider_location_update_async, tracked_positions
@@ -369,6 +371,7 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
                 drop_sink(self.channel_name)
             if self.draining is not None:
                 self.draining.cancel()
+            await hang_up_calls_of(self.scope)
 
 
 def _frame_job_id(frame: dict) -> int:
@@ -408,9 +411,53 @@ async def _location_frame(scope, frame: dict) -> dict:
     return {"type": "location_ack", "latitude": position.lat, "longitude": position.lng}
 
 
+# A socket remembers the calls it placed or answered (to hang them up if it goes away), at most this many.
+MAX_CALLS_PER_SOCKET = 4
+
+
+def _signal(scope, job_id: int, frame: dict) -> calls.Relay | None:
+    """One call frame, counted against the `call_user` limit, checked by `call_signal` (one thread hop for both)."""
+    rate_limits.scope_check("call_user", rate_limits.user_ident(scope["user"]),
+                            "Too many call frames; try again in {wait} s.")
+    return calls.call_signal(job_id=job_id, sender=scope["user"], kind=frame["type"], frame=frame)
+
+
+async def _call_frame(scope, frame: dict) -> dict:
+    """`{"type": "call_offer" | "call_answer" | "call_ice" | "call_hangup" | "call_busy", "job_id", "call_id", …}`
+    -> `call_signal`, then relayed to the job's other party only (their sockets; signalling is never stored)."""
+    job_id = _frame_job_id(frame)
+    relay = await database_sync_to_async(_signal)(scope, job_id, frame)
+    if relay is not None:
+        await push.push_live_async([(relay.to_user_id, relay.frame)])
+    mine = scope.setdefault("dispatch_calls", {})
+    if frame["type"] in (calls.OFFER, calls.ANSWER):
+        mine[frame["call_id"]] = job_id
+        while len(mine) > MAX_CALLS_PER_SOCKET:
+            mine.pop(next(iter(mine)))
+    elif frame["type"] in (calls.HANGUP, calls.BUSY):
+        mine.pop(frame["call_id"], None)
+    return {"type": "call_ack", "kind": frame["type"], "job_id": job_id, "call_id": frame["call_id"]}
+
+
+async def hang_up_calls_of(scope) -> None:
+    """A socket went away in a call it placed or answered: the call ends for the peer too (CALL_ENDED)."""
+    for call_id, job_id in list(scope.get("dispatch_calls", {}).items()):
+        try:
+            relay = await database_sync_to_async(calls.call_signal)(
+                job_id=job_id, sender=scope["user"], kind=calls.HANGUP, frame={"call_id": call_id, "reason": "disconnected"}
+            )
+            if relay is not None:
+                await push.push_live_async([(relay.to_user_id, relay.frame)])
+        except DomainError:
+            pass  # the job is gone or no longer theirs: nobody is left to tell
+        except Exception:
+            log.exception("hanging up call %s of job %s after its socket closed failed", call_id, job_id)
+    scope.pop("dispatch_calls", None)
+
+
 # Client frame type -> its action; each takes the socket's scope (its user, its client address) and
 # the frame, returns the reply.
-FRAME_HANDLERS = {"chat": _chat_frame, "location": _location_frame}
+FRAME_HANDLERS = {"chat": _chat_frame, "location": _location_frame, **dict.fromkeys(calls.SIGNALS, _call_frame)}
 
 
 def websocket_application():

@@ -21,6 +21,11 @@ _JOB_FOR_CHAT = Prepared(
 )
 
 
+def job_locked_with_parties(job_id: int) -> Job | None:
+    """The job with its customer, provider and category, locked FOR NO KEY UPDATE (chat, calls); None if not there."""
+    return _JOB_FOR_CHAT.first(job_id=job_id)
+
+
 def job_participants(job: Job) -> set[int]:
     return {job.customer_id} | ({job.provider_id} if job.provider_id else set())
 
@@ -52,7 +57,7 @@ def message_send(*, job_id: int, sender: User, content: str) -> Message:
     """
     content = message_content_clean(content)
     with transaction.atomic():
-        job = _JOB_FOR_CHAT.first(job_id=job_id)
+        job = job_locked_with_parties(job_id)
         if job is None or sender.pk not in job_participants(job):
             raise NotFound(f"Job {job_id} not found.")
         if job.status not in CHAT_OPEN:

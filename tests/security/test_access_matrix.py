@@ -25,7 +25,7 @@ from dispatch.services.wallet import wallet_topup
 from tests.api.test_permissions import _call, _secrets
 from tests.conftest import book
 from tests.factories import CustomerFactory, UserFactory, make_provider
-from tests.sockets import close_code, names, opening_positions, received_events, token_of
+from tests.sockets import close_code, opening_positions, received_events, token_of
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("in_memory_layer")]
 
@@ -98,6 +98,8 @@ ROWS = [
     Row("wallet-topup", "post", "/wallet/topup/", signed_in(201, ops=403), body={"amount": "10.00"},
         parties_may_read_job=False),
     Row("job-invoice", "get", "/services/jobs/{job}/invoice/", signed_in(200, **PARTIES_ONLY), job="completed_job"),
+    # Calls are between the parties: ops are not one (404, as for anyone else).
+    Row("job-call", "get", "/services/jobs/{job}/call/", signed_in(200, **PARTIES_ONLY, ops=404)),
     # No credit note of that number: the parties are told so (404), like anyone else.
     Row("job-credit-note", "get", "/services/jobs/{job}/credit_notes/987654321/", signed_in(404), job="completed_job"),
     Row("ops-refunds", "post", "/ops/jobs/{job}/refunds/", signed_in(403, ops=400), job="completed_job",
@@ -278,6 +280,10 @@ SOCKET_ACTIONS = {
         "anonymous": CLOSE_UNAUTHENTICATED, "customer": "forbidden", "provider": "location_ack",
         "other_customer": "forbidden", "other_provider": "location_ack", "ops": "forbidden",
     },
+    "call": {
+        "anonymous": CLOSE_UNAUTHENTICATED, "customer": "call_ack", "provider": "call_ack",
+        "other_customer": "not_found", "other_provider": "not_found", "ops": "not_found",
+    },
 }
 
 
@@ -286,6 +292,7 @@ def _frame(action, job) -> dict | None:
         "connect": None,
         "chat": {"type": "chat", "job_id": job.pk, "content": "Hello over the socket"},
         "location": {"type": "location", "latitude": 28.6201, "longitude": 77.2101},
+        "call": {"type": "call_offer", "job_id": job.pk, "call_id": "matrix-call-1", "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0"},
     }[action]
 
 
@@ -322,11 +329,14 @@ async def test_socket_matrix(action, actor, users, sockets, assigned_job, custom
     await socket.send_json_to(_frame(action, assigned_job))
     reply = await socket.receive_json_from(timeout=2)
     assert reply.get("code", reply["type"]) == expected, reply
-    heard = names(await received_events(watcher)) if actor != "customer" else []
+    heard = [m.get("event", m["type"]) for m in await received_events(watcher)] if actor != "customer" else []
     if action == "chat":
         wrote = await database_sync_to_async(Message.objects.count)() - messages_before
         assert wrote == (1 if expected == "chat_ack" else 0)
         assert heard == (["NEW_MESSAGE"] if actor == "provider" else [])
+    if action == "call":
+        # Only the job's own provider's call reaches the job's customer, and only as the relayed offer.
+        assert heard == (["call_offer"] if actor == "provider" else []), heard
     if action == "location":
         # Only the job's own provider's ping reaches the job's customer.
         assert heard == (["PROVIDER_LOCATION"] if actor == "provider" else []), heard
