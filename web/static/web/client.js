@@ -210,10 +210,12 @@
     }
   }
 
-  /* The notification socket: `onEvent(event)` for every event; `onOpen()` after each (re)connect. */
+  /* The notification socket: `onEvent(event)` for every frame it gets (events, relayed call frames, replies);
+   * `onOpen()` after each (re)connect. Returns `{send(frame)}`: true if the frame went out on the open socket. */
   function connectNotifications(onEvent, onOpen) {
     let lastSeq = null; // the highest seq received: a cursor that skips nothing (docs/realtime.md)
     let delay = 1000;
+    let current = null;
     function retry() {
       setLive("○ Reconnecting…", false);
       setTimeout(open, delay);
@@ -230,6 +232,7 @@
       let url = scheme + window.location.host + "/ws/notifications/?" + credential;
       if (lastSeq !== null) url += "&last_seq=" + lastSeq;
       const socket = new WebSocket(url);
+      current = socket;
       socket.addEventListener("open", function () {
         delay = 1000;
         setLive("● Live", true);
@@ -252,6 +255,13 @@
       });
     }
     open();
+    return {
+      send: function (frame) {
+        if (!current || current.readyState !== WebSocket.OPEN) return false;
+        current.send(JSON.stringify(frame));
+        return true;
+      },
+    };
   }
 
   function money(value) {

@@ -10,6 +10,7 @@ window.Dispatch.page("customer", function (me, D) {
   const categories = new Map();
   let providers = [];
   let currentJob = null;
+  let calls = null; // in-app calls (call.js), once the socket is there
   let chatView = null;
   let eta = null;
   let searches = 0; // only the latest search's answer is shown
@@ -517,10 +518,9 @@ window.Dispatch.page("customer", function (me, D) {
     if (provider && ACTIVE.includes(job.status)) {
       lines.push(el("p", {}, "Provider: ", el("strong", {}, provider.name),
         job.status === "ASSIGNED" ? " · 🚀 Ready to start!" : " · 🚀 Work in progress…"));
-      if (provider.phone) {
-        lines.push(el("p", {}, el("a", { class: "button", href: "tel:" + provider.phone.replace(/[^+0-9]/g, ""),
-          "aria-label": "Call " + provider.name + " at " + provider.phone }, "📞 Call " + provider.name)));
-      }
+      lines.push(el("p", { class: "call-line" }, calls ? calls.button(job, provider.name) : null,
+        provider.phone ? el("a", { class: "button secondary", href: "tel:" + provider.phone.replace(/[^+0-9]/g, ""),
+          "aria-label": "Phone " + provider.name + " at " + provider.phone }, "☎ " + provider.phone) : null));
       lines.push(el("p", { id: "eta", "aria-live": "polite" }, eta || "Live position shows when the provider shares it."));
     }
     if (job.status === "COMPLETED") lines.push(reviewForm(job), invoiceButton(job));
@@ -680,6 +680,11 @@ window.Dispatch.page("customer", function (me, D) {
       if (chatView && chatView.jobId === event.job_id) chatView.refresh();
       return;
     }
+    if (event.event === "CALL_STARTED" || event.event === "CALL_ENDED") {
+      D.toast(event.message, "info");
+      addToTimeline(event);
+      return;
+    }
     if (event.event === "JOB_CREATED") {
       // Our own booking, already shown; but say so when it waits for a dispatch worker.
       if (event.why === "queued") D.toast(event.message, "info");
@@ -707,9 +712,12 @@ window.Dispatch.page("customer", function (me, D) {
     }
     loadWallet();
     let opened = false;
-    D.connectNotifications(onEvent, function () {
+    const socket = D.connectNotifications(function (frame) {
+      if (!calls.handle(frame)) onEvent(frame);
+    }, function () {
       loadJobs(!opened);
       opened = true;
     });
+    calls = D.calls(socket);
   })();
 });

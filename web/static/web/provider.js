@@ -14,6 +14,7 @@ window.Dispatch.page("provider", function (me, D) {
     ["CANCELLED", "Cancelled"],
   ];
   let offers = [];
+  let calls = null; // in-app calls (call.js), once the socket is there
   let chatView = null;
   let watchId = null;
   let lastSent = 0;
@@ -395,9 +396,10 @@ window.Dispatch.page("provider", function (me, D) {
         }
       } }, "⬇ Invoice (PDF)"));
     }
+    if (calls && ["ASSIGNED", "IN_PROGRESS"].includes(job.status)) actions.push(calls.button(job, customer.name));
     if (customer.phone && ["ASSIGNED", "IN_PROGRESS"].includes(job.status)) {
-      actions.push(el("a", { class: "button", href: "tel:" + customer.phone.replace(/[^+0-9]/g, ""),
-        "aria-label": "Call " + customer.name + " at " + customer.phone }, "📞 Call"));
+      actions.push(el("a", { class: "button secondary", href: "tel:" + customer.phone.replace(/[^+0-9]/g, ""),
+        "aria-label": "Phone " + customer.name + " at " + customer.phone }, "☎ " + customer.phone));
     }
     if (["ASSIGNED", "IN_PROGRESS"].includes(job.status)) {
       actions.push(el("a", { class: "button", target: "_blank", rel: "noopener",
@@ -814,6 +816,9 @@ window.Dispatch.page("provider", function (me, D) {
     } else if (event.event === "JOB_RELEASED" && event.why === "no_show") {
       D.toast("🚩 Job #" + event.job_id + " is no longer yours: you were reported as not showing up.", "error");
       loadJobs();
+    } else if (event.event === "CALL_STARTED" || event.event === "CALL_ENDED") {
+      D.toast(event.message, "info");
+      return;
     } else if (event.event === "DUES_LIMIT_REACHED" || event.event === "DUES_CLEARED") {
       D.toast(event.message, event.event === "DUES_CLEARED" ? "success" : "error");
       loadDues();
@@ -834,10 +839,13 @@ window.Dispatch.page("provider", function (me, D) {
   loadProfile();
   loadDues();
   loadEarnings();
-  D.connectNotifications(onEvent, function () {
+  const socket = D.connectNotifications(function (frame) {
+    if (!calls.handle(frame)) onEvent(frame);
+  }, function () {
     loadDues();
     loadOffers();
     loadJobs();
     loadWeek();
   });
+  calls = D.calls(socket);
 });
