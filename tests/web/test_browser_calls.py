@@ -6,10 +6,11 @@ microphone, no permission prompt), against one embedded server (SQLite, eager ta
 ASSIGNED to Ravi before the pages open; no STUN server is configured (loopback needs none).
 """
 import pytest
+import requests
 from playwright.sync_api import expect, sync_playwright
 
 from tests.web.browser import CHROMIUM_ARGS, WAIT_MS, chromium_executable, manage, seeded_server
-from tests.web.test_browser_slots import open_page, sign_in  # noqa: F401 (open_page is a fixture)
+from tests.web.test_browser_slots import PASSWORD, open_page, sign_in  # noqa: F401 (open_page is a fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -93,3 +94,33 @@ def test_customer_and_provider_talk_in_the_app_and_a_hang_up_ends_it_for_both(op
     assert (answered, ended, reason, caller) == ("True", "True", "hangup", "asha")
     assert names == "['CALL_ENDED', 'CALL_ENDED', 'CALL_STARTED', 'CALL_STARTED']"
     assert asha.js_errors == [] and ravi.js_errors == []
+
+
+def test_a_call_ends_when_the_job_does_and_no_call_is_offered_after(open_page, server):  # noqa: F811
+    asha, ravi = open_page(), open_page()
+    sign_in(asha, "asha", "/customer/")
+    sign_in(ravi, "ravi", "/provider/")
+    asha.get_by_role("button", name="Call Ravi Kumar in the app").click()
+    ravi.locator("#call-answer").click()
+    expect(ravi.locator("#call-panel")).to_have_attribute("data-connection", "connected")
+
+    base, job = server["base"], server["job"]
+    token = requests.post(f"{base}/auth/login/", json={"username": "ravi", "password": PASSWORD}, timeout=10).json()
+    for step in ("start_job", "complete_job"):
+        done = requests.post(f"{base}/services/jobs/{job}/{step}/", headers={"Authorization": f"Token {token['token']}"},
+                             timeout=10)
+        assert done.status_code == 200, done.text
+
+    # Asha's page hangs up on JOB_COMPLETED; Ravi's (who completed it) on her hang-up.
+    expect(asha.locator("#call-panel")).to_contain_text("The job is done: call ended.")
+    for page in (asha, ravi):
+        expect(page.locator("#call-panel")).to_have_attribute("data-connection", "closed")
+    expect(asha.locator("#status-card")).to_contain_text("Completed")
+    expect(asha.get_by_role("button", name="Call Ravi Kumar in the app")).to_have_count(0)
+    ravi.reload()  # he completed it from elsewhere (the API): his page learns on its next load
+    expect(ravi.locator("#live")).to_have_text("● Live")
+    expect(ravi.locator(".job", has_text=f"#{job}")).to_contain_text("Completed")
+    expect(ravi.locator(f"[data-call-job='{job}']")).to_have_count(0)
+    setup = requests.get(f"{base}/services/jobs/{job}/call/", headers={"Authorization": f"Token {token['token']}"},
+                         timeout=10)
+    assert setup.status_code == 409

@@ -13,6 +13,8 @@
   const el = D.el;
   const RING_FOR_MS = 45000; // the caller gives up after this ("unanswered"); the server forgets a call after 90 s
   const CANDIDATE_BATCH_MS = 100; // candidates go out in batches: the socket takes 20 frames a second
+  // The job left ASSIGNED/IN_PROGRESS: no call may go on (the server refuses all but the hang-up).
+  const JOB_OVER = ["JOB_COMPLETED", "JOB_CANCELLED", "JOB_RELEASED", "JOB_PROVIDER_RELEASED"];
 
   function newCallId() {
     const bytes = new Uint8Array(12);
@@ -193,6 +195,10 @@
           end(frame.code === "busy" ? call.peerName + " is already on a call about this job." : frame.detail);
         }
         return true;
+      }
+      if (frame.type === "job_update" && call && call.jobId === frame.job_id && JOB_OVER.includes(frame.event)) {
+        end("The job is " + (frame.event === "JOB_COMPLETED" ? "done" : "no longer live") + ": call ended.", "hangup");
+        return false;
       }
       if (frame.type === "job_update" && (frame.event === "CALL_STARTED" || frame.event === "CALL_ENDED")) {
         if (call && call.id === frame.call_id) {
