@@ -23,6 +23,7 @@ from api.views.providers import (
 )
 from api.views.slots import AreaSlotsView, ProviderSlotsView
 from api.views.socket_ticket import SocketTicketView
+from api.views.telephony import JobCallBridgeView, TelephonyRouteView
 from api.views.tokens import OpsTokenDetailView, OpsTokenListView, TokenDetailView, TokenListView
 from api.views.wallet import WalletTopUpView, WalletView
 from api.views.webhooks import WebhookDeliveryListView, WebhookDetailView, WebhookListView, WebhookResendView
@@ -69,6 +70,8 @@ urlpatterns = [
     path("wallet/topup/", WalletTopUpView.as_view(), name="wallet-topup"),
     path("services/jobs/<str:pk>/invoice/", JobInvoiceView.as_view(), name="job-invoice"),
     path("services/jobs/<str:pk>/call/", JobCallView.as_view(), name="job-call"),
+    path("services/jobs/<str:pk>/call_bridge/", JobCallBridgeView.as_view(), name="job-call-bridge"),
+    path("telephony/route/", TelephonyRouteView.as_view(), name="telephony-route"),
     path("services/jobs/<str:pk>/credit_notes/<str:note>/", JobCreditNoteView.as_view(), name="job-credit-note"),
     path("ops/jobs/<str:pk>/refunds/", OpsRefundView.as_view(), name="ops-refunds"),
     path("services/slots/", AreaSlotsView.as_view(), name="slots"),

@@ -65,6 +65,8 @@ app.conf.update(
         # Payouts call the payout rail (a network call): with the other outbound sends.
         "payouts.send": {"queue": WEBHOOKS_QUEUE},
         "payouts.run": {"queue": HOUSEKEEPING_QUEUE},
+        # Gives numbers back to the telephony provider (network calls): with the other outbound sends.
+        "telephony.close_ended": {"queue": WEBHOOKS_QUEUE},
         # A quick query that queues sends: with the other sweeps, not behind slow receivers.
         "webhooks.sweep": {"queue": HOUSEKEEPING_QUEUE},
     },

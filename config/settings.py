@@ -417,6 +417,20 @@ if not isinstance(WEBRTC_ICE_SERVERS, list) or not all(
 ):
     raise ImproperlyConfigured('WEBRTC_ICE_SERVERS is a JSON list of {"urls": …} objects.')
 
+# --- Phone numbers and masked calls (dispatch/services/contact.py, docs/telephony.md). While masking is on
+# no party sees the other's real number (they call in the app, or through a bridge number); off, the real
+# number is shown from assignment until the job ends. Ops always see real numbers.
+PHONE_MASKING = env.bool("PHONE_MASKING", default=True)
+# A dotted path to a class implementing dispatch.telephony.TelephonyBackend (Exotel, Twilio…); the console
+# one hands out fictional numbers and dials nobody.
+TELEPHONY_BACKEND = env.str("TELEPHONY_BACKEND", default="dispatch.telephony.ConsoleBackend")
+# The secret the provider's "where do I route this call" webhook is signed with; unset, every one is refused.
+TELEPHONY_WEBHOOK_SECRET = env.str("TELEPHONY_WEBHOOK_SECRET", default="")
+# How often bridges of jobs that ended or changed hands give their numbers back (they route nowhere already).
+TELEPHONY_SWEEP_S = env.float("TELEPHONY_SWEEP_S", default=60.0)
+if TELEPHONY_SWEEP_S <= 0:
+    raise ImproperlyConfigured("TELEPHONY_SWEEP_S must be > 0.")
+
 # --- Matching (SPEC section 4)
 MATCHING_WEIGHTS = {
     "distance": env.float("MATCHING_WEIGHT_DISTANCE", default=0.40),
@@ -475,6 +489,9 @@ if PAYOUT_MIN <= 0 or PAYOUTS_EVERY_S < 0:
     raise ImproperlyConfigured("PAYOUT_MIN must be > 0 and PAYOUTS_EVERY_S >= 0.")
 if PAYOUTS_EVERY_S:
     CELERY_BEAT_SCHEDULE["payouts.run"] = {"task": "payouts.run", "schedule": PAYOUTS_EVERY_S}
+CELERY_BEAT_SCHEDULE["telephony.close_ended"] = {
+    "task": "telephony.close_ended", "schedule": TELEPHONY_SWEEP_S, "options": {"expires": TELEPHONY_SWEEP_S},
+}
 
 if not DEBUG:
     # Production sits behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips

@@ -23,6 +23,7 @@ from dispatch.services.lifecycle import job_complete, job_start
 from dispatch.services.location import tracking_reconcile
 from dispatch.services.offers import offer_accept
 from dispatch.services.webhooks import endpoints_cache_clear
+from dispatch.telephony import TestBackend
 from tests.factories import DELHI, CategoryFactory, CustomerFactory, ItemFactory, OpsFactory, make_provider
 from tests.sockets import in_memory_layer, sockets  # noqa: F401 (fixtures for every socket test)
 from tests.web.browser import chromium_executable
@@ -134,6 +135,16 @@ def _fresh_webhook_endpoints():
     endpoints_cache_clear()
     yield
     endpoints_cache_clear()
+
+
+@pytest.fixture
+def telephony(settings):
+    """The in-memory telephony backend (what it opened and closed), with its webhook secret set."""
+    settings.TELEPHONY_BACKEND = "dispatch.telephony.TestBackend"
+    settings.TELEPHONY_WEBHOOK_SECRET = "test-telephony-secret"
+    TestBackend.clear()
+    yield TestBackend
+    TestBackend.clear()
 
 
 @pytest.fixture

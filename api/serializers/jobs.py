@@ -1,9 +1,12 @@
 """Jobs: the booking request, and the job as each party may see it.
 
-Who sees what: phones only once the job is ASSIGNED (or later); a provider sees the
-customer's first name until then; the customer sees the offer history without other
-providers' identities; ops see everything, score breakdowns included.
+Who sees what: a party never sees the other's phone while PHONE_MASKING is on (with it off, while
+the job is ASSIGNED or IN_PROGRESS: dispatch/services/contact.py) and `contact` says how to call
+instead; a provider sees the customer's first name until assignment; the customer sees the offer
+history without other providers' identities; ops see everything, phones and score breakdowns included.
 """
+from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -16,9 +19,11 @@ from api.serializers.fields import (
 )
 from api.serializers.providers import CategoryRefSerializer
 from dispatch.models import Job, JobStatus, PaymentMethod, Role, ServiceCategory, ServiceItem, User
+from dispatch.services.contact import calls_open, phone_shown
 
 MAX_ITEMS_PER_JOB = 50
-CONTACT_VISIBLE = (JobStatus.ASSIGNED, JobStatus.IN_PROGRESS, JobStatus.COMPLETED)
+# A provider sees the customer's full name from assignment on (phones: dispatch.services.contact.phone_shown).
+FULL_NAME_VISIBLE = (JobStatus.ASSIGNED, JobStatus.IN_PROGRESS, JobStatus.COMPLETED)
 
 
 class BookingSerializer(serializers.Serializer):
@@ -52,7 +57,23 @@ class JobItemSerializer(serializers.Serializer):
 class PartySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
-    phone = serializers.CharField(allow_null=True)
+    phone = serializers.CharField(
+        allow_null=True,
+        help_text="The real number: always one's own and to ops; to the other party only with PHONE_MASKING off "
+        "while the job is ASSIGNED or IN_PROGRESS; else null (see the job's `contact`).",
+    )
+
+
+class ContactSerializer(serializers.Serializer):
+    masked = serializers.BooleanField(help_text="Phone numbers are hidden from the other party (PHONE_MASKING).")
+    in_app = serializers.BooleanField(
+        help_text="You can call the other party now (a party of an ASSIGNED or IN_PROGRESS job): in the app, "
+        "with GET /services/jobs/{id}/call/ and the socket."
+    )
+    bridge = serializers.CharField(
+        allow_null=True,
+        help_text="While masked and callable: POST here for a masked number that reaches the other party. Else null.",
+    )
 
 
 class OfferHistorySerializer(serializers.Serializer):
@@ -86,6 +107,7 @@ class JobSerializer(serializers.ModelSerializer):
     customer = serializers.SerializerMethodField()
     provider = serializers.SerializerMethodField()
     offers = serializers.SerializerMethodField()
+    contact = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -108,6 +130,7 @@ class JobSerializer(serializers.ModelSerializer):
             "provider",
             "requested_provider",
             "offers",
+            "contact",
             "created_at",
             "updated_at",
         ]
@@ -142,6 +165,7 @@ class JobSerializer(serializers.ModelSerializer):
             "provider": self.get_provider(job),
             "requested_provider": job.requested_provider_id,
             "offers": self.get_offers(job),
+            "contact": self.get_contact(job),
             "created_at": _moment(job.created_at),
             "updated_at": _moment(job.updated_at),
         }
@@ -150,16 +174,17 @@ class JobSerializer(serializers.ModelSerializer):
     def get_category(self, job) -> dict:
         return {"id": job.category_id, "name": job.category.name}
 
-    def _contact_visible(self, job) -> bool:
-        return self.viewer.is_ops or job.status in CONTACT_VISIBLE
+    def _phone(self, job, party) -> str | None:
+        return party.phone if phone_shown(job=job, viewer=self.viewer, party_id=party.pk) else None
 
     @extend_schema_field(PartySerializer)
     def get_customer(self, job) -> dict:
-        full = self.viewer.pk == job.customer_id or self._contact_visible(job)
+        viewer = self.viewer
+        full = viewer.is_ops or viewer.pk == job.customer_id or job.status in FULL_NAME_VISIBLE
         return {
             "id": job.customer_id,
             "name": job.customer.display_name if full else job.customer.first_name_only,
-            "phone": job.customer.phone if self._contact_visible(job) else None,
+            "phone": self._phone(job, job.customer),
         }
 
     @extend_schema_field(PartySerializer(allow_null=True))
@@ -169,8 +194,16 @@ class JobSerializer(serializers.ModelSerializer):
         return {
             "id": job.provider_id,
             "name": job.provider.display_name,
-            "phone": job.provider.phone if self._contact_visible(job) else None,
+            "phone": self._phone(job, job.provider),
         }
+
+    @extend_schema_field(ContactSerializer)
+    def get_contact(self, job) -> dict:
+        viewer = self.viewer
+        masked = settings.PHONE_MASKING and not viewer.is_ops
+        callable_now = calls_open(job=job, viewer=viewer)
+        bridge = reverse("job-call-bridge", args=[job.pk]) if masked and callable_now else None
+        return {"masked": masked, "in_app": callable_now, "bridge": bridge}
 
     @extend_schema_field(OfferHistorySerializer(many=True))
     def get_offers(self, job) -> list[dict]:

@@ -1,4 +1,5 @@
 """Domain models, one module per aggregate."""
+from dispatch.models.bridges import CallBridge
 from dispatch.models.calls import Call, CallEnd
 from dispatch.models.catalog import ServiceCategory, ServiceItem
 from dispatch.models.chat import Message
@@ -29,6 +30,7 @@ __all__ = [
     "AuthToken",
     "AvailabilityWindow",
     "Call",
+    "CallBridge",
     "CallEnd",
     "CreditNote",
     "CustomerRating",

@@ -20,11 +20,11 @@ from django.utils import timezone
 from dispatch import events
 from dispatch.errors import Conflict, Forbidden, Invalid, LineBusy, NotFound
 from dispatch.event_names import EventName
-from dispatch.models import Call, CallEnd, Job, JobStatus, User
+from dispatch.models import Call, CallEnd, Job, User
 from dispatch.prepared import insert_row, update_row
-from dispatch.services.chat import job_locked_with_parties, job_participants
+from dispatch.services.chat import job_locked_with_parties
+from dispatch.services.contact import job_peer, live_check, party_check
 
-CALL_OPEN = (JobStatus.ASSIGNED, JobStatus.IN_PROGRESS)
 OFFER, ANSWER, ICE, HANGUP, BUSY = "call_offer", "call_answer", "call_ice", "call_hangup", "call_busy"
 SIGNALS = (OFFER, ANSWER, ICE, HANGUP, BUSY)
 CALL_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -54,9 +54,9 @@ def call_setup(*, job_id: int, user: User) -> dict:
     IN_PROGRESS, Conflict. Takes no lock.
     """
     job = Job.objects.select_related("customer", "provider").filter(pk=job_id).first()
-    _check_party(job, job_id, user)
-    _check_open(job)
-    peer = _peer(job, user)
+    party_check(job, job_id, user)
+    live_check(job)
+    peer = job_peer(job, user)
     return {"job_id": job.pk, "peer": {"id": peer.pk, "name": peer.display_name},
             "ice_servers": settings.WEBRTC_ICE_SERVERS}
 
@@ -78,7 +78,7 @@ def call_signal(*, job_id: int, sender: User, kind: str, frame: dict) -> Relay |
     body = _body(kind, frame)
     with transaction.atomic():
         job = job_locked_with_parties(job_id)
-        _check_party(job, job_id, sender)
+        party_check(job, job_id, sender)
         if kind == OFFER:
             _place(job=job, caller=sender, call_id=call_id)
         else:
@@ -92,16 +92,16 @@ def call_signal(*, job_id: int, sender: User, kind: str, frame: dict) -> Relay |
             if kind == ANSWER:
                 _answer(job=job, call=call, callee=sender)
             elif kind == ICE:
-                _check_open(job)
+                live_check(job)
             else:
                 _end(job=job, call=call, by=sender, reason=CallEnd.BUSY if kind == BUSY else body["reason"])
     relayed = {"type": kind, "job_id": job.pk, "call_id": call_id,
                "from": {"id": sender.pk, "name": sender.display_name}, **body}
-    return Relay(to_user_id=_peer(job, sender).pk, frame=relayed)
+    return Relay(to_user_id=job_peer(job, sender).pk, frame=relayed)
 
 
 def _place(*, job: Job, caller: User, call_id: str) -> None:
-    _check_open(job)
+    live_check(job)
     now = timezone.now()
     if Call.objects.filter(job=job, ended_at__isnull=True).exclude(call_id=call_id).filter(
         placed_at__gt=now - RINGING_AT_MOST
@@ -109,13 +109,13 @@ def _place(*, job: Job, caller: User, call_id: str) -> None:
         raise LineBusy(f"A call about job {job.pk} is already on.")
     try:
         with transaction.atomic():
-            insert_row(Call(job=job, call_id=call_id, caller=caller, callee=_peer(job, caller), placed_at=now))
+            insert_row(Call(job=job, call_id=call_id, caller=caller, callee=job_peer(job, caller), placed_at=now))
     except IntegrityError:
         raise Conflict(f"Call {call_id} was already placed; place a new call with a new call_id.") from None
 
 
 def _answer(*, job: Job, call: Call, callee: User) -> None:
-    _check_open(job)
+    live_check(job)
     if callee.pk != call.callee_id:
         raise Forbidden("Only the one called can answer or be busy.")
     if call.answered_at is not None:
@@ -138,20 +138,6 @@ def _end(*, job: Job, call: Call, by: User, reason: str) -> None:
         events.emit(user=user, name=EventName.CALL_ENDED, job=job, actor=by, call_id=call.call_id,
                     caller_id=call.caller_id, answered=answered, duration_s=call.duration_s, reason=reason,
                     why="answered" if answered else "missed")
-
-
-def _check_party(job: Job | None, job_id: int, user: User) -> None:
-    if job is None or user.pk not in job_participants(job):
-        raise NotFound(f"Job {job_id} not found.")
-
-
-def _check_open(job: Job) -> None:
-    if job.status not in CALL_OPEN:
-        raise Conflict(f"Job {job.pk} is {job.status}; calls are open while it is ASSIGNED or IN_PROGRESS.")
-
-
-def _peer(job: Job, user: User) -> User:
-    return job.provider if user.pk == job.customer_id else job.customer
 
 
 def _body(kind: str, frame: dict) -> dict:

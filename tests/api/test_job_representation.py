@@ -29,7 +29,9 @@ def test_an_assigned_job_renders_as_drf_renders_it_for_each_party(request, assig
     fast, drf = _rendered(assigned_job, viewer)
     assert fast == drf
     assert list(fast) == list(drf)  # the same keys, in the same order
-    assert fast["provider"]["phone"] is not None  # contacts shown once ASSIGNED
+    # Masked from the other party (PHONE_MASKING, the default); one's own number and ops see it.
+    assert (fast["provider"]["phone"] is None) == (viewer_name == "customer")
+    assert fast["contact"]["in_app"] == (viewer_name != "ops")
 
 
 def test_a_slot_job_with_a_rejected_offer_renders_as_drf_renders_it(customer, category, provider, ops):

@@ -234,13 +234,26 @@ def test_offer_list_shows_customer_first_name_only_and_no_phone(offered_job, cus
     assert "Akshay Kumar" not in response.content.decode()
 
 
-@pytest.mark.parametrize("state", ["assigned_job", "in_progress_job", "completed_job"])
-def test_assigned_provider_sees_customer_phone(request, state, customer, provider, client_for):
+# With PHONE_MASKING off (the brief's behaviour) a live job's parties see each other's numbers, and none once it
+# ends; with it on (the default), never: tests/security/test_phone_masking.py follows a whole job.
+PHONE_SHOWN = [
+    (False, "assigned_job", True), (False, "in_progress_job", True), (False, "completed_job", False),
+    (True, "assigned_job", False), (True, "in_progress_job", False), (True, "completed_job", False),
+]
+
+
+@pytest.mark.parametrize("masking, state, shown", PHONE_SHOWN)
+def test_assigned_provider_sees_customer_phone_only_unmasked_while_live(
+    request, masking, state, shown, customer, provider, client_for, settings
+):
+    settings.PHONE_MASKING = masking
     job = request.getfixturevalue(state)
 
     response = client_for(provider).get(f"/services/jobs/{job.pk}/")
 
-    assert response.json()["customer"] == {"id": customer.pk, "name": "Akshay Kumar", "phone": customer.phone}
+    phone = customer.phone if shown else None
+    assert response.json()["customer"] == {"id": customer.pk, "name": "Akshay Kumar", "phone": phone}
+    assert (customer.phone in response.content.decode()) == shown
 
 
 def test_customer_does_not_see_offered_provider_phone(offered_job, customer, provider, client_for):
@@ -251,10 +264,15 @@ def test_customer_does_not_see_offered_provider_phone(offered_job, customer, pro
     assert all("provider_id" not in o for o in response.json()["offers"])
 
 
-@pytest.mark.parametrize("state", ["assigned_job", "in_progress_job", "completed_job"])
-def test_customer_sees_provider_phone_once_assigned(request, state, customer, provider, client_for):
+@pytest.mark.parametrize("masking, state, shown", PHONE_SHOWN)
+def test_customer_sees_provider_phone_only_unmasked_while_live(
+    request, masking, state, shown, customer, provider, client_for, settings
+):
+    settings.PHONE_MASKING = masking
     job = request.getfixturevalue(state)
 
     response = client_for(customer).get(f"/services/jobs/{job.pk}/")
 
-    assert response.json()["provider"] == {"id": provider.pk, "name": "Raj Kumar", "phone": provider.phone}
+    phone = provider.phone if shown else None
+    assert response.json()["provider"] == {"id": provider.pk, "name": "Raj Kumar", "phone": phone}
+    assert (provider.phone in response.content.decode()) == shown

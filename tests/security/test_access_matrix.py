@@ -100,6 +100,11 @@ ROWS = [
     Row("job-invoice", "get", "/services/jobs/{job}/invoice/", signed_in(200, **PARTIES_ONLY), job="completed_job"),
     # Calls are between the parties: ops are not one (404, as for anyone else).
     Row("job-call", "get", "/services/jobs/{job}/call/", signed_in(200, **PARTIES_ONLY, ops=404)),
+    # A masked number is for the parties only (ops are no party: 404, as for anyone else).
+    Row("job-call-bridge", "post", "/services/jobs/{job}/call_bridge/", signed_in(200, **PARTIES_ONLY, ops=404)),
+    # The telephony provider's webhook answers only its signature (none here), whoever is signed in.
+    Row("telephony-route", "post", "/telephony/route/", everyone(403), body={"number": "+12345550100",
+        "caller": "+91 90000 00001"}, parties_may_read_job=False),
     # No credit note of that number: the parties are told so (404), like anyone else.
     Row("job-credit-note", "get", "/services/jobs/{job}/credit_notes/987654321/", signed_in(404), job="completed_job"),
     Row("ops-refunds", "post", "/ops/jobs/{job}/refunds/", signed_in(403, ops=400), job="completed_job",

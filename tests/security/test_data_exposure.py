@@ -1,7 +1,8 @@
 """Before a job is ASSIGNED its parties see neither each other's phones nor the provider's exact position.
 
 The REST side of phones is in tests/api/test_permissions.py (every job state, both
-directions); here: the socket events too, and where the provider is.
+directions); here: the socket events too, and where the provider is. With masking on (the
+default) phones are never shown: tests/security/test_phone_masking.py.
 """
 import pytest
 
@@ -55,10 +56,11 @@ def test_before_assignment_the_offered_provider_sees_no_customer_phone(offered_j
     assert customer.phone not in seen
 
 
-def test_once_assigned_phones_are_shared_and_only_the_customer_follows_the_provider(
+def test_once_assigned_unmasked_phones_are_shared_and_only_the_customer_follows_the_provider(
     assigned_job, customer, other_customer, provider, client_for, settings
 ):
     settings.LOCATION_MIN_INTERVAL_S = 0
+    settings.PHONE_MASKING = False  # the brief's behaviour; masked: tests/security/test_phone_masking.py
     provider_location_update(provider=provider, latitude=SPOT[0], longitude=SPOT[1])
 
     customer_view = client_for(customer).get(f"/services/jobs/{assigned_job.pk}/").json()

@@ -5,6 +5,8 @@ Two Chromium contexts (one user each) of one Chromium started with fake media de
 microphone, no permission prompt), against one embedded server (SQLite, eager tasks). Asha's job is
 ASSIGNED to Ravi before the pages open; no STUN server is configured (loopback needs none).
 """
+import re
+
 import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
@@ -34,7 +36,7 @@ ravi = make_provider(categories=[plumbing], user__username="ravi", user__name="R
 asha = CustomerFactory(username="asha", name="Asha Rao")
 job = book(asha, plumbing, ravi, latitude=28.6315, longitude=77.2167)
 offer_accept(job_id=job.pk, provider=ravi)
-print(json.dumps({"job": job.pk}))
+print(json.dumps({"job": job.pk, "ravi_phone": ravi.phone, "asha_phone": asha.phone}))
 """
 
 CALL_LOG = """
@@ -94,6 +96,21 @@ def test_customer_and_provider_talk_in_the_app_and_a_hang_up_ends_it_for_both(op
     assert (answered, ended, reason, caller) == ("True", "True", "hangup", "asha")
     assert names == "['CALL_ENDED', 'CALL_ENDED', 'CALL_STARTED', 'CALL_STARTED']"
     assert asha.js_errors == [] and ravi.js_errors == []
+
+
+def test_with_masking_each_side_gets_a_masked_number_and_never_the_others_phone(open_page, server):  # noqa: F811
+    asha, ravi = open_page(), open_page()
+    sign_in(asha, "asha", "/customer/")
+    sign_in(ravi, "ravi", "/provider/")
+
+    asha.get_by_role("button", name="Get a masked number for Ravi Kumar").click()
+    ravi.get_by_role("button", name="Get a masked number for Asha Rao").click()
+
+    for page, other, phone in ((asha, "Ravi Kumar", server["ravi_phone"]), (ravi, "Asha Rao", server["asha_phone"])):
+        dial = page.get_by_role("link", name=re.compile(f"^Phone {other} through the masked number"))
+        expect(dial).to_have_attribute("href", re.compile(r"^tel:\+?[0-9]+$"))
+        assert dial.get_attribute("href").removeprefix("tel:") not in phone.replace(" ", "")
+        assert phone not in page.content() and phone.replace(" ", "") not in page.content()
 
 
 def test_a_call_ends_when_the_job_does_and_no_call_is_offered_after(open_page, server):  # noqa: F811

@@ -246,7 +246,29 @@
         "aria-label": "Call " + peerName + " in the app", onclick: () => start(job, peerName) }, "📞 Call " + peerName);
     }
 
+    /* How to phone the other party, beside the in-app call: with masking on a button that asks for the job's
+     * masked number (`job.contact.bridge`) and then dials it; with it off their real number; else nothing. */
+    function phoneLink(job, party) {
+      const dial = (number, label) => el("a", { class: "button secondary", href: "tel:" + number.replace(/[^+0-9]/g, ""),
+        "aria-label": label }, "☎ " + number);
+      if (party.phone) return dial(party.phone, "Phone " + party.name + " at " + party.phone);
+      if (!job.contact || !job.contact.bridge) return null;
+      const ask = el("button", { type: "button", class: "secondary", "aria-label": "Get a masked number for " + party.name,
+        onclick: async function () {
+          ask.disabled = true;
+          try {
+            const line = await D.api(job.contact.bridge, { method: "POST" });
+            ask.replaceWith(dial(line.number, "Phone " + party.name + " through the masked number " + line.number),
+              el("span", { class: "muted" }, " reaches " + party.name + " from your own phone while the job is on"));
+          } catch (e) {
+            ask.disabled = false;
+            D.toast(e.message, "error");
+          }
+        } }, "☎ Phone number");
+      return ask;
+    }
+
     window.addEventListener("beforeunload", () => call && end("", "disconnected"));
-    return { button: button, handle: handle, start: start };
+    return { button: button, handle: handle, phoneLink: phoneLink, start: start };
   };
 })();

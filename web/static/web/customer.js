@@ -518,9 +518,7 @@ window.Dispatch.page("customer", function (me, D) {
     if (provider && ACTIVE.includes(job.status)) {
       lines.push(el("p", {}, "Provider: ", el("strong", {}, provider.name),
         job.status === "ASSIGNED" ? " · 🚀 Ready to start!" : " · 🚀 Work in progress…"));
-      lines.push(el("p", { class: "call-line" }, calls ? calls.button(job, provider.name) : null,
-        provider.phone ? el("a", { class: "button secondary", href: "tel:" + provider.phone.replace(/[^+0-9]/g, ""),
-          "aria-label": "Phone " + provider.name + " at " + provider.phone }, "☎ " + provider.phone) : null));
+      if (calls) lines.push(el("p", { class: "call-line" }, calls.button(job, provider.name), calls.phoneLink(job, provider)));
       lines.push(el("p", { id: "eta", "aria-live": "polite" }, eta || "Live position shows when the provider shares it."));
     }
     if (job.status === "COMPLETED") lines.push(reviewForm(job), invoiceButton(job));

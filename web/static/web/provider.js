@@ -396,10 +396,10 @@ window.Dispatch.page("provider", function (me, D) {
         }
       } }, "⬇ Invoice (PDF)"));
     }
-    if (calls && ["ASSIGNED", "IN_PROGRESS"].includes(job.status)) actions.push(calls.button(job, customer.name));
-    if (customer.phone && ["ASSIGNED", "IN_PROGRESS"].includes(job.status)) {
-      actions.push(el("a", { class: "button secondary", href: "tel:" + customer.phone.replace(/[^+0-9]/g, ""),
-        "aria-label": "Phone " + customer.name + " at " + customer.phone }, "☎ " + customer.phone));
+    if (calls && ["ASSIGNED", "IN_PROGRESS"].includes(job.status)) {
+      actions.push(calls.button(job, customer.name));
+      const phone = calls.phoneLink(job, customer);
+      if (phone) actions.push(phone);
     }
     if (["ASSIGNED", "IN_PROGRESS"].includes(job.status)) {
       actions.push(el("a", { class: "button", target: "_blank", rel: "noopener",
