@@ -416,6 +416,15 @@ if not isinstance(WEBRTC_ICE_SERVERS, list) or not all(
     isinstance(server, dict) and isinstance(server.get("urls"), str | list) for server in WEBRTC_ICE_SERVERS
 ):
     raise ImproperlyConfigured('WEBRTC_ICE_SERVERS is a JSON list of {"urls": …} objects.')
+# Each browser learns the other's IP addresses from the ICE candidates of a direct call. With this on, calls
+# go only through your TURN server (RTCPeerConnection's iceTransportPolicy "relay"): neither side learns the
+# other's address, at the cost of relaying every call's audio.
+WEBRTC_RELAY_ONLY = env.bool("WEBRTC_RELAY_ONLY", default=False)
+if WEBRTC_RELAY_ONLY and not any(
+    str(url).startswith(("turn:", "turns:"))
+    for server in WEBRTC_ICE_SERVERS for url in ([server["urls"]] if isinstance(server["urls"], str) else server["urls"])
+):
+    raise ImproperlyConfigured("WEBRTC_RELAY_ONLY needs a TURN server (turn: or turns:) in WEBRTC_ICE_SERVERS.")
 
 # --- Phone numbers and masked calls (dispatch/services/contact.py, docs/telephony.md). While masking is on
 # no party sees the other's real number (they call in the app, or through a bridge number); off, the real

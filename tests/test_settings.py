@@ -83,3 +83,13 @@ def test_money_settings_that_make_no_sense_are_refused():
     for env in ({"DISPATCH_DUES_LIMIT": "-1"}, {"PAYOUT_MIN": "0"}, {"CANCELLATION_FREE_AFTER_ASSIGN_S": "-5"}):
         result = _check(**env)
         assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr, env
+
+
+def test_call_settings_that_make_no_sense_are_refused_and_relay_only_with_turn_starts():
+    stun = json.dumps([{"urls": "stun:stun.example.org:3478"}])
+    turn = json.dumps([{"urls": ["turns:turn.example.org:5349"], "username": "u", "credential": "c"}])
+    for env in ({"WEBRTC_ICE_SERVERS": '{"urls": "stun:x"}'}, {"WEBRTC_ICE_SERVERS": '[{"url": "stun:x"}]'},
+                {"WEBRTC_RELAY_ONLY": "true"}, {"WEBRTC_RELAY_ONLY": "true", "WEBRTC_ICE_SERVERS": stun}):
+        result = _check(**env)
+        assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr, env
+    assert _check(WEBRTC_RELAY_ONLY="true", WEBRTC_ICE_SERVERS=turn).returncode == 0

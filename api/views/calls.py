@@ -14,6 +14,8 @@ CALL_SETUP = inline_serializer("CallSetup", {
     "job_id": serializers.IntegerField(),
     "peer": inline_serializer("CallPeer", {"id": serializers.IntegerField(), "name": serializers.CharField()}),
     "ice_servers": serializers.ListField(child=serializers.DictField(), help_text="RTCPeerConnection's iceServers."),
+    "ice_transport_policy": serializers.ChoiceField(
+        choices=["all", "relay"], help_text="RTCPeerConnection's iceTransportPolicy: relay with WEBRTC_RELAY_ONLY."),
 })
 
 

@@ -58,7 +58,8 @@ def call_setup(*, job_id: int, user: User) -> dict:
     live_check(job)
     peer = job_peer(job, user)
     return {"job_id": job.pk, "peer": {"id": peer.pk, "name": peer.display_name},
-            "ice_servers": settings.WEBRTC_ICE_SERVERS}
+            "ice_servers": settings.WEBRTC_ICE_SERVERS,
+            "ice_transport_policy": "relay" if settings.WEBRTC_RELAY_ONLY else "all"}
 
 
 def call_signal(*, job_id: int, sender: User, kind: str, frame: dict) -> Relay | None:

@@ -260,6 +260,17 @@ async def test_the_call_setup_names_the_peer_and_the_ice_servers_only_while_the_
 
     assert live.status_code == 200
     assert live.json() == {"job_id": assigned_job.pk, "peer": {"id": provider.pk, "name": provider.display_name},
-                           "ice_servers": [{"urls": "stun:stun.example.org:3478"}]}
+                           "ice_servers": [{"urls": "stun:stun.example.org:3478"}], "ice_transport_policy": "all"}
     assert over.status_code == 409 and "COMPLETED" in over.json()["detail"]
     assert stranger.status_code == 404
+
+
+async def test_relay_only_calls_tell_the_browsers_to_use_only_the_turn_server(assigned_job, customer, settings):
+    settings.WEBRTC_ICE_SERVERS = [{"urls": "turn:turn.example.org:3478", "username": "u", "credential": "c"}]
+    settings.WEBRTC_RELAY_ONLY = True
+    asking = APIClient()
+    asking.force_authenticate(customer)
+
+    setup = (await run(asking.get, f"/services/jobs/{assigned_job.pk}/call/")).json()
+
+    assert setup["ice_transport_policy"] == "relay" and setup["ice_servers"][0]["urls"].startswith("turn:")

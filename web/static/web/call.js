@@ -74,8 +74,9 @@
       setTimeout(() => { if (!call) show("idle"); }, 4000);
     }
 
-    function peerConnection(iceServers) {
-      const pc = new RTCPeerConnection({ iceServers: iceServers || [] });
+    function peerConnection(setup) {
+      const pc = new RTCPeerConnection({ iceServers: setup.ice_servers || [],
+        iceTransportPolicy: setup.ice_transport_policy || "all" });
       pc.addEventListener("icecandidate", function (e) {
         if (!call || call.pc !== pc || !e.candidate) return;
         call.outQueue.push({ candidate: e.candidate.candidate, sdpMid: e.candidate.sdpMid,
@@ -143,7 +144,7 @@
         return end("No microphone: allow the microphone to call.", "failed");
       }
       if (call !== mine) return;
-      mine.pc = peerConnection(setup.ice_servers);
+      mine.pc = peerConnection(setup);
       mine.stream.getTracks().forEach((t) => mine.pc.addTrack(t, mine.stream));
       const offer = await mine.pc.createOffer();
       await mine.pc.setLocalDescription(offer);
@@ -164,7 +165,7 @@
         return end(e.message || "No microphone.", "failed");
       }
       if (call !== mine) return;
-      mine.pc = peerConnection(setup.ice_servers);
+      mine.pc = peerConnection(setup);
       await mine.pc.setRemoteDescription({ type: "offer", sdp: mine.offerSdp });
       mine.stream.getTracks().forEach((t) => mine.pc.addTrack(t, mine.stream));
       const reply = await mine.pc.createAnswer();
