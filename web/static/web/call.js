@@ -32,7 +32,7 @@
 
     const status = el("p", { id: "call-status", "aria-live": "assertive" });
     const timer = el("span", { id: "call-timer", class: "muted" });
-    const answerButton = el("button", { type: "button", id: "call-answer", onclick: answer }, "Answer");
+    const answerButton = el("button", { type: "button", id: "call-answer", class: "primary", onclick: answer }, "Answer");
     const declineButton = el("button", { type: "button", id: "call-decline", class: "secondary", onclick: decline }, "Decline");
     const hangupButton = el("button", { type: "button", id: "call-hangup", class: "danger", onclick: hangUp }, "Hang up");
     const audio = el("audio", { id: "call-audio", autoplay: true });
