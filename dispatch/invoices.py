@@ -14,6 +14,15 @@ from dispatch.models import CreditNote, Invoice, PaymentMethod
 DATE = "%Y-%m-%d %H:%M UTC"
 
 
+def _document(title: str) -> tuple[BytesIO, SimpleDocTemplate]:
+    """An A4 document with the house margins, and the buffer it renders into."""
+    buffer = BytesIO()
+    margin = 18 * mm
+    doc = SimpleDocTemplate(buffer, pagesize=A4, title=title, author="Dispatch",
+                            leftMargin=margin, rightMargin=margin, topMargin=margin, bottomMargin=margin)
+    return buffer, doc
+
+
 def invoice_filename(invoice: Invoice) -> str:
     return f"{invoice.number}.pdf"
 
@@ -22,11 +31,7 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     """Render the invoice; its figures are the ones frozen when the job completed."""
     job = invoice.job
     styles = getSampleStyleSheet()
-    buffer = BytesIO()
-    doc = SimpleDocTemplate(
-        buffer, pagesize=A4, title=f"Invoice {invoice.number}", author="Dispatch",
-        leftMargin=18 * mm, rightMargin=18 * mm, topMargin=18 * mm, bottomMargin=18 * mm,
-    )
+    buffer, doc = _document(f"Invoice {invoice.number}")
     paid = "paid from the customer's wallet" if invoice.payment_method == PaymentMethod.WALLET else "paid in cash"
     facts = [
         ["Invoice number", invoice.number],
@@ -80,11 +85,7 @@ def credit_note_pdf(note: CreditNote, invoice: Invoice) -> bytes:
     """Render a refund: the credit note's number and date, the invoice it corrects, the amount and why."""
     job = note.job
     styles = getSampleStyleSheet()
-    buffer = BytesIO()
-    doc = SimpleDocTemplate(
-        buffer, pagesize=A4, title=f"Credit note {note.number}", author="Dispatch",
-        leftMargin=18 * mm, rightMargin=18 * mm, topMargin=18 * mm, bottomMargin=18 * mm,
-    )
+    buffer, doc = _document(f"Credit note {note.number}")
     facts = [
         ["Credit note", note.number],
         ["Issued", f"{note.issued_at:{DATE}}"],

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from dispatch import events
@@ -104,9 +105,8 @@ def call_signal(*, job_id: int, sender: User, kind: str, frame: dict) -> Relay |
 def _place(*, job: Job, caller: User, call_id: str) -> None:
     live_check(job)
     now = timezone.now()
-    if Call.objects.filter(job=job, ended_at__isnull=True).exclude(call_id=call_id).filter(
-        placed_at__gt=now - RINGING_AT_MOST
-    ).exists() or Call.objects.filter(job=job, ended_at__isnull=True, answered_at__gt=now - TALKING_AT_MOST).exists():
+    on = Q(placed_at__gt=now - RINGING_AT_MOST) | Q(answered_at__gt=now - TALKING_AT_MOST)
+    if Call.objects.filter(on, job=job, ended_at__isnull=True).exclude(call_id=call_id).exists():
         raise LineBusy(f"A call about job {job.pk} is already on.")
     try:
         with transaction.atomic():

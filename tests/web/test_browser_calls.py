@@ -47,6 +47,14 @@ print(call.answered_at is not None, call.ended_at is not None, call.end_reason, 
 """
 
 
+def both_signed_in(open_page):  # noqa: F811 (the fixture, passed on)
+    """Asha's customer page and Ravi's provider page, each live on its socket."""
+    asha, ravi = open_page(), open_page()
+    sign_in(asha, "asha", "/customer/")
+    sign_in(ravi, "ravi", "/provider/")
+    return asha, ravi
+
+
 @pytest.fixture(scope="module")
 def browser():
     expect.set_options(timeout=WAIT_MS)
@@ -63,9 +71,7 @@ def server(tmp_path_factory):
 
 
 def test_customer_and_provider_talk_in_the_app_and_a_hang_up_ends_it_for_both(open_page, server, shots):  # noqa: F811
-    asha, ravi = open_page(), open_page()
-    sign_in(asha, "asha", "/customer/")
-    sign_in(ravi, "ravi", "/provider/")
+    asha, ravi = both_signed_in(open_page)
     asha_panel, ravi_panel = asha.locator("#call-panel"), ravi.locator("#call-panel")
 
     asha.get_by_role("button", name="Call Ravi Kumar in the app").click()
@@ -99,9 +105,7 @@ def test_customer_and_provider_talk_in_the_app_and_a_hang_up_ends_it_for_both(op
 
 
 def test_with_masking_each_side_gets_a_masked_number_and_never_the_others_phone(open_page, server):  # noqa: F811
-    asha, ravi = open_page(), open_page()
-    sign_in(asha, "asha", "/customer/")
-    sign_in(ravi, "ravi", "/provider/")
+    asha, ravi = both_signed_in(open_page)
 
     asha.get_by_role("button", name="Get a masked number for Ravi Kumar").click()
     ravi.get_by_role("button", name="Get a masked number for Asha Rao").click()
@@ -114,9 +118,7 @@ def test_with_masking_each_side_gets_a_masked_number_and_never_the_others_phone(
 
 
 def test_a_call_ends_when_the_job_does_and_no_call_is_offered_after(open_page, server):  # noqa: F811
-    asha, ravi = open_page(), open_page()
-    sign_in(asha, "asha", "/customer/")
-    sign_in(ravi, "ravi", "/provider/")
+    asha, ravi = both_signed_in(open_page)
     asha.get_by_role("button", name="Call Ravi Kumar in the app").click()
     ravi.locator("#call-answer").click()
     expect(ravi.locator("#call-panel")).to_have_attribute("data-connection", "connected")
