@@ -55,6 +55,9 @@ OVERLAY_REBUILD_SHARE = 0.02
 OVERLAY_REBUILD_MIN, OVERLAY_REBUILD_MAX = 64, 20_000
 # A query drains the stream itself when the follower thread has not read it for this many intervals.
 FOLLOW_LAG_INTERVALS = 4
+# An idle follower waits on the stream at most this long before reading it anyway: the relay and the
+# checks for a lost stream run at least this often.
+FOLLOW_IDLE_S = 1.0
 WARN_EVERY_S = 10.0
 
 
@@ -316,6 +319,7 @@ class _LiveIndex:
         self.loads = 0  # snapshots read from PostgreSQL (at start and after each gap)
         self.followed_at = -float("inf")  # monotonic time of the last read of the stream
         self.follower: threading.Thread | None = None
+        self.waiting = False  # the follower is blocked on the stream: it has read everything up to now
 
     def get(self) -> ProviderIndex:
         index = self.index
@@ -341,14 +345,31 @@ class _LiveIndex:
         self.follower.start()
 
     def _follower_keeps_up(self) -> bool:
-        """The thread read the stream lately: a query uses the index as it is (at most a few intervals old)."""
+        """The thread waits on the stream or read it lately: a query uses the index as it is (at most a few
+        intervals old)."""
         every = settings.MATCHING_FOLLOW_S
         alive = self.follower is not None and self.follower.is_alive()
-        return every > 0 and alive and time.monotonic() - self.followed_at < FOLLOW_LAG_INTERVALS * every
+        return every > 0 and alive and (self.waiting or time.monotonic() - self.followed_at < FOLLOW_LAG_INTERVALS * every)
+
+    def _wait_for_changes(self, every: float) -> None:
+        """Let a batch gather for `every`, then block until the stream has news (at most FOLLOW_IDLE_S).
+
+        Reading the stream on a timer cost every process of the fleet a script run 20 times a second,
+        changes or not; waiting costs nothing while nothing changes.
+        """
+        time.sleep(every)
+        self.waiting = True
+        try:
+            live_store().wait(self.last_id, FOLLOW_IDLE_S)
+        except (RedisError, OSError):
+            pass  # the read that follows says so, and matching goes on with the index as it is
+        finally:
+            self.followed_at = time.monotonic()  # awake: queries need not drain the stream themselves
+            self.waiting = False
 
     def _keep_following(self, every: float) -> None:
         while True:
-            time.sleep(every)
+            self._wait_for_changes(every)
             try:
                 with self.lock:
                     if self.index is None:

@@ -203,6 +203,14 @@ class RedisLiveStore:
         ids = ",".join(str(i) for i in sorted(set(provider_ids)))
         self.client.xadd(self.stream, {"i": ids}, maxlen=settings.LIVE_STREAM_MAXLEN, approximate=True)
 
+    def wait(self, after_id: str, timeout_s: float) -> bool:
+        """Block until the stream has an entry after `after_id`, at most `timeout_s`; whether one came.
+
+        A follower waits here instead of reading the stream on a timer: an idle process costs
+        nothing between changes, and a change wakes it at once.
+        """
+        return bool(self.client.xread({self.stream: after_id}, count=1, block=max(1, int(timeout_s * 1000))))
+
     def read(self, after_id: str) -> StreamRead:
         epoch, added, length, _last, entries = self._read(keys=[self.stream, self.epoch], args=[uuid.uuid4().hex, after_id])
         changes = [_change(_pairs(fields)) for _, fields in entries]
@@ -294,6 +302,7 @@ class MemoryLiveStore:
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self.clear()
 
     def clear(self) -> None:
@@ -307,12 +316,15 @@ class MemoryLiveStore:
             self._relay_cursor: float | None = None
             self._relay_until = 0.0
             self._last_ping: dict[str, float] = {}
+            if hasattr(self, "_changed"):
+                self._changed.notify_all()
 
     def _append(self, change: Change) -> None:
         self._added += 1
         self._stream.append((self._added, change))
         while len(self._stream) > settings.LIVE_STREAM_MAXLEN:
             self._stream.popleft()
+        self._changed.notify_all()
 
     def ping(self, provider_id: int, position: Position, *, limit_key: str = "", interval_s: float = 0.0,
              now: float = 0.0) -> PingOutcome:
@@ -332,6 +344,12 @@ class MemoryLiveStore:
     def announce(self, provider_ids) -> None:
         with self._lock:
             self._append(Change(ids=tuple(sorted(set(provider_ids)))))
+
+    def wait(self, after_id: str, timeout_s: float) -> bool:
+        after = int(after_id.split("-")[0])
+        with self._changed:
+            # Not `>`: a cleared store counts from 0 again, and the follower must wake to reload.
+            return self._changed.wait_for(lambda: self._added != after, timeout=timeout_s)
 
     def read(self, after_id: str) -> StreamRead:
         after = int(after_id.split("-")[0])

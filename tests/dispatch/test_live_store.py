@@ -196,3 +196,30 @@ def test_a_follower_thread_applies_the_stream_off_the_queries_path(provider, set
 
     assert index.position_of(provider.pk) == FAR  # no query asked: the thread moved them
     assert live_index._live._follower_keeps_up()
+
+
+def test_an_idle_follower_waits_on_the_stream_and_a_change_wakes_it_at_once(provider, settings, monkeypatch):
+    import time
+
+    settings.MATCHING_RELAY_S = 10**9
+    settings.MATCHING_FOLLOW_S = 0.02
+    relay_changes()
+    index = provider_index()  # loads, and starts the follower
+    store = live_store()
+    reads = []
+    real_read = store.read
+    monkeypatch.setattr(store, "read", lambda after_id: reads.append(after_id) or real_read(after_id))
+
+    time.sleep(0.6)  # nothing changes
+    idle_reads = len(reads)
+    assert live_index._live._follower_keeps_up()  # waiting counts as keeping up: queries do not drain it
+    moved_at = time.monotonic()
+    provider_location_update(provider=provider, latitude=FAR[0], longitude=FAR[1])
+    while index.position_of(provider.pk) != FAR and time.monotonic() - moved_at < 2:
+        time.sleep(0.005)
+    woke_after = time.monotonic() - moved_at
+
+    # On a timer it read 30 times in 0.6 s; waiting, at most once per FOLLOW_IDLE_S.
+    assert idle_reads <= 1
+    assert index.position_of(provider.pk) == FAR
+    assert woke_after < live_index.FOLLOW_IDLE_S / 2  # woken by the change, not by the idle timeout
