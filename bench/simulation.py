@@ -229,9 +229,11 @@ class Providers:
         # Status and category are tested here, not in SQL: with them there, PostgreSQL walked every job of the
         # category (or the live-offer index's dead entries) at each look, every 20 ms, and the virtual providers'
         # looking was ~40 % of the PostgreSQL time the run charges to bookings. By id alone it reads the newest rows.
-        fresh = Offer.objects.filter(pk__gt=since).values_list(
-            "pk", "job_id", "provider_id", "status", "job__category_id"
-        )
+        # Plain SQL, not the ORM: building the query cost 0.57 ms of CPU a look (~6 ms per booking at 5/s, charged
+        # to the system's figure), the statement alone 0.08 ms.
+        with connection.cursor() as cursor:
+            cursor.execute(_NEW_OFFERS_SQL, [since])
+            fresh = cursor.fetchall()
         for offer_id, job_id, provider_id, status, category_id in fresh:
             if offer_id in self.seen or status != OfferStatus.OFFERED or category_id != self.world.category.pk:
                 continue
@@ -268,6 +270,10 @@ class Providers:
 
 
 BOOKERS = 4
+_NEW_OFFERS_SQL = (
+    f"SELECT o.id, o.job_id, o.provider_id, o.status, j.category_id FROM {Offer._meta.db_table} o"
+    f" JOIN {Job._meta.db_table} j ON j.id = o.job_id WHERE o.id > %s"
+)
 
 
 class Tally:

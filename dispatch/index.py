@@ -20,8 +20,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.conf import settings
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -121,11 +123,65 @@ _HELD_NOW = Prepared(
 )
 
 
-def _records(user_ids, *, regional: bool = True) -> list[ProviderRecord]:
-    """ProviderRecords for these providers (user ids; None: every provider), with categories, windows, load and
-    busy flags.
 
-    `regional`: only those inside this process's regions (dispatch/regions.py; all, if it serves every one)."""
+def _whole_profiles(user_ids, since, now):
+    """`_records`' six reads as one statement (PostgreSQL): each profile with its categories, hours, offers
+    since `since`, whether it is at work and until when a hold covering `now` runs."""
+    windows = AvailabilityWindow.objects.filter(provider_id=OuterRef("id")).order_by("id")
+    return ProviderProfile.objects.filter(
+        user_id__any_of=user_ids, user__role=Role.PROVIDER, user__is_active=True
+    ).annotate(
+        served=ArraySubquery(
+            ProviderProfile.categories.through.objects.filter(providerprofile_id=OuterRef("id"))
+            .values("servicecategory_id")
+        ),
+        window_days=ArraySubquery(windows.values("weekday")),
+        window_starts=ArraySubquery(windows.values("start")),
+        window_ends=ArraySubquery(windows.values("end")),
+        offers_since=Coalesce(
+            Subquery(
+                Offer.objects.filter(provider_id=OuterRef("user_id"), offered_at__gte=since)
+                .order_by().values("provider_id").annotate(n=Count("id")).values("n"),
+                output_field=IntegerField(),
+            ),
+            0,
+        ),
+        at_work=Exists(
+            Job.objects.filter(provider_id=OuterRef("user_id")).filter(
+                Q(status=JobStatus.IN_PROGRESS) | Q(status=JobStatus.ASSIGNED, scheduled_at__isnull=True)
+            )
+        ),
+        held_until=Subquery(
+            Hold.objects.filter(provider_id=OuterRef("user_id"), starts_at__lte=now, ends_at__gt=now)
+            .order_by("-ends_at").values("ends_at")[:1]
+        ),
+    ).values(*_PROFILE_COLUMNS, "served", "window_days", "window_starts", "window_ends", "offers_since",
+             "at_work", "held_until")
+
+
+# Every process reads the providers announced on the change stream again, in each batch it follows: on
+# PostgreSQL one statement instead of six (~1 ms of CPU less per batch, in every process).
+_WHOLE_PROFILES_OF = Prepared(_whole_profiles, user_ids=list, since=datetime, now=datetime)
+
+
+def _records_at_once(user_ids):
+    """`_records`' inputs from one statement (PostgreSQL): rows, categories, windows, load, busy."""
+    now = timezone.now()
+    rows = _WHOLE_PROFILES_OF.all(user_ids=list(user_ids), since=now - timedelta(hours=1), now=now)
+    categories = {r["id"]: set(r["served"]) for r in rows}
+    windows = {r["id"]: list(zip(r["window_days"], r["window_starts"], r["window_ends"])) for r in rows}
+    load = {r["user_id"]: r["offers_since"] for r in rows if r["offers_since"]}
+    busy = {}
+    for r in rows:
+        if r["at_work"]:
+            busy[r["user_id"]] = float("inf")
+        elif r["held_until"] is not None:
+            busy[r["user_id"]] = r["held_until"].timestamp()
+    return rows, categories, windows, load, busy
+
+
+def _records_apart(user_ids):
+    """`_records`' inputs read apart (SQLite, and every provider at once): rows, categories, windows, load, busy."""
     if user_ids is None:  # every provider, one object each (bench.cold_start's old loader; start-up reads columns)
         rows = list(ProviderProfile.objects.filter(user__role=Role.PROVIDER, user__is_active=True)
                     .values(*_PROFILE_COLUMNS))
@@ -143,6 +199,18 @@ def _records(user_ids, *, regional: bool = True) -> list[ProviderRecord]:
         windows.setdefault(pid, []).append(window)
     load = recent_offer_counts(None if user_ids is None else [r["user_id"] for r in rows])
     busy = busy_until_by_provider(None if user_ids is None else [r["user_id"] for r in rows])
+    return rows, categories, windows, load, busy
+
+
+def _records(user_ids, *, regional: bool = True) -> list[ProviderRecord]:
+    """ProviderRecords for these providers (user ids; None: every provider), with categories, windows, load and
+    busy flags.
+
+    `regional`: only those inside this process's regions (dispatch/regions.py; all, if it serves every one)."""
+    if user_ids is not None and connection.vendor == "postgresql":
+        rows, categories, windows, load, busy = _records_at_once(user_ids)
+    else:
+        rows, categories, windows, load, busy = _records_apart(user_ids)
     records = []
     for r in rows:
         lat = r["last_latitude"] if r["last_latitude"] is not None else r["base_latitude"]
@@ -320,6 +388,7 @@ class _LiveIndex:
         self.followed_at = -float("inf")  # monotonic time of the last read of the stream
         self.follower: threading.Thread | None = None
         self.waiting = False  # the follower is blocked on the stream: it has read everything up to now
+        self.generation = 0  # counts resets: a follower serves the index of the generation it was started for
 
     def get(self) -> ProviderIndex:
         index = self.index
@@ -338,10 +407,11 @@ class _LiveIndex:
     def _start_follower(self) -> None:
         """With MATCHING_FOLLOW_S set, a thread applies the stream that often, so queries do not pay for it."""
         every = settings.MATCHING_FOLLOW_S
-        if every <= 0 or (self.follower is not None and self.follower.is_alive()):
+        if every <= 0 or (self.follower is not None and self.follower.is_alive()
+                          and self.follower.name == f"matching-follow-{self.generation}"):
             return
-        self.follower = threading.Thread(target=self._keep_following, args=(every,), name="matching-follow",
-                                         daemon=True)
+        self.follower = threading.Thread(target=self._keep_following, args=(every, self.generation),
+                                         name=f"matching-follow-{self.generation}", daemon=True)
         self.follower.start()
 
     def _follower_keeps_up(self) -> bool:
@@ -351,28 +421,29 @@ class _LiveIndex:
         alive = self.follower is not None and self.follower.is_alive()
         return every > 0 and alive and (self.waiting or time.monotonic() - self.followed_at < FOLLOW_LAG_INTERVALS * every)
 
-    def _wait_for_changes(self, every: float) -> None:
+    def _wait_for_changes(self, every: float, generation: int) -> None:
         """Let a batch gather for `every`, then block until the stream has news (at most FOLLOW_IDLE_S).
 
         Reading the stream on a timer cost every process of the fleet a script run 20 times a second,
         changes or not; waiting costs nothing while nothing changes.
         """
         time.sleep(every)
-        self.waiting = True
+        self.waiting = generation == self.generation
         try:
             live_store().wait(self.last_id, FOLLOW_IDLE_S)
         except (RedisError, OSError):
             pass  # the read that follows says so, and matching goes on with the index as it is
         finally:
-            self.followed_at = time.monotonic()  # awake: queries need not drain the stream themselves
-            self.waiting = False
+            if generation == self.generation:
+                self.followed_at = time.monotonic()  # awake: queries need not drain the stream themselves
+                self.waiting = False
 
-    def _keep_following(self, every: float) -> None:
+    def _keep_following(self, every: float, generation: int) -> None:
         while True:
-            self._wait_for_changes(every)
+            self._wait_for_changes(every, generation)
             try:
                 with self.lock:
-                    if self.index is None:
+                    if self.index is None or generation != self.generation:
                         return  # reset (tests): the next query loads and starts a new thread
                     self._follow()
             except Exception:  # a failed read must not stop the thread; queries drain meanwhile
@@ -481,6 +552,7 @@ class _LiveIndex:
     def reset(self) -> None:
         with self.lock:
             self.index = None
+            self.generation += 1  # the follower of the index forgotten stops (it may be waiting on the stream)
 
 
 _live = _LiveIndex()
