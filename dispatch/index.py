@@ -57,6 +57,8 @@ OVERLAY_REBUILD_SHARE = 0.02
 OVERLAY_REBUILD_MIN, OVERLAY_REBUILD_MAX = 64, 20_000
 # A query drains the stream itself when the follower thread has not read it for this many intervals.
 FOLLOW_LAG_INTERVALS = 4
+# Stamps of what an index last read per provider: forgotten past this many, those older than this.
+KNOWN_AT_MAX, KNOWN_AT_KEEP_S = 50_000, 60.0
 # An idle follower waits on the stream at most this long before reading it anyway: the relay and the
 # checks for a lost stream run at least this often.
 FOLLOW_IDLE_S = 1.0
@@ -389,6 +391,9 @@ class _LiveIndex:
         self.follower: threading.Thread | None = None
         self.waiting = False  # the follower is blocked on the stream: it has read everything up to now
         self.generation = 0  # counts resets: a follower serves the index of the generation it was started for
+        # When this index last read each provider (epoch s): a busy entry stamped before that is in it already.
+        self.loaded_at = 0.0  # the snapshot: everyone
+        self.known_at: dict[int, float] = {}  # re-read or busy entries applied since
 
     def get(self) -> ProviderIndex:
         index = self.index
@@ -462,9 +467,11 @@ class _LiveIndex:
             # PostgreSQL alone; with no epoch, the first read once the store is back reloads.
             log.warning("live store unreachable (%s); matching snapshot from PostgreSQL only", exc)
             head = StreamHead(epoch=None, added=0, last_id="0-0", pending={})
+        loaded_at = time.time()
         snapshot = snapshot_of_everyone()
         _newer_positions(snapshot, head.pending)
         self.index = ProviderIndex(snapshot)
+        self.loaded_at, self.known_at = loaded_at, {}
         self.epoch, self.last_id, self.consumed = head.epoch, head.last_id, head.added
         self.loads += 1
         metrics.matching_snapshot_loads.inc()
@@ -488,8 +495,11 @@ class _LiveIndex:
         self.followed_at = time.monotonic()
         moves: dict[int, Position] = {}
         again: set[int] = set()
+        busy: dict[int, float] = {}
         for change in read.changes:
-            if change.position is None:
+            if change.busy_at is not None:
+                busy[change.provider_id] = max(busy.get(change.provider_id, 0.0), change.busy_at)
+            elif change.position is None:
                 again.update(change.ids)
             elif change.provider_id not in moves or moves[change.provider_id].at < change.position.at:
                 moves[change.provider_id] = change.position
@@ -497,8 +507,10 @@ class _LiveIndex:
         if moves and regions.serving() is not None:
             self._cross_borders(moves, again)
         if again:
+            read_at = time.time()
             fresh = {r.provider_id: r for r in _records(again, regional=False)}
             for provider_id in again:
+                self.known_at[provider_id] = read_at
                 record = fresh.get(provider_id)
                 if record is None:
                     self.index.remove(provider_id)
@@ -513,10 +525,33 @@ class _LiveIndex:
                 else:
                     self.index.remove(provider_id)
                 moves.pop(provider_id, None)  # read again at their newest position already
+        if busy:
+            self._now_busy(busy, again)
         if moves:
             self.index.move_many(
                 list(moves), [m.lat for m in moves.values()], [m.lng for m in moves.values()], [m.at for m in moves.values()]
             )
+
+    def _now_busy(self, busy: dict[int, float], again: set[int]) -> None:
+        """Providers who took an instant job: busy until further notice, without reading them again.
+
+        The entry is stamped before its change committed, so one older than what this index last read of
+        the provider (a re-read, or the snapshot) is already in it, or was undone since (a release, a
+        cancel): it is dropped. Stamped before the commit, a dropped entry can at worst leave a provider
+        looking free, which the database check at offer time catches; never busy for good.
+        """
+        for provider_id, at in busy.items():
+            if provider_id in again or at <= self.known_at.get(provider_id, self.loaded_at):
+                continue  # read again in this batch, after the change committed
+            self.known_at[provider_id] = at
+            held = self.index.record_of(provider_id)
+            if held is not None and held.busy_until != float("inf"):
+                self.index.upsert(replace(held, busy_until=float("inf")))
+        if len(self.known_at) > KNOWN_AT_MAX:
+            # Forget old stamps; entries older than the floor are dropped (at worst: looks free, see above).
+            floor = time.time() - KNOWN_AT_KEEP_S
+            self.known_at = {pid: at for pid, at in self.known_at.items() if at >= floor}
+            self.loaded_at = max(self.loaded_at, floor)
 
     def _cross_borders(self, moves: dict[int, Position], again: set[int]) -> None:
         """A worker holding some regions: a provider who drove out of them leaves its index; one who drove in
@@ -646,6 +681,24 @@ def index_provider_on_commit(provider_id: int) -> None:
     is made again by the relay (`relay_changes`).
     """
     transaction.on_commit(lambda: _announce([provider_id]))
+
+
+def index_provider_busy_on_commit(provider_id: int) -> None:
+    """After the current transaction commits, tell every matching process the provider took an instant job.
+
+    Busy is all that changes when a provider accepts one: the entry says so, and no process reads
+    the provider again (each did, in one statement per batch, for every accept). The entry is stamped
+    now, before the commit (see `_LiveIndex._now_busy`).
+    """
+    at = time.time()
+
+    def announce() -> None:
+        try:
+            live_store().announce_busy(provider_id, at)
+        except (RedisError, OSError) as exc:
+            log.warning("provider at work not announced (live store unreachable: %s); the relay will", exc)
+
+    transaction.on_commit(announce)
 
 
 def _announce(provider_ids) -> None:

@@ -4,8 +4,9 @@ Four things live here, all small and all rebuilt from PostgreSQL if lost:
 
 - **pending positions**: each provider's latest accepted ping not yet written to PostgreSQL
   (`ping` sets it; the write-behind flush takes it, `flush_take` / `flush_done`);
-- **the change stream**: a capped stream of "provider P moved to (lat, lng) at t" and "providers
-  … changed, read them again", which every matching process follows (dispatch/index.py);
+- **the change stream**: a capped stream of "provider P moved to (lat, lng) at t", "provider P took
+  an instant job at t" and "providers … changed, read them again", which every matching process
+  follows (dispatch/index.py);
 - **tracking**: per provider, the ASSIGNED / IN_PROGRESS jobs whose customer follows their position,
   so a ping needs no database read to know whom to tell;
 - **the relay lease**: which process re-announces the profiles changed in PostgreSQL lately
@@ -50,11 +51,13 @@ class Position:
 
 @dataclass(frozen=True)
 class Change:
-    """One stream entry: a move (position set) or providers to read again (ids set)."""
+    """One stream entry: a move (position set), a provider at work from `busy_at` on, or providers to read
+    again (ids set)."""
 
     provider_id: int | None = None
     position: Position | None = None
     ids: tuple[int, ...] = ()
+    busy_at: float | None = None  # epoch seconds, taken before the change committed
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ def _prefix() -> str:
 def _change(fields: dict) -> Change:
     if "p" in fields:
         return Change(provider_id=int(fields["p"]), position=Position.decode(fields["l"]))
+    if "b" in fields:
+        return Change(provider_id=int(fields["b"]), busy_at=float(fields["t"]))
     return Change(ids=tuple(int(i) for i in fields["i"].split(",") if i))
 
 
@@ -202,6 +207,10 @@ class RedisLiveStore:
     def announce(self, provider_ids) -> None:
         ids = ",".join(str(i) for i in sorted(set(provider_ids)))
         self.client.xadd(self.stream, {"i": ids}, maxlen=settings.LIVE_STREAM_MAXLEN, approximate=True)
+
+    def announce_busy(self, provider_id: int, at: float) -> None:
+        self.client.xadd(self.stream, {"b": provider_id, "t": repr(at)}, maxlen=settings.LIVE_STREAM_MAXLEN,
+                         approximate=True)
 
     def wait(self, after_id: str, timeout_s: float) -> bool:
         """Block until the stream has an entry after `after_id`, at most `timeout_s`; whether one came.
@@ -344,6 +353,10 @@ class MemoryLiveStore:
     def announce(self, provider_ids) -> None:
         with self._lock:
             self._append(Change(ids=tuple(sorted(set(provider_ids)))))
+
+    def announce_busy(self, provider_id: int, at: float) -> None:
+        with self._lock:
+            self._append(Change(provider_id=provider_id, busy_at=at))
 
     def wait(self, after_id: str, timeout_s: float) -> bool:
         after = int(after_id.split("-")[0])

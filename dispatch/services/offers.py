@@ -17,7 +17,7 @@ from django.utils import timezone
 from dispatch import events, metrics
 from dispatch.errors import Conflict, NotFound
 from dispatch.event_names import EventName
-from dispatch.index import held_positions, index_provider_on_commit
+from dispatch.index import held_positions, index_provider_busy_on_commit, index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import offer_timeout_s, policy_for
 from dispatch.prepared import Prepared, PreparedUpdate, insert_row
@@ -268,7 +268,10 @@ def _accept_locked(*, job: Job, offer: Offer, offers: list[Offer], provider: Use
         rows_known(job, offers=offers)
     events.emit(user=job.customer, name=EventName.JOB_ACCEPTED, job=job, offer=offer, actor=provider)
     _count_answer(provider.pk, accepted=True)
-    index_provider_on_commit(provider.pk)
+    if job.is_scheduled:
+        index_provider_on_commit(provider.pk)  # busy only while its hold covers now: read again
+    else:
+        index_provider_busy_on_commit(provider.pk)
     wake_waiting_direct_on_commit(provider.pk)
 
 

@@ -94,6 +94,48 @@ def test_a_provider_on_the_way_to_an_instant_job_is_skipped_for_instant_jobs(ass
     assert provider.pk not in [c.provider_id for c in ranked]
 
 
+def _skipped_as_busy(provider, category) -> bool:
+    ranked = rank_providers(lat=SPOT[0], lng=SPOT[1], radius_km=5, category_id=category.pk, skip_busy=True)
+    return provider.pk not in [c.provider_id for c in ranked]
+
+
+def test_accepting_an_instant_job_makes_them_busy_in_every_index_without_reading_them_again(
+    offered_job, provider, category, monkeypatch, django_capture_on_commit_callbacks, settings
+):
+    settings.MATCHING_RELAY_S = 10**9
+    live_index.relay_changes()  # this interval's relay is done (it reads answered providers again, later)
+    assert not _skipped_as_busy(provider, category)  # the index is loaded, the provider free
+    reads = []
+    real_records = live_index._records
+    monkeypatch.setattr(live_index, "_records", lambda ids, **kw: reads.append(set(ids)) or real_records(ids, **kw))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(job_id=offered_job.pk, provider=provider)
+
+    assert _skipped_as_busy(provider, category)
+    assert not any(provider.pk in ids for ids in reads)  # the stream said so; nobody read them again
+
+
+def test_a_busy_entry_stamped_before_the_last_read_of_the_provider_is_dropped(
+    provider, category, settings, django_capture_on_commit_callbacks
+):
+    from dispatch.index import index_provider_on_commit
+    from dispatch.live_store import live_store
+
+    settings.MATCHING_RELAY_S = 10**9
+    live_index.relay_changes()
+    assert not _skipped_as_busy(provider, category)
+    stamped = time.time()  # an accept stamped here, whose entry comes late...
+    with django_capture_on_commit_callbacks(execute=True):
+        index_provider_on_commit(provider.pk)  # ...after a later change was announced and read again
+    assert not _skipped_as_busy(provider, category)
+
+    live_store().announce_busy(provider.pk, stamped)
+    assert not _skipped_as_busy(provider, category)  # older than the read: dropped
+    live_store().announce_busy(provider.pk, time.time())
+    assert _skipped_as_busy(provider, category)  # newer: applied
+
+
 def test_a_hold_covering_now_keeps_them_busy_only_until_it_ends(provider, category, customer, clock, settings):
     settings.MATCHING_LOCATION_MAX_AGE_S = 0  # hours pass here without GPS pings
     slot = timezone.now() + timedelta(hours=3)
