@@ -23,7 +23,7 @@ from pathlib import Path
 from bench import web_profile
 from bench.harness import Crowd, PrivatePostgres, PrivateRedis, ProcessSet, Rig, percentile_ms
 
-RATES = [2, 4, 8, 12, 16, 24, 32, 48, 64]
+RATES = [2, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 64]  # finer near the 2-core ceiling (~24/s)
 STEP_S = 15
 MAX_TOTAL_S = 180
 P99_LIMIT_MS = 2000
