@@ -580,7 +580,7 @@ class _LiveIndex:
     def _compact(self, index: ProviderIndex) -> None:
         try:
             mark = index.mark()
-            index.rebuild(ProviderSnapshot.from_records(index.records()), since=mark)
+            index.rebuild(index.snapshot(), since=mark)
         finally:
             self.compacting = False
 
@@ -662,7 +662,8 @@ def provider_index() -> ProviderIndex:
 
 def held_positions(provider_ids) -> dict[int, tuple[float, float]]:
     """Where this process's index has these providers as of its last query (no stream read): the freshest positions."""
-    index = _live.index or provider_index()
+    # Not `or`: an index's truth is its length, which takes its lock and counts its rows.
+    index = _live.index if _live.index is not None else provider_index()
     return {pid: position for pid in provider_ids if (position := index.position_of(pid)) is not None}
 
 

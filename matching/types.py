@@ -1,6 +1,6 @@
 """Plain data that crosses the boundary of `matching`: providers in, queries in, candidates out."""
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -59,6 +59,32 @@ class ProviderSnapshot:
             return np.zeros(len(rows), dtype=bool)
         return (self.category_bits[rows] & np.uint64(1 << bit)) != 0
 
+    def take(self, rows: np.ndarray) -> "ProviderSnapshot":
+        """These rows, in this order, as a snapshot of their own (copies; the categories numbered as here)."""
+        return replace(self, **{name: getattr(self, name)[rows] for name in _ROW_COLUMNS})
+
+    @classmethod
+    def concat(cls, parts: list["ProviderSnapshot"]) -> "ProviderSnapshot":
+        """The parts' rows one after another, as `from_records` would build them from the parts' records.
+
+        The categories are numbered again over the rows (sorted, leaving out any no row serves), and each
+        part's bits are moved to the new numbering, column by column: no record is made for any row.
+        """
+        used = set()
+        for part in parts:
+            held = np.bitwise_or.reduce(part.category_bits) if len(part) else 0
+            used.update(c for c, b in part.category_bit.items() if int(held) >> b & 1)
+        category_bit = {c: b for b, c in enumerate(sorted(used))}
+        bits = []
+        for part in parts:
+            moved = np.zeros(len(part), dtype=np.uint64)
+            for c, b in part.category_bit.items():
+                if c in category_bit:
+                    moved |= ((part.category_bits >> np.uint64(b)) & np.uint64(1)) << np.uint64(category_bit[c])
+            bits.append(moved)
+        columns = {name: np.concatenate([getattr(part, name) for part in parts]) for name in _ROW_COLUMNS}
+        return cls(**{**columns, "category_bits": np.concatenate(bits), "category_bit": category_bit})
+
     @classmethod
     def from_records(cls, records: list["ProviderRecord"]) -> "ProviderSnapshot":
         n = len(records)
@@ -89,6 +115,10 @@ class ProviderSnapshot:
             week_hours=np.stack([r.week_hours for r in records]) if n else np.zeros((0, WEEK_BYTES), np.uint8),
             dues=column("dues", np.float64),
         )
+
+
+# Every per-row array of a snapshot (all its fields but the category numbering).
+_ROW_COLUMNS = tuple(f.name for f in fields(ProviderSnapshot) if f.name != "category_bit")
 
 
 @dataclass(frozen=True)

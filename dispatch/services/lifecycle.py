@@ -10,7 +10,7 @@ from django.utils import timezone
 from dispatch import events
 from dispatch.errors import Conflict, Forbidden, Invalid, NotFound
 from dispatch.event_names import EventName
-from dispatch.index import index_provider_on_commit
+from dispatch.index import index_provider_busy_on_commit, index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import no_show_due_at
 from dispatch.prepared import Prepared, PreparedUpdate
@@ -60,14 +60,16 @@ def _lock_provider_job(*, job_id: int, provider: User) -> Job:
     return job
 
 
-def _provider_move(*, job_id: int, provider: User, target: str, event: str) -> Job:
-    """Move the provider's job and tell the customer. Caller's transaction; locks the job."""
+def _provider_move(*, job_id: int, provider: User, target: str, event: str, announce=index_provider_on_commit) -> Job:
+    """Move the provider's job and tell the customer. Caller's transaction; locks the job.
+
+    Busy or free again: matching skips providers at work, so other processes must see it (`announce`).
+    """
     job = _lock_provider_job(job_id=job_id, provider=provider)
     job_move(job, target)
     events.emit(user=job.customer, name=event, job=job, actor=provider)
-    # Busy or free again: matching skips providers at work, so other processes must see it.
     _PROVIDER_TOUCHED.run(provider_id=provider.pk, now=timezone.now())
-    index_provider_on_commit(provider.pk)
+    announce(provider.pk)
     return job
 
 
@@ -77,8 +79,11 @@ def job_start(*, job_id: int, provider: User) -> Job:
     if running is not None:
         raise Conflict(f"Finish job {running} (IN_PROGRESS) before starting job {job_id}.")
     with transaction.atomic():
+        # At work is all a start changes for matching: every process is told so on the stream, none reads the
+        # provider again (a completion still makes them read: free again, and what the job left them owing).
         return _provider_move(
-            job_id=job_id, provider=provider, target=JobStatus.IN_PROGRESS, event=EventName.JOB_STARTED
+            job_id=job_id, provider=provider, target=JobStatus.IN_PROGRESS, event=EventName.JOB_STARTED,
+            announce=index_provider_busy_on_commit,
         )
 
 

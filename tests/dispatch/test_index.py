@@ -12,6 +12,7 @@ from django.utils import timezone
 from dispatch import index as live_index
 from dispatch.index import provider_index, rank_providers, reset_provider_index, week_hours_of
 from dispatch.models import Hold, ProviderProfile, Wallet, WalletKind
+from dispatch.services.lifecycle import job_start
 from dispatch.services.offers import offer_accept
 from matching.scoring import hour_bits
 from tests.conftest import book
@@ -114,6 +115,27 @@ def test_accepting_an_instant_job_makes_them_busy_in_every_index_without_reading
 
     assert _skipped_as_busy(provider, category)
     assert not any(provider.pk in ids for ids in reads)  # the stream said so; nobody read them again
+
+
+def test_starting_a_job_makes_them_busy_in_every_index_without_reading_them_again(
+    customer, category, provider, monkeypatch, django_capture_on_commit_callbacks, settings
+):
+    settings.MATCHING_RELAY_S = 10**9
+    # A slot two days on, accepted: they are free now, and start it early.
+    with django_capture_on_commit_callbacks(execute=True):
+        job = book(customer, category, provider, scheduled_at=timezone.now() + timedelta(days=2))
+        offer_accept(job_id=job.pk, provider=provider)
+    live_index.relay_changes()
+    assert not _skipped_as_busy(provider, category)
+    reads = []
+    real_records = live_index._records
+    monkeypatch.setattr(live_index, "_records", lambda ids, **kw: reads.append(set(ids)) or real_records(ids, **kw))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job_start(job_id=job.pk, provider=provider)
+
+    assert _skipped_as_busy(provider, category)
+    assert not any(provider.pk in ids for ids in reads)
 
 
 def test_a_busy_entry_stamped_before_the_last_read_of_the_provider_is_dropped(

@@ -1,5 +1,6 @@
 """The index answers exactly what brute force answers, and sees changes at once."""
 from contextlib import contextmanager
+from dataclasses import fields, replace
 from unittest import mock
 
 import numpy as np
@@ -397,3 +398,26 @@ def test_moves_made_while_a_rebuild_reads_its_snapshot_are_kept():
 
     assert index.position_of(1) == (records[0].lat + 0.001, records[0].lng)
     assert index.position_of(2) == (28.0, 77.0)
+
+
+def test_the_snapshot_a_compaction_rebuilds_from_is_the_one_its_records_make():
+    rng, records = _moving_fleet(300, seed=6)
+    records = [replace(r, categories=frozenset({5, 9}) if r.provider_id % 3 else r.categories,
+                       busy_until=float(r.provider_id % 7), dues=float(r.provider_id % 5),
+                       week_hours=np.roll(r.week_hours, r.provider_id)) for r in records]
+    index = ProviderIndex(ProviderSnapshot.from_records(records))
+    index.move_many(*_steps(rng, index, 60, far_share=0.5))  # some in place, some into the overlay
+    for r in records:  # category 1 is nobody's any more: the new numbering leaves it out
+        if 1 in r.categories:
+            index.upsert(replace(r, categories=frozenset({2})))
+    index.upsert(replace(records[3], categories=frozenset({2, 11}), rating_avg=4.9))  # a category the tree lacks
+    index.upsert(ProviderRecord(provider_id=9001, lat=28.61, lng=77.21, categories=frozenset({40})))  # a newcomer
+    index.remove(records[4].provider_id)
+    assert index.overlay_size > 0
+
+    got, want = index.snapshot(), ProviderSnapshot.from_records(index.records())
+
+    assert got.category_bit == want.category_bit and 1 not in got.category_bit
+    for name in [f.name for f in fields(ProviderSnapshot) if f.name != "category_bit"]:
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    assert got.week_hours.dtype == want.week_hours.dtype and got.category_bits.dtype == np.uint64
