@@ -100,15 +100,21 @@ def _skipped_as_busy(provider, category) -> bool:
     return provider.pk not in [c.provider_id for c in ranked]
 
 
+def _recording_reads(monkeypatch) -> list[set[int]]:
+    """The providers each later read of the database asks for, one set per read."""
+    reads = []
+    real_records = live_index._records
+    monkeypatch.setattr(live_index, "_records", lambda ids, **kw: reads.append(set(ids)) or real_records(ids, **kw))
+    return reads
+
+
 def test_accepting_an_instant_job_makes_them_busy_in_every_index_without_reading_them_again(
     offered_job, provider, category, monkeypatch, django_capture_on_commit_callbacks, settings
 ):
     settings.MATCHING_RELAY_S = 10**9
     live_index.relay_changes()  # this interval's relay is done (it reads answered providers again, later)
     assert not _skipped_as_busy(provider, category)  # the index is loaded, the provider free
-    reads = []
-    real_records = live_index._records
-    monkeypatch.setattr(live_index, "_records", lambda ids, **kw: reads.append(set(ids)) or real_records(ids, **kw))
+    reads = _recording_reads(monkeypatch)
 
     with django_capture_on_commit_callbacks(execute=True):
         offer_accept(job_id=offered_job.pk, provider=provider)
@@ -127,9 +133,7 @@ def test_starting_a_job_makes_them_busy_in_every_index_without_reading_them_agai
         offer_accept(job_id=job.pk, provider=provider)
     live_index.relay_changes()
     assert not _skipped_as_busy(provider, category)
-    reads = []
-    real_records = live_index._records
-    monkeypatch.setattr(live_index, "_records", lambda ids, **kw: reads.append(set(ids)) or real_records(ids, **kw))
+    reads = _recording_reads(monkeypatch)
 
     with django_capture_on_commit_callbacks(execute=True):
         job_start(job_id=job.pk, provider=provider)
