@@ -226,7 +226,7 @@ def floor_urlconf():
             fields = ("id", "key", "fingerprint", "created_at")
 
     class FloorView(APIView):
-        authentication_classes = [StackTokenAuthentication]
+        authentication_classes = (StackTokenAuthentication,)
 
         def post(self, request):
             data = FloorSerializer(data=request.data)
