@@ -36,6 +36,8 @@ app.conf.update(
     # countdown is an offer's expiry (tens of seconds), far below this; the sweeper,
     # not redelivery, is what rescues a lost expiry.
     broker_transport_options={"visibility_timeout": 3600},
+    # Beat wakes when an entry is due, not 10 ms early to spin until it is (config/beat.py).
+    beat_scheduler="config.beat:OnTimeScheduler",
     # Offers, housekeeping and outlet sends (webhooks, SMS) on separate queues: a backlog of one
     # cannot starve another, and a slow webhook receiver never delays an offer.
     # Each on its own exchange and key: a bare Queue(name) is bound to the default exchange
