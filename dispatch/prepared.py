@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.db.models import Field, ForeignObject, Lookup, QuerySet, sql
 from django.db.transaction import TransactionManagementError
 
@@ -306,7 +306,7 @@ class PreparedDelete(_PreparedWrite):
 # Up to this many rows go in one compiled statement; more go through bulk_create.
 INSERT_ROWS_MAX = 8
 # (model, database alias, rows) -> (SQL, fields in order), or None where the ORM must do it.
-_INSERTS: dict[tuple[type, str, int], tuple[str, list] | None] = {}
+_INSERTS: dict[tuple[type, str, int | str], tuple[str, list] | None] = {}
 
 
 def insert_row(obj):
@@ -353,6 +353,45 @@ def insert_rows(objs: list) -> list:
         setattr(obj, meta.pk.attname, new_id)
         obj._state.adding, obj._state.db = False, using
     return objs
+
+
+def insert_row_unless_taken(obj):
+    """`insert_row`, but None where a unique or exclusion constraint already holds such a row, not an error.
+
+    `INSERT … ON CONFLICT DO NOTHING`: the caller's transaction goes on, with no savepoint around the
+    insert to survive the refusal (a savepoint and its release are two round trips more). Any other
+    failure (a check constraint, a foreign key) still raises, and the caller's transaction is then
+    for rolling back. An instance the compiled statement cannot take goes through the ORM's save in
+    a savepoint, and any IntegrityError there is None too.
+    """
+    model = type(obj)
+    using = router.db_for_write(model, instance=obj)
+    connection = connections[using]
+    key = (model, using, "unless taken")
+    if key not in _INSERTS:
+        plain = _insert_statement(model, [obj], using)
+        _INSERTS[key] = plain and (plain[0].replace(" RETURNING ", " ON CONFLICT DO NOTHING RETURNING ", 1), plain[1])
+    statement = _INSERTS[key]
+    values = None
+    if statement is not None and obj.pk is None:
+        obj._prepare_related_fields_for_save(operation_name="save")
+        values = [field.pre_save(obj, True) for field in statement[1]]
+    if values is None or any(hasattr(value, "resolve_expression") for value in values):
+        try:
+            with transaction.atomic(using=using):
+                obj.save(force_insert=True, using=using)
+        except IntegrityError:
+            return None
+        return obj
+    params = [field.get_db_prep_save(value, connection) for field, value in zip(statement[1], values)]
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(statement[0], params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    setattr(obj, obj._meta.pk.attname, row[0])
+    obj._state.adding, obj._state.db = False, using
+    return obj
 
 
 def insert_with_children(parent, children: list, link: str) -> None:

@@ -20,7 +20,7 @@ from dispatch.event_names import EventName
 from dispatch.index import held_positions, index_provider_busy_on_commit, index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import offer_timeout_s, policy_for
-from dispatch.prepared import Prepared, PreparedUpdate, insert_row
+from dispatch.prepared import Prepared, PreparedUpdate, insert_row, insert_row_unless_taken
 from dispatch.provider_time import busy_provider_ids
 from dispatch.regions import queue
 from dispatch.schedule import dispatch_after_commit, publish
@@ -97,22 +97,23 @@ def offer_create(
         start = instant_start(job=job, provider=provider, distance_km=distance_km)
         _refuse_if_busy(job=job, provider=provider, start=start)
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            if job.is_scheduled:
+    offer = Offer(
+        job=job, provider=provider, rank=rank, score=score, score_breakdown=score_breakdown or {},
+        offered_at=now, expires_at=now + timedelta(seconds=offer_timeout_s(job)),
+    )
+    taken = Conflict(f"Provider {provider.pk} already holds a live offer or was offered job {job.pk}.")
+    if not job.is_scheduled:
+        # The database refuses a second live offer (or a second offer of the job) by doing nothing: no savepoint.
+        if insert_row_unless_taken(offer) is None:
+            raise taken
+    else:
+        try:
+            with transaction.atomic():
                 # In the offer's savepoint: an offer the database refuses leaves no hold behind.
                 hold_place(job=job, provider=provider, start=job.scheduled_at, firm=False)
-            offer = insert_row(Offer(
-                job=job,
-                provider=provider,
-                rank=rank,
-                score=score,
-                score_breakdown=score_breakdown or {},
-                offered_at=now,
-                expires_at=now + timedelta(seconds=offer_timeout_s(job)),
-            ))
-    except IntegrityError as exc:
-        raise Conflict(f"Provider {provider.pk} already holds a live offer or was offered job {job.pk}.") from exc
+                insert_row(offer)
+        except IntegrityError as exc:
+            raise taken from exc
     events.emit(
         user=provider, name=EventName.JOB_OFFER, job=job, offer=offer,
         **events.offer_payload(offer, distance_km=distance_km),

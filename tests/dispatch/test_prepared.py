@@ -304,3 +304,29 @@ def test_insert_with_children_books_a_parent_and_its_children_linked_and_refuses
         insert_with_children(again, [LedgerEntry(wallet=paid, amount=Decimal("1.00"), balance_after=Decimal("8.00"))],
                              "transfer")
     assert LedgerEntry.objects.filter(transfer__reference="parent-and-children").count() == 2
+
+
+def test_insert_row_unless_taken_is_none_for_a_row_a_unique_constraint_holds_and_the_transaction_goes_on(
+    customer, category, provider, other_provider
+):
+    from django.db import IntegrityError
+
+    from dispatch.models import Offer
+    from dispatch.prepared import insert_row_unless_taken
+
+    first, second = book(customer, category), book(customer, category)
+    now = timezone.now()
+
+    def offer(job, who, **fields):
+        return Offer(job=job, provider=who, offered_at=now, expires_at=now + timedelta(seconds=30), **fields)
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        live = insert_row_unless_taken(offer(first, provider))
+        assert insert_row_unless_taken(offer(second, provider)) is None  # one live offer per provider
+        assert insert_row_unless_taken(offer(first, provider, status="EXPIRED")) is None  # one offer per job and provider
+        other = insert_row_unless_taken(offer(first, other_provider))  # the transaction is still usable
+    assert live.pk and other.pk and not live._state.adding
+    assert not any("SAVEPOINT" in q["sql"] for q in queries.captured_queries)
+    assert set(Offer.objects.values_list("job_id", "provider_id")) == {(first.pk, provider.pk), (first.pk, other_provider.pk)}
+    with pytest.raises(IntegrityError), transaction.atomic():  # a check constraint is no conflict: it raises
+        insert_row_unless_taken(offer(second, other_provider, status="NOT A STATUS"))
