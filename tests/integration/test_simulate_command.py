@@ -10,13 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _simulate(tmp_path, *args, migrate=True):
+def _simulate(tmp_path, *args, migrate=True, **environment):
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CI")},
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        **environment,
     }
     if migrate:  # (arguments are checked before the database is touched)
         subprocess.run(
@@ -33,10 +36,14 @@ def _row(output: str, name: str) -> str:
     return match.group(1).strip()
 
 
-def test_a_small_simulation_assigns_every_job_and_reports_kpis(tmp_path):
+PRODUCTION = {"DEBUG": "false", "SECRET_KEY": "simulation-test-key", "PAYMENT_ALLOW_TEST_GATEWAY": "true"}
+
+
+@pytest.mark.parametrize("environment", [{}, PRODUCTION], ids=["development settings", "production settings"])
+def test_a_small_simulation_assigns_every_job_and_reports_kpis(tmp_path, environment):
     done = _simulate(
         tmp_path, "--providers", "80", "--bookings", "12", "--rate", "6", "--accept-prob", "0.7",
-        "--think-ms", "50-300", "--offer-timeout-s", "1", "--baseline-bookings", "2",
+        "--think-ms", "50-300", "--offer-timeout-s", "1", "--baseline-bookings", "2", **environment,
     )
 
     assert done.returncode == 0, done.stderr[-3000:]
