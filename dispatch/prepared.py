@@ -326,7 +326,7 @@ def insert_rows(objs: list) -> list:
     """`insert_row` for a few new instances of one model in one statement (`bulk_create` past INSERT_ROWS_MAX)."""
     if not objs:
         return objs
-    model, meta = type(objs[0]), type(objs[0])._meta
+    model = type(objs[0])
     using = router.db_for_write(model, instance=objs[0])
     connection = connections[using]
     key = (model, using, len(objs))
@@ -350,8 +350,7 @@ def insert_rows(objs: list) -> list:
     if len(new_ids) != len(objs):
         raise DatabaseError(f"INSERT of {len(objs)} rows returned {len(new_ids)} ids.")
     for obj, new_id in zip(objs, new_ids):
-        setattr(obj, meta.pk.attname, new_id)
-        obj._state.adding, obj._state.db = False, using
+        _saved_as(obj, new_id, using)
     return objs
 
 
@@ -389,9 +388,14 @@ def insert_row_unless_taken(obj):
         row = cursor.fetchone()
     if row is None:
         return None
-    setattr(obj, obj._meta.pk.attname, row[0])
-    obj._state.adding, obj._state.db = False, using
+    _saved_as(obj, row[0], using)
     return obj
+
+
+def _saved_as(obj, new_id, using: str) -> None:
+    """The instance as the ORM leaves one it has just inserted: its new id, no longer adding, on `using`."""
+    setattr(obj, obj._meta.pk.attname, new_id)
+    obj._state.adding, obj._state.db = False, using
 
 
 def insert_with_children(parent, children: list, link: str) -> None:
@@ -430,12 +434,10 @@ def insert_with_children(parent, children: list, link: str) -> None:
         rows = cursor.fetchall()
     if len(rows) != len(children):
         raise DatabaseError(f"INSERT of {len(children)} rows returned {len(rows)} ids.")
-    setattr(parent, parent._meta.pk.attname, rows[0][1])
-    parent._state.adding, parent._state.db = False, using
+    _saved_as(parent, rows[0][1], using)
     for child, (child_id, _) in zip(children, rows):
         setattr(child, link, parent)
-        setattr(child, child._meta.pk.attname, child_id)
-        child._state.adding, child._state.db = False, using
+        _saved_as(child, child_id, using)
 
 
 # (parent model, child model, link, database alias, children) -> (SQL, parent's fields, child's fields), or None.
