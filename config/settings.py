@@ -108,6 +108,14 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
     # Checked before reuse (the pool checks a connection as it lends it).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The hot path's own statements (dispatch/prepared.py) are prepared on the server, each once per
+# connection. Off behind a pooler that hands a transaction any server connection (PgBouncer in
+# transaction mode before 1.21): a statement prepared on one connection is unknown on the next.
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
+if DATABASE_PREPARED_STATEMENTS and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # psycopg prepares what a connection ran this many times; only server-bound cursors count, and
+    # Django's own bind on the client, so nothing but those statements is prepared.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 
 REDIS_URL = env.str("REDIS_URL", default="")
 

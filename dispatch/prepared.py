@@ -23,12 +23,19 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.db.models import Field, ForeignObject, Lookup, QuerySet, sql
 from django.db.transaction import TransactionManagementError
+
+try:
+    from django.db.backends.postgresql.base import ServerBindingCursor
+except ImportError:  # no psycopg 3: SQLite only
+    ServerBindingCursor = None
 
 # A stand-in per kind of argument (and its position), unlike any value a query holds; ints stay
 # within 32 bits, as Django turns an out-of-range integer lookup into an empty result.
@@ -140,6 +147,29 @@ def _params(params: tuple, slots: dict[int, tuple[str, Callable]], values: dict,
     return tuple(params)
 
 
+@contextmanager
+def _server_bound(connection):
+    """Cursors opened meanwhile on this thread's connection bind their values on the server (PostgreSQL).
+
+    psycopg then prepares a statement the connection has run `prepare_threshold` times (5) and
+    afterwards sends only its values: PostgreSQL parses and plans it once per connection.
+    Django's own cursors bind on the client, which psycopg never prepares. Not while queries are
+    logged (DEBUG, `CaptureQueriesContext`): the log could not show a prepared run's SQL.
+    """
+    if connection.vendor != "postgresql" or ServerBindingCursor is None or not settings.DATABASE_PREPARED_STATEMENTS \
+            or connection.queries_logged:
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    factory = raw.cursor_factory
+    raw.cursor_factory = ServerBindingCursor
+    try:
+        yield
+    finally:
+        raw.cursor_factory = factory
+
+
 def _shallow(obj):
     """A copy sharing obj's attributes (QuerySet's own pickling hook would run the query)."""
     twin = obj.__class__.__new__(obj.__class__)
@@ -187,7 +217,8 @@ class Prepared:
         # Not through QuerySet.query's setter, which turns a values_list() into values().
         queryset._query = _shallow(template.query)
         queryset._query.get_compiler = lambda *args, **kwargs: compiler
-        return list(queryset)
+        with _server_bound(connection):
+            return list(queryset)
 
     def _converters_for(self, compiler, connection) -> Callable:
         """The compiler's `get_converters`, answered once per connection: a run reads the same columns every time.
@@ -240,7 +271,8 @@ class _PreparedWrite:
         using = router.db_for_write(self._model)
         sql_text, params, slots = self._compiled.get(using) or self._compile(using)
         params = _params(params, slots, values, self._arguments)
-        with transaction.mark_for_rollback_on_error(using), connections[using].cursor() as cursor:
+        connection = connections[using]
+        with transaction.mark_for_rollback_on_error(using), _server_bound(connection), connection.cursor() as cursor:
             cursor.execute(sql_text, params)
             return cursor.rowcount
 
@@ -344,7 +376,7 @@ def insert_rows(objs: list) -> list:
             return objs
         return model._default_manager.using(using).bulk_create(objs)
     params = [field.get_db_prep_save(value, connection) for row in values for field, value in zip(statement[1], row)]
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), _server_bound(connection), connection.cursor() as cursor:
         cursor.execute(statement[0], params)
         new_ids = [row[0] for row in cursor.fetchall()]
     if len(new_ids) != len(objs):
@@ -383,7 +415,7 @@ def insert_row_unless_taken(obj):
             return None
         return obj
     params = [field.get_db_prep_save(value, connection) for field, value in zip(statement[1], values)]
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), _server_bound(connection), connection.cursor() as cursor:
         cursor.execute(statement[0], params)
         row = cursor.fetchone()
     if row is None:
@@ -429,7 +461,7 @@ def insert_with_children(parent, children: list, link: str) -> None:
     fields_of_rows = [parent_fields] + [child_fields] * len(children)
     params = [field.get_db_prep_save(value, connection)
               for fields, row in zip(fields_of_rows, values) for field, value in zip(fields, row)]
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), _server_bound(connection), connection.cursor() as cursor:
         cursor.execute(sql_text, params)
         rows = cursor.fetchall()
     if len(rows) != len(children):
@@ -506,7 +538,7 @@ def update_row(obj, update_fields) -> None:
     connection = connections[using]
     params = [field.get_db_prep_save(value, connection) for field, value in zip(statement[1], values)]
     params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), _server_bound(connection), connection.cursor() as cursor:
         cursor.execute(statement[0], params)
         if cursor.rowcount == 0:
             raise DatabaseError("Save with update_fields did not affect any rows.")
@@ -544,7 +576,7 @@ def update_rows(objs: list, update_fields) -> None:
         for pk, row in zip(pks, values):
             params += [pk, field.get_db_prep_save(row[column], connection)]
     params += pks
-    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), _server_bound(connection), connection.cursor() as cursor:
         cursor.execute(statement[0], params)
         if cursor.rowcount != len(objs):
             raise DatabaseError(f"UPDATE of {len(objs)} rows affected {cursor.rowcount}.")

@@ -330,3 +330,58 @@ def test_insert_row_unless_taken_is_none_for_a_row_a_unique_constraint_holds_and
     assert set(Offer.objects.values_list("job_id", "provider_id")) == {(first.pk, provider.pk), (first.pk, other_provider.pk)}
     with pytest.raises(IntegrityError), transaction.atomic():  # a check constraint is no conflict: it raises
         insert_row_unless_taken(offer(second, other_provider, status="NOT A STATUS"))
+
+
+def _prepared_on_this_connection() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.postgres
+def test_postgresql_prepares_a_prepared_query_once_the_connection_has_run_it_a_few_times(customer, category):
+    job = book(customer, category)
+    for _ in range(connection.connection.prepare_threshold + 1):
+        with transaction.atomic():
+            assert LOCKED_JOB.first(job_id=job.pk).pk == job.pk
+        Job.objects.filter(pk=job.pk).first()  # the ORM's own statement, bound on the client
+
+    prepared = _prepared_on_this_connection()
+    assert any(text.startswith("SELECT") and "FOR UPDATE" in text and "$1" in text for text in prepared), prepared
+    # Only the hot path's statements are prepared: the ORM's own are not.
+    assert not any("FOR UPDATE" not in text and "dispatch_job" in text for text in prepared), prepared
+    # A prepared run still goes through Django's cursor, so its execute wrappers (bench.hotpath's counts) see it.
+    seen = []
+
+    def count(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count), transaction.atomic():
+        assert LOCKED_JOB.first(job_id=job.pk).pk == job.pk
+    assert [sql for sql in seen if "SAVEPOINT" not in sql] == [sql for sql in seen if "FOR UPDATE" in sql] != []
+
+
+@pytest.mark.postgres
+def test_prepared_statements_can_be_turned_off_for_a_pooler_that_does_not_keep_them(settings, customer, category):
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    job = book(customer, category)
+    before = len(_prepared_on_this_connection())
+    for _ in range(connection.connection.prepare_threshold + 1):
+        with transaction.atomic():
+            assert LOCKED_JOB.first(job_id=job.pk).pk == job.pk
+        assert JOBS_OF.all(customer_id=customer.pk, since=job.created_at) == [(job.pk, job.status)]
+
+    assert len(_prepared_on_this_connection()) == before
+
+
+@pytest.mark.postgres
+def test_a_prepared_query_is_not_prepared_while_queries_are_logged_so_the_log_shows_its_sql(customer, category):
+    job = book(customer, category)
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(connection.connection.prepare_threshold + 1):
+            with transaction.atomic():
+                assert LOCKED_JOB.first(job_id=job.pk).pk == job.pk
+
+    assert all(str(job.pk) in query["sql"] for query in queries.captured_queries if "FOR UPDATE" in query["sql"])
+    assert not any("FOR UPDATE" in text for text in _prepared_on_this_connection())
