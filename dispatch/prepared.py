@@ -148,8 +148,11 @@ def _params(params: tuple, slots: dict[int, tuple[str, Callable]], values: dict,
 
 
 @contextmanager
-def _server_bound(connection):
+def server_bound(connection):
     """Cursors opened meanwhile on this thread's connection bind their values on the server (PostgreSQL).
+
+    For the statements below, and for a hot statement written in SQL whose text does not change
+    from run to run (`with server_bound(connection), connection.cursor() as cursor: …`).
 
     psycopg then prepares a statement the connection has run `prepare_threshold` times (5) and
     afterwards sends only its values: PostgreSQL parses and plans it once per connection.
@@ -217,7 +220,7 @@ class Prepared:
         # Not through QuerySet.query's setter, which turns a values_list() into values().
         queryset._query = _shallow(template.query)
         queryset._query.get_compiler = lambda *args, **kwargs: compiler
-        with _server_bound(connection):
+        with server_bound(connection):
             return list(queryset)
 
     def _converters_for(self, compiler, connection) -> Callable:
@@ -272,7 +275,7 @@ class _PreparedWrite:
         sql_text, params, slots = self._compiled.get(using) or self._compile(using)
         params = _params(params, slots, values, self._arguments)
         connection = connections[using]
-        with transaction.mark_for_rollback_on_error(using), _server_bound(connection), connection.cursor() as cursor:
+        with transaction.mark_for_rollback_on_error(using), server_bound(connection), connection.cursor() as cursor:
             cursor.execute(sql_text, params)
             return cursor.rowcount
 
@@ -376,7 +379,7 @@ def insert_rows(objs: list) -> list:
             return objs
         return model._default_manager.using(using).bulk_create(objs)
     params = [field.get_db_prep_save(value, connection) for row in values for field, value in zip(statement[1], row)]
-    with transaction.mark_for_rollback_on_error(using), _server_bound(connection), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), server_bound(connection), connection.cursor() as cursor:
         cursor.execute(statement[0], params)
         new_ids = [row[0] for row in cursor.fetchall()]
     if len(new_ids) != len(objs):
@@ -415,7 +418,7 @@ def insert_row_unless_taken(obj):
             return None
         return obj
     params = [field.get_db_prep_save(value, connection) for field, value in zip(statement[1], values)]
-    with transaction.mark_for_rollback_on_error(using), _server_bound(connection), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), server_bound(connection), connection.cursor() as cursor:
         cursor.execute(statement[0], params)
         row = cursor.fetchone()
     if row is None:
@@ -461,7 +464,7 @@ def insert_with_children(parent, children: list, link: str) -> None:
     fields_of_rows = [parent_fields] + [child_fields] * len(children)
     params = [field.get_db_prep_save(value, connection)
               for fields, row in zip(fields_of_rows, values) for field, value in zip(fields, row)]
-    with transaction.mark_for_rollback_on_error(using), _server_bound(connection), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), server_bound(connection), connection.cursor() as cursor:
         cursor.execute(sql_text, params)
         rows = cursor.fetchall()
     if len(rows) != len(children):
@@ -538,7 +541,7 @@ def update_row(obj, update_fields) -> None:
     connection = connections[using]
     params = [field.get_db_prep_save(value, connection) for field, value in zip(statement[1], values)]
     params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
-    with transaction.mark_for_rollback_on_error(using), _server_bound(connection), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), server_bound(connection), connection.cursor() as cursor:
         cursor.execute(statement[0], params)
         if cursor.rowcount == 0:
             raise DatabaseError("Save with update_fields did not affect any rows.")
@@ -576,7 +579,7 @@ def update_rows(objs: list, update_fields) -> None:
         for pk, row in zip(pks, values):
             params += [pk, field.get_db_prep_save(row[column], connection)]
     params += pks
-    with transaction.mark_for_rollback_on_error(using), _server_bound(connection), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), server_bound(connection), connection.cursor() as cursor:
         cursor.execute(statement[0], params)
         if cursor.rowcount != len(objs):
             raise DatabaseError(f"UPDATE of {len(objs)} rows affected {cursor.rowcount}.")
