@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from dispatch import outlets
 from dispatch.models import Event, EventSequence, Job, Offer, User
-from dispatch.prepared import insert_row, server_bound
+from dispatch.prepared import insert_row, server_bound_cursor
 from dispatch.push_marks import mark_pushed
 from dispatch.realtime.push import PUSH_TYPE, publish, user_group
 from matching.geo import haversine_km
@@ -193,7 +193,7 @@ def _sequence_in_one_statement(events: list[Event]) -> list[Event]:
     """
     event, counter = Event._meta.db_table, EventSequence._meta.db_table
     # Prepared on the server (dispatch/prepared.py): planning this statement cost more than running it.
-    with server_bound(connection), connection.cursor() as cursor:
+    with server_bound_cursor(connection) as cursor:
         cursor.execute(
             f"""
             WITH unnumbered AS (

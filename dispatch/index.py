@@ -31,7 +31,7 @@ from dispatch import metrics, regions
 from dispatch.live_store import Position, StreamHead, live_store
 from dispatch.models import AvailabilityWindow, Hold, Job, JobStatus, Offer, ProviderProfile, Role
 from dispatch.policy import policy_for
-from dispatch.prepared import Prepared, server_bound
+from dispatch.prepared import Prepared, server_bound_cursor
 from matching.index import ProviderIndex
 from matching.types import (
     ALWAYS_AVAILABLE,
@@ -361,7 +361,7 @@ def recent_offer_counts(provider_ids) -> dict[int, int]:
         return {c["provider_id"]: c["n"] for c in counts}
     if connection.vendor == "postgresql":
         # One array parameter instead of hundreds: binding a long IN list costs more than the count. Prepared.
-        with server_bound(connection), connection.cursor() as cursor:
+        with server_bound_cursor(connection) as cursor:
             cursor.execute(
                 f"SELECT provider_id, COUNT(*) FROM {Offer._meta.db_table}"
                 " WHERE provider_id = ANY(%s) AND offered_at >= %s GROUP BY provider_id",

@@ -152,7 +152,7 @@ def server_bound(connection):
     """Cursors opened meanwhile on this thread's connection bind their values on the server (PostgreSQL).
 
     For the statements below, and for a hot statement written in SQL whose text does not change
-    from run to run (`with server_bound(connection), connection.cursor() as cursor: …`).
+    from run to run (`server_bound_cursor`).
 
     psycopg then prepares a statement the connection has run `prepare_threshold` times (5) and
     afterwards sends only its values: PostgreSQL parses and plans it once per connection.
@@ -171,6 +171,13 @@ def server_bound(connection):
         yield
     finally:
         raw.cursor_factory = factory
+
+
+@contextmanager
+def server_bound_cursor(connection):
+    """A cursor of `connection` that binds on the server (`server_bound`), for a hot statement written in SQL."""
+    with server_bound(connection), connection.cursor() as cursor:
+        yield cursor
 
 
 def _shallow(obj):
@@ -275,7 +282,7 @@ class _PreparedWrite:
         sql_text, params, slots = self._compiled.get(using) or self._compile(using)
         params = _params(params, slots, values, self._arguments)
         connection = connections[using]
-        with transaction.mark_for_rollback_on_error(using), server_bound(connection), connection.cursor() as cursor:
+        with transaction.mark_for_rollback_on_error(using), server_bound_cursor(connection) as cursor:
             cursor.execute(sql_text, params)
             return cursor.rowcount
 
@@ -379,7 +386,7 @@ def insert_rows(objs: list) -> list:
             return objs
         return model._default_manager.using(using).bulk_create(objs)
     params = [field.get_db_prep_save(value, connection) for row in values for field, value in zip(statement[1], row)]
-    with transaction.mark_for_rollback_on_error(using), server_bound(connection), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), server_bound_cursor(connection) as cursor:
         cursor.execute(statement[0], params)
         new_ids = [row[0] for row in cursor.fetchall()]
     if len(new_ids) != len(objs):
@@ -418,7 +425,7 @@ def insert_row_unless_taken(obj):
             return None
         return obj
     params = [field.get_db_prep_save(value, connection) for field, value in zip(statement[1], values)]
-    with transaction.mark_for_rollback_on_error(using), server_bound(connection), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), server_bound_cursor(connection) as cursor:
         cursor.execute(statement[0], params)
         row = cursor.fetchone()
     if row is None:
@@ -464,7 +471,7 @@ def insert_with_children(parent, children: list, link: str) -> None:
     fields_of_rows = [parent_fields] + [child_fields] * len(children)
     params = [field.get_db_prep_save(value, connection)
               for fields, row in zip(fields_of_rows, values) for field, value in zip(fields, row)]
-    with transaction.mark_for_rollback_on_error(using), server_bound(connection), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), server_bound_cursor(connection) as cursor:
         cursor.execute(sql_text, params)
         rows = cursor.fetchall()
     if len(rows) != len(children):
@@ -541,7 +548,7 @@ def update_row(obj, update_fields) -> None:
     connection = connections[using]
     params = [field.get_db_prep_save(value, connection) for field, value in zip(statement[1], values)]
     params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
-    with transaction.mark_for_rollback_on_error(using), server_bound(connection), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), server_bound_cursor(connection) as cursor:
         cursor.execute(statement[0], params)
         if cursor.rowcount == 0:
             raise DatabaseError("Save with update_fields did not affect any rows.")
@@ -579,7 +586,7 @@ def update_rows(objs: list, update_fields) -> None:
         for pk, row in zip(pks, values):
             params += [pk, field.get_db_prep_save(row[column], connection)]
     params += pks
-    with transaction.mark_for_rollback_on_error(using), server_bound(connection), connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), server_bound_cursor(connection) as cursor:
         cursor.execute(statement[0], params)
         if cursor.rowcount != len(objs):
             raise DatabaseError(f"UPDATE of {len(objs)} rows affected {cursor.rowcount}.")

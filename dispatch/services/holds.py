@@ -17,7 +17,7 @@ from dispatch import events
 from dispatch.errors import Conflict
 from dispatch.models import Hold, Job, ProviderProfile, User
 from dispatch.policy import policy_for
-from dispatch.prepared import PreparedDelete, insert_row, server_bound
+from dispatch.prepared import PreparedDelete, insert_row, server_bound_cursor
 from dispatch.provider_time import (
     at_capacity,
     clear_start,
@@ -34,7 +34,7 @@ HOLD_LOCK_SPACE = 0x0F01
 
 def _lock_provider_time(provider_id: int) -> None:
     if connection.vendor == "postgresql":
-        with server_bound(connection), connection.cursor() as cursor:
+        with server_bound_cursor(connection) as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [HOLD_LOCK_SPACE, provider_id])
 
 

@@ -20,7 +20,7 @@ from dispatch.event_names import EventName
 from dispatch.index import held_positions, index_provider_busy_on_commit, index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import offer_timeout_s, policy_for
-from dispatch.prepared import Prepared, PreparedUpdate, insert_row, insert_row_unless_taken, server_bound
+from dispatch.prepared import Prepared, PreparedUpdate, insert_row, insert_row_unless_taken, server_bound_cursor
 from dispatch.provider_time import busy_provider_ids
 from dispatch.regions import queue
 from dispatch.schedule import dispatch_after_commit, publish
@@ -52,7 +52,7 @@ def _claim_provider(provider_id: int) -> bool:
     """
     if connection.vendor != "postgresql":
         return True
-    with server_bound(connection), connection.cursor() as cursor:
+    with server_bound_cursor(connection) as cursor:
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [OFFERING_LOCK_SPACE, provider_id])
         return bool(cursor.fetchone()[0])
 
@@ -72,7 +72,7 @@ def lock_providers_offers(provider_ids, *, then_time_of: int | None = None) -> N
         keys.append((HOLD_LOCK_SPACE, then_time_of))
     if not keys:
         return
-    with server_bound(connection), connection.cursor() as cursor:
+    with server_bound_cursor(connection) as cursor:
         cursor.execute("SELECT " + ", ".join(["pg_advisory_xact_lock(%s, %s)"] * len(keys)),
                        [part for key in keys for part in key])
 
