@@ -20,6 +20,7 @@ from dispatch.models import (
     AvailabilityWindow, Hold, Job, JobStatus, Offer, OfferStatus, ProviderProfile, TimeOff, TimeOffKind,
 )
 from dispatch.policy import policy_for
+from dispatch.prepared import server_bound_cursor
 
 TIME_ZONE = "Asia/Kolkata"
 # Weekly shapes of the providers' hours, local time: (share of providers, ranges). The last
@@ -107,7 +108,8 @@ class SlotChooser:
 def overlapping_holds(category_id: int) -> int:
     """Pairs of one provider's holds whose times overlap (half-open), over the category's jobs: must be 0."""
     hold, job = Hold._meta.db_table, Job._meta.db_table
-    with connection.cursor() as cursor:
+    # Sampled twice a second while the load runs: planned once (server-bound), as the engine's own statements are.
+    with server_bound_cursor(connection) as cursor:
         cursor.execute(
             f"SELECT COUNT(*) FROM {hold} a JOIN {hold} b ON a.provider_id = b.provider_id AND a.id < b.id"
             f" AND a.starts_at < b.ends_at AND b.starts_at < a.ends_at"

@@ -28,7 +28,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from dispatch import metrics, regions
-from dispatch.live_store import Position, StreamHead, live_store
+from dispatch.live_store import Change, Position, StreamHead, live_store
 from dispatch.models import AvailabilityWindow, Hold, Job, JobStatus, Offer, ProviderProfile, Role
 from dispatch.policy import policy_for
 from dispatch.prepared import Prepared, server_bound_cursor
@@ -495,10 +495,10 @@ class _LiveIndex:
         self.followed_at = time.monotonic()
         moves: dict[int, Position] = {}
         again: set[int] = set()
-        busy: dict[int, float] = {}
+        answers: dict[int, list[Change]] = {}
         for change in read.changes:
-            if change.busy_at is not None:
-                busy[change.provider_id] = max(busy.get(change.provider_id, 0.0), change.busy_at)
+            if change.answered_at is not None:
+                answers.setdefault(change.provider_id, []).append(change)
             elif change.position is None:
                 again.update(change.ids)
             elif change.provider_id not in moves or moves[change.provider_id].at < change.position.at:
@@ -525,28 +525,40 @@ class _LiveIndex:
                 else:
                     self.index.remove(provider_id)
                 moves.pop(provider_id, None)  # read again at their newest position already
-        if busy:
-            self._now_busy(busy, again)
+        if answers:
+            self._answered(answers, again)
         if moves:
             self.index.move_many(
                 list(moves), [m.lat for m in moves.values()], [m.lng for m in moves.values()], [m.at for m in moves.values()]
             )
 
-    def _now_busy(self, busy: dict[int, float], again: set[int]) -> None:
-        """Providers who took an instant job: busy until further notice, without reading them again.
+    def _answered(self, answers: dict[int, list[Change]], again: set[int]) -> None:
+        """Providers who answered an offer or started a job: their new acceptance rate, and busy until further
+        notice if they took an instant job, without reading them again.
 
-        The entry is stamped before its change committed, so one older than what this index last read of
+        An entry is stamped before its change committed, so one older than what this index last read of
         the provider (a re-read, or the snapshot) is already in it, or was undone since (a release, a
         cancel): it is dropped. Stamped before the commit, a dropped entry can at worst leave a provider
-        looking free, which the database check at offer time catches; never busy for good.
+        looking free, which the database check at offer time catches, or their acceptance rate one answer
+        behind until they are next read; never busy for good.
         """
-        for provider_id, at in busy.items():
-            if provider_id in again or at <= self.known_at.get(provider_id, self.loaded_at):
+        for provider_id, changes in answers.items():
+            floor = self.known_at.get(provider_id, self.loaded_at)
+            if provider_id in again:
                 continue  # read again in this batch, after the change committed
-            self.known_at[provider_id] = at
-            held = self.index.record_of(provider_id)
-            if held is not None and held.busy_until != float("inf"):
-                self.index.upsert(replace(held, busy_until=float("inf")))
+            changes = sorted((c for c in changes if c.answered_at > floor), key=lambda c: c.answered_at)
+            held = self.index.record_of(provider_id) if changes else None
+            if held is None:
+                continue
+            self.known_at[provider_id] = changes[-1].answered_at
+            record = held
+            for change in changes:
+                if change.busy:
+                    record = replace(record, busy_until=float("inf"))
+                if change.acceptance_rate is not None:
+                    record = replace(record, acceptance_rate=change.acceptance_rate)
+            if record != held:
+                self.index.upsert(record)
         if len(self.known_at) > KNOWN_AT_MAX:
             # Forget old stamps; entries older than the floor are dropped (at worst: looks free, see above).
             floor = time.time() - KNOWN_AT_KEEP_S
@@ -685,19 +697,27 @@ def index_provider_on_commit(provider_id: int) -> None:
 
 
 def index_provider_busy_on_commit(provider_id: int) -> None:
-    """After the current transaction commits, tell every matching process the provider took an instant job.
+    """After the current transaction commits, tell every matching process the provider is at work (a started job)."""
+    index_answer_on_commit(provider_id, busy=True)
 
-    Busy is all that changes when a provider accepts one: the entry says so, and no process reads
-    the provider again (each did, in one statement per batch, for every accept). The entry is stamped
-    now, before the commit (see `_LiveIndex._now_busy`).
+
+def index_answer_on_commit(provider_id: int, *, busy: bool, acceptance_rate: float | None = None) -> None:
+    """After the current transaction commits, tell every matching process what an answer changed of the provider.
+
+    An answer changes their acceptance rate, and an accepted instant job makes them busy: the entry
+    carries both, and no process reads the provider again (each did, in one statement per batch,
+    for every answer). The entry is stamped now, before the commit (see `_LiveIndex._answered`).
+    An answer does not touch the profile's `updated_at`, so the relay does not announce it again;
+    if the store cannot be reached, it is touched here instead, and the relay does.
     """
     at = time.time()
 
     def announce() -> None:
         try:
-            live_store().announce_busy(provider_id, at)
+            live_store().announce_answer(provider_id, at, busy=busy, acceptance_rate=acceptance_rate)
         except (RedisError, OSError) as exc:
-            log.warning("provider at work not announced (live store unreachable: %s); the relay will", exc)
+            log.warning("provider's answer not announced (live store unreachable: %s); the relay will", exc)
+            _touch_for_relay([provider_id])
 
     transaction.on_commit(announce)
 
@@ -707,6 +727,15 @@ def _announce(provider_ids) -> None:
         live_store().announce(provider_ids)
     except (RedisError, OSError) as exc:
         log.warning("provider change not announced (live store unreachable: %s); the relay will", exc)
+        _touch_for_relay(provider_ids)
+
+
+def _touch_for_relay(provider_ids) -> None:
+    """An announcement the store could not take: the relay finds these providers by their `updated_at`.
+
+    Changes whose services do not touch it themselves (an answer, a start or completion, a cancel) rely on this.
+    """
+    ProviderProfile.objects.filter(user_id__in=list(provider_ids)).update(updated_at=timezone.now())
 
 
 _warming = threading.Event()  # this process started warming its index

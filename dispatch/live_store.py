@@ -51,13 +51,15 @@ class Position:
 
 @dataclass(frozen=True)
 class Change:
-    """One stream entry: a move (position set), a provider at work from `busy_at` on, or providers to read
-    again (ids set)."""
+    """One stream entry: a move (position set), a provider's answer (`answered_at` set: their new acceptance
+    rate, and at work from then on if `busy`), or providers to read again (ids set)."""
 
     provider_id: int | None = None
     position: Position | None = None
     ids: tuple[int, ...] = ()
-    busy_at: float | None = None  # epoch seconds, taken before the change committed
+    answered_at: float | None = None  # epoch seconds, taken before the change committed
+    busy: bool = False
+    acceptance_rate: float | None = None  # None: unchanged (a started job)
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,12 @@ def _prefix() -> str:
 def _change(fields: dict) -> Change:
     if "p" in fields:
         return Change(provider_id=int(fields["p"]), position=Position.decode(fields["l"]))
-    if "b" in fields:
-        return Change(provider_id=int(fields["b"]), busy_at=float(fields["t"]))
+    if "b" in fields or "a" in fields:
+        rate = fields.get("r")
+        return Change(
+            provider_id=int(fields.get("b") or fields["a"]), answered_at=float(fields["t"]), busy="b" in fields,
+            acceptance_rate=float(rate) if rate is not None else None,
+        )
     return Change(ids=tuple(int(i) for i in fields["i"].split(",") if i))
 
 
@@ -208,9 +214,12 @@ class RedisLiveStore:
         ids = ",".join(str(i) for i in sorted(set(provider_ids)))
         self.client.xadd(self.stream, {"i": ids}, maxlen=settings.LIVE_STREAM_MAXLEN, approximate=True)
 
-    def announce_busy(self, provider_id: int, at: float) -> None:
-        self.client.xadd(self.stream, {"b": provider_id, "t": repr(at)}, maxlen=settings.LIVE_STREAM_MAXLEN,
-                         approximate=True)
+    def announce_answer(self, provider_id: int, at: float, *, busy: bool, acceptance_rate: float | None = None) -> None:
+        """The provider answered (or started a job) at `at`: their acceptance rate is now this, and they are at work."""
+        fields = {"b" if busy else "a": provider_id, "t": repr(at)}
+        if acceptance_rate is not None:
+            fields["r"] = repr(acceptance_rate)
+        self.client.xadd(self.stream, fields, maxlen=settings.LIVE_STREAM_MAXLEN, approximate=True)
 
     def wait(self, after_id: str, timeout_s: float) -> bool:
         """Block until the stream has an entry after `after_id`, at most `timeout_s`; whether one came.
@@ -354,9 +363,9 @@ class MemoryLiveStore:
         with self._lock:
             self._append(Change(ids=tuple(sorted(set(provider_ids)))))
 
-    def announce_busy(self, provider_id: int, at: float) -> None:
+    def announce_answer(self, provider_id: int, at: float, *, busy: bool, acceptance_rate: float | None = None) -> None:
         with self._lock:
-            self._append(Change(provider_id=provider_id, busy_at=at))
+            self._append(Change(provider_id=provider_id, answered_at=at, busy=busy, acceptance_rate=acceptance_rate))
 
     def wait(self, after_id: str, timeout_s: float) -> bool:
         after = int(after_id.split("-")[0])

@@ -276,6 +276,9 @@ class _PreparedWrite:
     def run(self, **values) -> int:
         if _beyond_int64(self._arguments, values):
             return self._through_the_orm(self._build(**values))
+        return self._execute(values, lambda cursor: cursor.rowcount)
+
+    def _execute(self, values: dict, answer: Callable):
         if self._model is None:
             self._model = self._queryset(self._build(**_stand_ins(self._arguments))).model
         using = router.db_for_write(self._model)
@@ -284,7 +287,7 @@ class _PreparedWrite:
         connection = connections[using]
         with transaction.mark_for_rollback_on_error(using), server_bound_cursor(connection) as cursor:
             cursor.execute(sql_text, params)
-            return cursor.rowcount
+            return answer(cursor)
 
     def _compile(self, using: str) -> tuple:
         sql_text, params = self._sql(self._build(**_stand_ins(self._arguments)), using)
@@ -303,7 +306,23 @@ class _PreparedWrite:
 
 
 class PreparedUpdate(_PreparedWrite):
-    """An UPDATE built once (`build(**arguments)` returns the queryset and its `update()` values); run → rows changed."""
+    """An UPDATE built once (`build(**arguments)` returns the queryset and its `update()` values); run → rows changed.
+
+    `returning`: columns (field names) `run_returning` reads back from the rows changed, as they are
+    after the update, in the same statement (RETURNING: PostgreSQL, and SQLite from 3.35).
+    """
+
+    def __init__(self, build: Callable, *, returning: tuple[str, ...] = (), **arguments: type):
+        super().__init__(build, **arguments)
+        self._returning = returning
+
+    def run_returning(self, **values) -> list[tuple]:
+        """The `returning` columns of each row changed, as the update left them."""
+        if not self._returning:
+            raise ImproperlyConfigured("This prepared update was built without `returning`.")
+        if _beyond_int64(self._arguments, values):
+            return []  # no row has such an id: nothing changes (the ORM would say 0 rows)
+        return self._execute(values, lambda cursor: [tuple(row) for row in cursor.fetchall()])
 
     def _queryset(self, built) -> QuerySet:
         return built[0]
@@ -315,6 +334,10 @@ class PreparedUpdate(_PreparedWrite):
         sql_text, params = query.get_compiler(using).as_sql()
         if query.related_updates:
             raise ImproperlyConfigured("A prepared update changes one table.")
+        if self._returning:
+            quote = connections[using].ops.quote_name
+            columns = [quote(queryset.model._meta.get_field(name).column) for name in self._returning]
+            sql_text = f"{sql_text} RETURNING {', '.join(columns)}"
         return sql_text, params
 
     def _through_the_orm(self, built) -> int:

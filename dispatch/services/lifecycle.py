@@ -1,7 +1,6 @@
 """A job's life after assignment: start, complete (with its money), cancel (with its fee), and a provider
 dropping out (release, no-show), which sends the job back to dispatch without them."""
 
-from datetime import datetime
 
 from django.db import transaction
 from django.db.models import F
@@ -13,7 +12,7 @@ from dispatch.event_names import EventName
 from dispatch.index import index_provider_busy_on_commit, index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import no_show_due_at
-from dispatch.prepared import Prepared, PreparedUpdate
+from dispatch.prepared import Prepared
 from dispatch.schedule import dispatch_after_commit
 from dispatch.services.holds import hold_release
 from dispatch.services.offers import ACCEPTANCE_MEMORY, offer_withdraw_live
@@ -34,11 +33,6 @@ _RUNNING = Prepared(
     lambda provider_id, job_id: Job.objects.filter(provider_id=provider_id, status=JobStatus.IN_PROGRESS)
     .exclude(pk=job_id).order_by("pk").values_list("pk", flat=True)[:1],
     provider_id=int, job_id=int,
-)
-# Busy or free again: the relay (dispatch/index.py) finds changed providers by this stamp.
-_PROVIDER_TOUCHED = PreparedUpdate(
-    lambda provider_id, now: (ProviderProfile.objects.filter(user_id=provider_id), {"updated_at": now}),
-    provider_id=int, now=datetime,
 )
 
 
@@ -63,12 +57,12 @@ def _lock_provider_job(*, job_id: int, provider: User) -> Job:
 def _provider_move(*, job_id: int, provider: User, target: str, event: str, announce=index_provider_on_commit) -> Job:
     """Move the provider's job and tell the customer. Caller's transaction; locks the job.
 
-    Busy or free again: matching skips providers at work, so other processes must see it (`announce`).
+    Busy or free again: matching skips providers at work, so other processes must see it (`announce`; the
+    profile's `updated_at` is touched only if the announcement cannot be made, for the relay).
     """
     job = _lock_provider_job(job_id=job_id, provider=provider)
     job_move(job, target)
     events.emit(user=job.customer, name=event, job=job, actor=provider)
-    _PROVIDER_TOUCHED.run(provider_id=provider.pk, now=timezone.now())
     announce(provider.pk)
     return job
 

@@ -8,7 +8,7 @@ select_related would also lock the joined category, customer or provider rows, s
 every dispatch of a category and deadlocking against the key-share locks of foreign-key checks.
 """
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -17,7 +17,7 @@ from django.utils import timezone
 from dispatch import events, metrics
 from dispatch.errors import Conflict, NotFound
 from dispatch.event_names import EventName
-from dispatch.index import held_positions, index_provider_busy_on_commit, index_provider_on_commit
+from dispatch.index import held_positions, index_answer_on_commit, index_provider_on_commit
 from dispatch.models import Job, JobStatus, Offer, OfferStatus, ProviderProfile, User
 from dispatch.policy import offer_timeout_s, policy_for
 from dispatch.prepared import Prepared, PreparedUpdate, insert_row, insert_row_unless_taken, server_bound_cursor
@@ -219,19 +219,22 @@ def _refuse_late(job: Job) -> Conflict:
     return Conflict(f"Your offer for job {job.pk} expired.")
 
 
+# Not `updated_at`: the answer reaches every index on the change stream with the new rate (no relay, no re-read).
 _COUNT_ANSWER = PreparedUpdate(
-    lambda provider_id, answered, now: (
+    lambda provider_id, answered: (
         ProviderProfile.objects.filter(user_id=provider_id),
-        {"acceptance_rate": F("acceptance_rate") * ACCEPTANCE_MEMORY + answered, "updated_at": now},
+        {"acceptance_rate": F("acceptance_rate") * ACCEPTANCE_MEMORY + answered},
     ),
-    provider_id=int, answered=float, now=datetime,
+    returning=("acceptance_rate",), provider_id=int, answered=float,
 )
 
 
-def _count_answer(provider_id: int, accepted: bool) -> None:
-    _COUNT_ANSWER.run(
-        provider_id=provider_id, answered=(1 - ACCEPTANCE_MEMORY) * (1.0 if accepted else 0.0), now=timezone.now()
+def _count_answer(provider_id: int, accepted: bool, *, busy: bool = False) -> None:
+    """Move the provider's acceptance rate with this answer, and tell every matching index (busy: an instant job)."""
+    rows = _COUNT_ANSWER.run_returning(
+        provider_id=provider_id, answered=(1 - ACCEPTANCE_MEMORY) * (1.0 if accepted else 0.0)
     )
+    index_answer_on_commit(provider_id, busy=busy, acceptance_rate=rows[0][0] if rows else None)
 
 
 def offer_accept(*, job_id: int, provider: User) -> Job:
@@ -268,11 +271,11 @@ def _accept_locked(*, job: Job, offer: Offer, offers: list[Offer], provider: Use
     else:  # the offers as they now stand: whoever shows the job reads them from here
         rows_known(job, offers=offers)
     events.emit(user=job.customer, name=EventName.JOB_ACCEPTED, job=job, offer=offer, actor=provider)
-    _count_answer(provider.pk, accepted=True)
     if job.is_scheduled:
+        _count_answer(provider.pk, accepted=True)
         index_provider_on_commit(provider.pk)  # busy only while its hold covers now: read again
     else:
-        index_provider_busy_on_commit(provider.pk)
+        _count_answer(provider.pk, accepted=True, busy=True)
     wake_waiting_direct_on_commit(provider.pk)
 
 

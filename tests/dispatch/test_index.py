@@ -123,6 +123,70 @@ def test_accepting_an_instant_job_makes_them_busy_in_every_index_without_reading
     assert not any(provider.pk in ids for ids in reads)  # the stream said so; nobody read them again
 
 
+def _acceptance_in_index(provider) -> float:
+    provider_index()  # follows the stream first
+    return live_index._live.index.record_of(provider.pk).acceptance_rate
+
+
+def test_a_reject_moves_their_acceptance_rate_in_every_index_without_reading_them_again(
+    offered_job, provider, monkeypatch, django_capture_on_commit_callbacks, settings
+):
+    from dispatch.services.offers import offer_reject
+
+    settings.MATCHING_RELAY_S = 10**9
+    live_index.relay_changes()  # this interval's relay is done
+    before = _acceptance_in_index(provider)
+    touched_before = ProviderProfile.objects.get(user=provider).updated_at
+    reads = _recording_reads(monkeypatch)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_reject(job_id=offered_job.pk, provider=provider)
+
+    stored = ProviderProfile.objects.get(user=provider).acceptance_rate
+    assert stored < before
+    assert _acceptance_in_index(provider) == pytest.approx(stored)
+    assert not any(provider.pk in ids for ids in reads)  # the stream carried the rate; nobody read them again
+    # ...and the relay, which finds changed providers by this stamp, will not announce them either.
+    assert ProviderProfile.objects.get(user=provider).updated_at == touched_before
+
+
+def test_an_accept_carries_the_new_acceptance_rate_with_busy(
+    offered_job, provider, category, django_capture_on_commit_callbacks
+):
+    ProviderProfile.objects.filter(user=provider).update(acceptance_rate=0.5)
+    reset_provider_index()
+    assert _acceptance_in_index(provider) == pytest.approx(0.5)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(job_id=offered_job.pk, provider=provider)
+
+    stored = ProviderProfile.objects.get(user=provider).acceptance_rate
+    assert stored > 0.5
+    assert _acceptance_in_index(provider) == pytest.approx(stored)
+    assert _skipped_as_busy(provider, category)
+
+
+def test_an_answer_the_store_could_not_take_is_left_to_the_relay(
+    offered_job, provider, monkeypatch, django_capture_on_commit_callbacks
+):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from dispatch.live_store import live_store
+    from dispatch.services.offers import offer_reject
+
+    touched_before = ProviderProfile.objects.get(user=provider).updated_at
+
+    def unreachable(*args, **kwargs):
+        raise RedisConnectionError("down")
+
+    monkeypatch.setattr(type(live_store()), "announce_answer", unreachable)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_reject(job_id=offered_job.pk, provider=provider)
+
+    # The relay finds providers by this stamp: it now announces them.
+    assert ProviderProfile.objects.get(user=provider).updated_at > touched_before
+
+
 def test_starting_a_job_makes_them_busy_in_every_index_without_reading_them_again(
     customer, category, provider, monkeypatch, django_capture_on_commit_callbacks, settings
 ):
@@ -156,9 +220,9 @@ def test_a_busy_entry_stamped_before_the_last_read_of_the_provider_is_dropped(
         index_provider_on_commit(provider.pk)  # ...after a later change was announced and read again
     assert not _skipped_as_busy(provider, category)
 
-    live_store().announce_busy(provider.pk, stamped)
+    live_store().announce_answer(provider.pk, stamped, busy=True)
     assert not _skipped_as_busy(provider, category)  # older than the read: dropped
-    live_store().announce_busy(provider.pk, time.time())
+    live_store().announce_answer(provider.pk, time.time(), busy=True)
     assert _skipped_as_busy(provider, category)  # newer: applied
 
 

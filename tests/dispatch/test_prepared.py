@@ -111,6 +111,23 @@ def test_a_prepared_update_changes_the_rows_it_names_with_each_runs_values(provi
     assert theirs.acceptance_rate == 1.0 and theirs.updated_at != then
 
 
+def test_a_prepared_update_with_returning_answers_the_rows_as_the_update_left_them(provider, other_provider):
+    halve = PreparedUpdate(
+        lambda provider_id: (ProviderProfile.objects.filter(user_id=provider_id),
+                             {"acceptance_rate": F("acceptance_rate") * 0.5}),
+        returning=("acceptance_rate", "user"), provider_id=int,
+    )
+    ProviderProfile.objects.update(acceptance_rate=0.8)
+
+    assert halve.run_returning(provider_id=provider.pk) == [(pytest.approx(0.4), provider.pk)]
+    assert halve.run_returning(provider_id=10**6) == []
+    assert halve.run_returning(provider_id=2**70) == []  # beyond any id: nothing to change
+    assert ProviderProfile.objects.get(user=other_provider).acceptance_rate == 0.8
+    with pytest.raises(ImproperlyConfigured):
+        PreparedUpdate(lambda provider_id: (ProviderProfile.objects.filter(user_id=provider_id), {"rating_count": 0}),
+                       provider_id=int).run_returning(provider_id=provider.pk)
+
+
 def test_an_argument_that_never_reaches_the_sql_is_refused_when_compiled(customer, category):
     book(customer, category)
     dropped = Prepared(lambda job_id: Job.objects.all()[:1], job_id=int)
