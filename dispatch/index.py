@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -734,8 +734,13 @@ def _touch_for_relay(provider_ids) -> None:
     """An announcement the store could not take: the relay finds these providers by their `updated_at`.
 
     Changes whose services do not touch it themselves (an answer, a start or completion, a cancel) rely on this.
+    Runs after the change committed: a failure here is logged, never raised into the request that made it.
     """
-    ProviderProfile.objects.filter(user_id__in=list(provider_ids)).update(updated_at=timezone.now())
+    try:
+        ProviderProfile.objects.filter(user_id__in=list(provider_ids)).update(updated_at=timezone.now())
+    except DatabaseError as exc:
+        log.error("providers %s neither announced nor left to the relay (%s); matching reads them at their next "
+                  "change or reload", sorted(provider_ids), exc)
 
 
 _warming = threading.Event()  # this process started warming its index

@@ -187,6 +187,30 @@ def test_an_answer_the_store_could_not_take_is_left_to_the_relay(
     assert ProviderProfile.objects.get(user=provider).updated_at > touched_before
 
 
+def test_an_answer_neither_store_nor_database_could_take_is_logged_not_raised_into_the_request(
+    offered_job, provider, monkeypatch, django_capture_on_commit_callbacks, caplog
+):
+    from django.db import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from dispatch.live_store import live_store
+    from dispatch.services.offers import offer_reject
+
+    def unreachable(*args, **kwargs):
+        raise RedisConnectionError("down")
+
+    def refused(*args, **kwargs):
+        raise OperationalError("connection lost")
+
+    monkeypatch.setattr(type(live_store()), "announce_answer", unreachable)
+    monkeypatch.setattr(live_index, "ProviderProfile", type("Gone", (), {"objects": type("M", (), {"filter": refused})()}))
+    with django_capture_on_commit_callbacks(execute=True):
+        job = offer_reject(job_id=offered_job.pk, provider=provider)
+
+    assert job.pk == offered_job.pk
+    assert any("neither announced nor left to the relay" in r.getMessage() for r in caplog.records)
+
+
 def test_starting_a_job_makes_them_busy_in_every_index_without_reading_them_again(
     customer, category, provider, monkeypatch, django_capture_on_commit_callbacks, settings
 ):
