@@ -229,12 +229,16 @@ _COUNT_ANSWER = PreparedUpdate(
 )
 
 
-def _count_answer(provider_id: int, accepted: bool, *, busy: bool = False) -> None:
-    """Move the provider's acceptance rate with this answer, and tell every matching index (busy: an instant job)."""
+def _count_answer(provider_id: int, accepted: bool, *, busy: bool = False, reread: bool = False) -> None:
+    """Move the provider's acceptance rate with this answer, and tell every matching index (busy: an instant job;
+    `reread`: every index reads the provider again instead, the new rate with the rest)."""
     rows = _COUNT_ANSWER.run_returning(
         provider_id=provider_id, answered=(1 - ACCEPTANCE_MEMORY) * (1.0 if accepted else 0.0)
     )
-    index_answer_on_commit(provider_id, busy=busy, acceptance_rate=rows[0][0] if rows else None)
+    if reread:
+        index_provider_on_commit(provider_id)
+    else:
+        index_answer_on_commit(provider_id, busy=busy, acceptance_rate=rows[0][0] if rows else None)
 
 
 def offer_accept(*, job_id: int, provider: User) -> Job:
@@ -271,11 +275,8 @@ def _accept_locked(*, job: Job, offer: Offer, offers: list[Offer], provider: Use
     else:  # the offers as they now stand: whoever shows the job reads them from here
         rows_known(job, offers=offers)
     events.emit(user=job.customer, name=EventName.JOB_ACCEPTED, job=job, offer=offer, actor=provider)
-    if job.is_scheduled:
-        _count_answer(provider.pk, accepted=True)
-        index_provider_on_commit(provider.pk)  # busy only while its hold covers now: read again
-    else:
-        _count_answer(provider.pk, accepted=True, busy=True)
+    # A slot: busy only while its hold covers now, which a read of the provider works out.
+    _count_answer(provider.pk, accepted=True, busy=True, reread=job.is_scheduled)
     wake_waiting_direct_on_commit(provider.pk)
 
 
