@@ -246,6 +246,9 @@ NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=5)
 
 # The in-memory transport ignores the host, but kombu warns on every connection without one.
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
+if REDIS_URL.partition("://")[0] in ("redis", "rediss"):
+    # kombu's Redis transport without a new client per command (config/broker.py).
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 # Embedded: no broker process, so tasks run in-process right after the commit that queued them.
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 
