@@ -5,7 +5,7 @@
 
 The index of `bench.matching` (providers around India's real towns, dispatch's filters on) is
 asked the same random jobs at a steady rate three times: idle; while a follower thread applies
-the pings every 50 ms (`ProviderIndex.move_many`), as a matching process does by default; and with
+the pings every 250 ms (`ProviderIndex.move_many`), as a matching process does by default; and with
 the pings since the last query applied before each one (`MATCHING_FOLLOW_S=0`). Each ping is a
 step of up to 100 m, a fleet on the move. Wall time per query.
 """
@@ -24,7 +24,7 @@ from matching.index import ProviderIndex
 
 PINGS_PER_S = 3000
 QUERY_RATE = 100  # dispatch queries a second in one process
-FOLLOW_S = 0.05  # MATCHING_FOLLOW_S's default
+FOLLOW_S = 0.25  # MATCHING_FOLLOW_S's default
 SECONDS = 20
 STEP_DEG = 0.0009  # up to ~100 m per ping
 

@@ -468,8 +468,11 @@ MATCHING_LOCATION_MAX_AGE_S = env.int("MATCHING_LOCATION_MAX_AGE_S", default=900
 # (the net under the after-commit announcements; 0: before every query, as tests do).
 MATCHING_RELAY_S = env.float("MATCHING_RELAY_S", default=2.0)
 # A thread of each matching process applies the change stream this often, off the queries' path (a query
-# then sees changes up to ~this old); 0: every query applies it first (tests: read-your-own-writes).
-MATCHING_FOLLOW_S = env.float("MATCHING_FOLLOW_S", default=0.05)
+# then sees changes up to ~this old); 0: every query applies it first (tests: read-your-own-writes). Each wake
+# costs every process a stream read whatever it brings: at 50 ms the follower was 12 % of a worker's CPU at 5
+# bookings/s (py-spy), waking for an entry or two at a time. A quarter second is a quarter of what SPEC lets
+# matching lag (1 s); the offer itself checks the database, so a provider busy meanwhile is never offered.
+MATCHING_FOLLOW_S = env.float("MATCHING_FOLLOW_S", default=0.25)
 # The stream keeps about this many entries; a process further behind reloads a snapshot.
 LIVE_STREAM_MAXLEN = env.int("LIVE_STREAM_MAXLEN", default=100_000)
 # Every key of the live store (positions, the stream, tracking) starts with this, in one hash tag.
