@@ -96,13 +96,21 @@ class ReconnectingPubSubChannelLayer(RedisPubSubChannelLayer):
         A service's push after its commit then costs no hop to an event loop and back (a push
         from Django's thread used to wait on a loop thread for the same PUBLISH).
         """
-        hosts = self._kwargs.get("hosts") or ["redis://localhost:6379"]
-        channel = f"{self._kwargs.get('prefix', 'asgi')}__group__{group}"
-        host = hosts[_consistent_hash(channel, len(hosts))]
-        url = host if isinstance(host, str) else host.get("address")
+        hosts = self.host_urls()
+        channel = self.group_channel(group)
+        url = hosts[_consistent_hash(channel, len(hosts))]
         if not isinstance(url, str):  # a (host, port) pair or a Sentinel: through the layer's own loop
             raise NotImplementedError("blocking group_send needs a redis:// URL per host")
         redis_client(url, timeout_s=timeout_s).publish(channel, self.serialize(message))
+
+    def group_channel(self, group: str) -> str:
+        """The Redis pub/sub channel a group's messages are published on (with `*`, a pattern for many groups)."""
+        return f"{self._kwargs.get('prefix', 'asgi')}__group__{group}"
+
+    def host_urls(self) -> list:
+        """Each shard's redis:// URL, in the layer's order (None for a host given otherwise)."""
+        hosts = self._kwargs.get("hosts") or ["redis://localhost:6379"]
+        return [host if isinstance(host, str) else host.get("address") for host in hosts]
 
     def deserialize(self, message):
         # A group message arrives already decoded (`_WatchedShard._receive_message`).

@@ -2,7 +2,8 @@
 mixed with slot bookings and releases, no provider's holds ever overlap.
 
 Runs in its own process on a scratch SQLite file, as a newcomer would run it; the
-PostgreSQL + Redis figures in docs/benchmarks.md come from the same command.
+PostgreSQL + Redis figures in docs/benchmarks.md come from the same command, which one test
+runs too, with its Celery workers, on the test database.
 """
 import os
 import re
@@ -54,6 +55,33 @@ def test_a_small_simulation_assigns_every_job_and_reports_kpis(tmp_path, environ
     assert float(_row(out, "bookings taken (sustained)").rstrip("/s")) > 0
     # Embedded mode has no broker queue to fall behind on: nothing is shed.
     assert _row(out, "bookings refused: 503, dispatch behind (lag limit 2 s)") == "0 (0%)"
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_with_workers_on_redis_the_virtual_providers_hear_their_offers_pushed(tmp_path):
+    """With Redis the virtual providers learn of offers only from the pushes (bench/simulation.py, `_offers_pushed`):
+    every job assigned means each offer answered was heard on the channel layer."""
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    done = _simulate(
+        tmp_path, "--providers", "80", "--bookings", "12", "--rate", "6", "--accept-prob", "0.7", "--ignore-prob", "0",
+        "--think-ms", "50-300", "--offer-timeout-s", "1", "--baseline-bookings", "2", "--release-share", "0",
+        migrate=False, **PRODUCTION,
+        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        REDIS_URL=settings.REDIS_URL,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert _row(out, "fulfilment (ASSIGNED)") == "100.0%"
+    # Nobody ignores an offer and everyone answers within 0.3 s: an offer not heard would wait out its 1 s timeout.
+    assign_p50 = int(_row(out, "time to assign p50 / p95 / p99").split(" / ")[0])
+    assert assign_p50 < 1000, out
+    assert re.search(r"^\| Celery workers and beat \| [\d.]+ ms \|", out, re.M), out
 
 
 def test_bad_arguments_are_refused_with_a_message(tmp_path):
