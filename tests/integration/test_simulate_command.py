@@ -81,7 +81,7 @@ def test_with_workers_on_redis_the_virtual_providers_hear_their_offers_pushed(tm
     # Nobody ignores an offer and everyone answers within 0.3 s: an offer not heard would wait out its 1 s timeout.
     assign_p50 = int(_row(out, "time to assign p50 / p95 / p99").split(" / ")[0])
     assert assign_p50 < 1000, out
-    assert re.search(r"^\| Celery workers and beat \| [\d.]+ ms \|", out, re.M), out
+    assert re.search(r"^\| Celery workers and beat \| [\d.]+ ms \|", out, re.MULTILINE), out
 
 
 def test_bad_arguments_are_refused_with_a_message(tmp_path):
