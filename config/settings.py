@@ -215,9 +215,10 @@ EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=14)
 EVENTS_REPUSH_AFTER_S = env.float("EVENTS_REPUSH_AFTER_S", default=2.0)
 EVENTS_REPUSH_INTERVAL_S = env.float("EVENTS_REPUSH_INTERVAL_S", default=2.0)
 # A process marks the events it pushed in one statement this often (dispatch/push_marks.py); 0: each at once.
-# Well under EVENTS_REPUSH_AFTER_S, so a pushed event is marked before the repush would send it again;
-# long enough that a process's pushes share a statement (at 0.1 s nearly every event had its own at 5 bookings/s).
-EVENTS_MARK_PUSHED_S = env.float("EVENTS_MARK_PUSHED_S", default=0.5)
+# Half EVENTS_REPUSH_AFTER_S, so a pushed event is marked before the repush would send it again (and one marked
+# late is only pushed twice, which sockets drop); long enough that a process's pushes share a statement: at 0.1 s
+# nearly every event had its own at 5 bookings/s, at 0.5 s each process still wrote ~2 a second.
+EVENTS_MARK_PUSHED_S = env.float("EVENTS_MARK_PUSHED_S", default=1.0)
 
 # --- Outlets (docs/realtime.md, "Outlets" and "Webhooks"). A webhook try that gets no 2xx within
 # WEBHOOKS_TIMEOUT_S is tried again after WEBHOOKS_RETRY_BASE_S, doubling up to WEBHOOKS_RETRY_MAX_S,
