@@ -331,8 +331,8 @@ def _offers_pushed():
         for n, pubsub in enumerate(subscriptions):
             message = pubsub.get_message(timeout=timeout_s if n == 0 else 0.0)
             while message is not None:
-                event = layer.deserialize(message["data"]).get("event") or {}
-                if event.get("event") == EventName.JOB_OFFER:
+                event = layer.deserialize(message["data"]).get("event")  # a push's event; other messages carry none
+                if isinstance(event, dict) and event.get("event") == EventName.JOB_OFFER:
                     heard.append((event["offer_id"], event["job_id"], event["provider_id"]))
                 message = pubsub.get_message(timeout=0.0)
         return heard
