@@ -25,3 +25,12 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+def transport_for(broker_url: str) -> str | None:
+    """This transport for a plain `redis://` broker; None (kombu's choice by the URL's scheme) otherwise.
+
+    Not for `rediss://`: kombu turns TLS on from that scheme only when it picks the transport itself, and a
+    transport named in the settings would connect in plain text.
+    """
+    return "config.broker:Transport" if broker_url.partition("://")[0] == "redis" else None

@@ -9,6 +9,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.broker import transport_for
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -247,9 +249,8 @@ NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=5)
 
 # The in-memory transport ignores the host, but kombu warns on every connection without one.
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
-if REDIS_URL.partition("://")[0] in ("redis", "rediss"):
-    # kombu's Redis transport without a new client per command (config/broker.py).
-    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
+# kombu's Redis transport without a new client per command, for a plain redis:// broker (config/broker.py).
+CELERY_BROKER_TRANSPORT = transport_for(CELERY_BROKER_URL)
 # Embedded: no broker process, so tasks run in-process right after the commit that queued them.
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 
