@@ -276,7 +276,7 @@ def _accept_locked(*, job: Job, offer: Offer, offers: list[Offer], provider: Use
         rows_known(job, offers=offers)
     events.emit(user=job.customer, name=EventName.JOB_ACCEPTED, job=job, offer=offer, actor=provider)
     # A slot: busy only while its hold covers now, which a read of the provider works out.
-    _count_answer(provider.pk, accepted=True, busy=True, reread=job.is_scheduled)
+    _count_answer(provider.pk, accepted=True, busy=not job.is_scheduled, reread=job.is_scheduled)
     wake_waiting_direct_on_commit(provider.pk)
 
 
