@@ -108,8 +108,10 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
         DATABASES["default"]["CONN_MAX_AGE"] = 0
     else:
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
-    # Checked before reuse (the pool checks a connection as it lends it).
+    # Checked before reuse (the pool checks a connection as it lends it): by asking its socket whether the
+    # server let go of it, and only then with a query (config/db/postgresql/base.py).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"]["ENGINE"] = "config.db.postgresql"
 # The hot path's own statements (dispatch/prepared.py) are prepared on the server, each once per
 # connection. Off behind a pooler that hands a transaction any server connection (PgBouncer in
 # transaction mode before 1.21): a statement prepared on one connection is unknown on the next.

@@ -46,6 +46,10 @@ _PROVIDERS = Prepared(
 )
 
 
+def _providers_of(candidates) -> dict[int, User]:
+    return {p.pk: p for p in _PROVIDERS.all(ids=[c.provider_id for c in candidates])}
+
+
 def batch_size(job: Job) -> int:
     return max(1, policy_for(job.category).batch_size)
 
@@ -158,9 +162,13 @@ def _offer_to_best(job: Job, policy: DispatchPolicy, *, exclude: set[int], wante
         if job.is_scheduled:
             free = _free_at_slot(job, policy, [c.provider_id for c in ranked])
             ranked = [c for c in ranked if c.provider_id in free]
-        providers = {p.pk: p for p in _PROVIDERS.all(ids=[c.provider_id for c in ranked])}
-        for candidate in ranked:
+        providers: dict[int, User] = {}
+        for at, candidate in enumerate(ranked):
             exclude.add(candidate.provider_id)
+            if candidate.provider_id not in providers:
+                # As many as are still wanted, read when reached: the slack (and a slot's free list) is there for
+                # the few that cannot take the offer, and reading them all cost each step ~10 rows and model instances.
+                providers.update(_providers_of(ranked[at:at + wanted - len(created)]))
             provider = providers.get(candidate.provider_id)
             if provider is None:
                 continue
