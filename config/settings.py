@@ -218,7 +218,8 @@ EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=14)
 # which beat runs this often. Sockets drop an id they already sent.
 EVENTS_REPUSH_AFTER_S = env.float("EVENTS_REPUSH_AFTER_S", default=2.0)
 EVENTS_REPUSH_INTERVAL_S = env.float("EVENTS_REPUSH_INTERVAL_S", default=2.0)
-# A process marks the events it pushed in one statement this often (dispatch/push_marks.py); 0: each at once.
+# A process hands on the ids of the events it pushed this often (dispatch/push_marks.py: to a Redis set that
+# events.repush writes to PostgreSQL; without Redis, in one statement of its own); 0: each at once.
 # Half EVENTS_REPUSH_AFTER_S, so a pushed event is marked before the repush would send it again (and one marked
 # late is only pushed twice, which sockets drop); long enough that a process's pushes share a statement: at 0.1 s
 # nearly every event had its own at 5 bookings/s, at 0.5 s each process still wrote ~2 a second.

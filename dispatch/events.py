@@ -24,11 +24,12 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from dispatch import outlets
 from dispatch.models import Event, EventSequence, Job, Offer, User
 from dispatch.prepared import insert_row, server_bound_cursor
-from dispatch.push_marks import mark_pushed
+from dispatch.push_marks import mark_pushed, marks_apply
 from dispatch.realtime.push import PUSH_TYPE, publish, user_group
 from matching.geo import haversine_km
 
@@ -308,6 +309,10 @@ def events_repush(*, older_than_s: float | None = None, limit: int = REPUSH_BATC
     """
     age = settings.EVENTS_REPUSH_AFTER_S if older_than_s is None else older_than_s
     cutoff = timezone.now() - timedelta(seconds=age)
+    try:
+        marks_apply()  # what the fleet pushed is marked first, so none of it goes out twice
+    except RedisError as exc:
+        log.warning("pushed marks not read from Redis (%s); their events may be pushed twice", exc)
     unnumbered = list(
         Event.objects.filter(pushed=False, seq__isnull=True, created_at__lte=cutoff).order_by("id")[:limit]
     )
