@@ -374,3 +374,16 @@ def test_an_overlay_past_its_floor_is_folded_into_a_new_tree_and_keeps_every_cha
     assert index.record_of(20_000).rating_avg == 4.5 and index.record_of(10_003).rating_avg == 4
     near = rank_providers(lat=SPOT[0], lng=SPOT[1], radius_km=5, category_id=category.pk, limit=None)
     assert {c.provider_id for c in near} >= {20_000, *(p.pk for p in providers)}
+
+
+@pytest.mark.postgres
+def test_a_provider_read_again_alone_gets_the_record_a_batch_gives_it(category, customer):
+    """One id has its own statement (`_WHOLE_PROFILE_OF`): it reads what the batch's statement reads."""
+    busy, other = make_provider(categories=[category]), make_provider(categories=[category])
+    offer_accept(job_id=book(customer, category, provider=busy).pk, provider=busy)  # at work now, with a hold
+
+    alone = live_index._records([busy.pk], regional=False)
+    batch = {r.provider_id: r for r in live_index._records([busy.pk, other.pk], regional=False)}
+
+    assert len(alone) == 1 and alone[0] == batch[busy.pk]
+    assert category.pk in alone[0].categories and alone[0].busy_until == float("inf")
