@@ -4,7 +4,7 @@
 tasks cannot send two sequential offers at once; `dispatch_sweep` rescues jobs whose
 tasks were lost. Both are safe to run any number of times.
 """
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -245,9 +245,8 @@ def offers_expire_due(*, region: str | None = None) -> int:
     within its timeout plus one tick plus the queue's wait; a worker killed mid-tick loses
     nothing, the next tick reads the same rows. Jobs are claimed as in `dispatch_sweep`.
     """
-    overdue = Job.objects.filter(status=JobStatus.PENDING, offers__status=OfferStatus.OFFERED,
-                                 offers__expires_at__lte=timezone.now())
-    return _step_each(_of_region(overdue, region))
+    now = timezone.now()
+    return _step_ids(_OVERDUE.all(now=now) if region is None else _OVERDUE_IN.all(now=now, region=region))
 
 
 def dispatch_sweep(*, region: str | None = None) -> int:
@@ -274,10 +273,28 @@ def _of_region(jobs, region: str | None):
     return jobs if region is None else jobs.filter(region=region)
 
 
+def _first_ids(jobs):
+    return jobs.values_list("id", flat=True).distinct()[:SWEEP_BATCH]
+
+
+def _overdue(now):
+    return Job.objects.filter(status=JobStatus.PENDING, offers__status=OfferStatus.OFFERED, offers__expires_at__lte=now)
+
+
+# Read every tick (DISPATCH_EXPIRY_TICK_S), mostly finding nothing: prepared (dispatch/prepared.py).
+_OVERDUE = Prepared(lambda now: _first_ids(_overdue(now)), now=datetime)
+_OVERDUE_IN = Prepared(lambda now, region: _first_ids(_overdue(now).filter(region=region)), now=datetime, region=str)
+
+
 def _step_each(candidates) -> int:
     """One dispatch step for each job of `candidates` (at most SWEEP_BATCH), each in its own transaction."""
+    return _step_ids(_first_ids(candidates))
+
+
+def _step_ids(job_ids) -> int:
+    """One dispatch step for each of these jobs still there to claim, each in its own transaction."""
     swept = 0
-    for job_id in sorted(candidates.values_list("id", flat=True).distinct()[:SWEEP_BATCH]):
+    for job_id in sorted(job_ids):
         with transaction.atomic():
             job = (
                 Job.objects.select_for_update(skip_locked=True, of=("self",))

@@ -34,6 +34,7 @@ from dispatch import events, outbound_http, outbox, outlets
 from dispatch.errors import Conflict, Invalid, NotFound
 from dispatch.models import DeliveryStatus, Event, User, WebhookDelivery, WebhookEndpoint
 from dispatch.models.webhooks import OPEN_STATUSES
+from dispatch.prepared import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,10 @@ def delivery_resend(*, endpoint_id: int, delivery_id: int) -> tuple[WebhookDeliv
 
 _cache_lock = threading.Lock()
 _cache: dict = {"read_at": float("-inf"), "by_name": {}}
+# Every process reads it every few seconds while events flow: prepared (dispatch/prepared.py).
+_ACTIVE_ENDPOINTS = Prepared(
+    lambda: WebhookEndpoint.objects.filter(active=True, deleted_at__isnull=True).values_list("id", "events")
+)
 
 
 def endpoint_ids_for(name: str) -> list[int]:
@@ -226,9 +231,7 @@ def endpoint_ids_for(name: str) -> list[int]:
         by_name = _cache["by_name"]
     if not fresh:
         by_name = {}
-        for endpoint_id, names in WebhookEndpoint.objects.filter(active=True, deleted_at__isnull=True).values_list(
-            "id", "events"
-        ):
+        for endpoint_id, names in _ACTIVE_ENDPOINTS.all():
             for event_name in names:
                 by_name.setdefault(event_name, []).append(endpoint_id)
         with _cache_lock:

@@ -1,12 +1,15 @@
 """Regions: jobs route to their region's queues, a regional process holds only its providers, sweeps claim only
 their region's jobs, and with no regions configured nothing changes."""
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
 
 from dispatch import regions
 from dispatch.index import provider_index, rank_providers, reset_provider_index
-from dispatch.models import Job, JobStatus
-from dispatch.services.dispatching import dispatch_sweep
+from dispatch.models import Job, JobStatus, Offer, OfferStatus
+from dispatch.services.dispatching import dispatch_sweep, offers_expire_due
 from dispatch.services.location import provider_location_update
 from dispatch.services.offers import offer_reject
 from tests.conftest import book
@@ -109,3 +112,19 @@ def test_a_regions_sweep_claims_only_its_jobs(two_regions, customer, category, s
     assert dispatch_sweep(region="a") == 1
     assert dispatch_sweep(region="b") == 1
     assert dispatch_sweep(region="") == 0
+
+
+def test_a_regions_expiry_tick_times_out_only_its_jobs_offers(two_regions, customer, category, clock):
+    south = book(customer, category, latitude=IN_A[0], longitude=IN_A[1])
+    north = book(customer, category, latitude=IN_B[0], longitude=IN_B[1])
+    for job, point in ((south, IN_A), (north, IN_B)):
+        provider = make_provider(categories=[category], base_latitude=point[0], base_longitude=point[1])
+        Offer.objects.create(job=job, provider=provider, rank=0, score=1.0, score_breakdown={},
+                             offered_at=timezone.now() - timedelta(seconds=31),
+                             expires_at=timezone.now() - timedelta(seconds=1))
+
+    assert offers_expire_due(region="a") == 1
+    assert Offer.objects.get(job=south).status == OfferStatus.EXPIRED
+    assert Offer.objects.get(job=north).status == OfferStatus.OFFERED
+    assert offers_expire_due(region="b") == 1
+    assert offers_expire_due(region="") == 0
