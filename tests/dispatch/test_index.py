@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from dispatch import index as live_index
 from dispatch.index import provider_index, rank_providers, reset_provider_index, week_hours_of
+from dispatch.live_store import live_store
 from dispatch.models import Hold, ProviderProfile, Wallet, WalletKind
 from dispatch.services.lifecycle import job_start
 from dispatch.services.offers import offer_accept
@@ -387,3 +388,21 @@ def test_a_provider_read_again_alone_gets_the_record_a_batch_gives_it(category, 
 
     assert len(alone) == 1 and alone[0] == batch[busy.pk]
     assert category.pk in alone[0].categories and alone[0].busy_until == float("inf")
+
+
+def test_a_follower_reads_again_without_waiting_while_the_stream_brings_news(category, monkeypatch, settings):
+    """After a read that brought entries it reads at once after gathering; after an empty one it blocks on the stream."""
+    settings.MATCHING_RELAY_S = 3600  # the relay's own announcements come once, in the first read
+    provider = make_provider(categories=[category])
+    provider_index()  # loaded, at the stream's head
+    waits = []
+    monkeypatch.setattr(type(live_store()), "wait", lambda self, after_id, timeout_s: waits.append(after_id) or False)
+
+    live_store().announce([provider.pk])
+    with live_index._live.lock:
+        assert live_index._live._follow() is True  # news: the next wake reads without waiting
+        assert live_index._live._follow() is False  # nothing new: the next wake waits
+    live_index._live._wait_for_changes(0, live_index._live.generation, block=False)
+    assert waits == []
+    live_index._live._wait_for_changes(0, live_index._live.generation)
+    assert len(waits) == 1
