@@ -18,7 +18,7 @@ gap from the table (dispatch/realtime/consumers.py), so a client's highest seq i
 """
 import logging
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from dispatch import outlets
 from dispatch.models import Event, EventSequence, Job, Offer, User
-from dispatch.prepared import insert_row, server_bound_cursor
+from dispatch.prepared import Prepared, insert_row, server_bound_cursor
 from dispatch.push_marks import mark_pushed, marks_apply
 from dispatch.realtime.push import PUSH_TYPE, publish, user_group
 from matching.geo import haversine_km
@@ -300,7 +300,22 @@ def push(event: Event) -> bool:
         return False
 
 
-def events_repush(*, older_than_s: float | None = None, limit: int = REPUSH_BATCH) -> int:
+# Both of the repush's reads run every EVENTS_REPUSH_INTERVAL_S, mostly to find nothing: prepared (dispatch/prepared.py).
+_UNNUMBERED = Prepared(
+    lambda cutoff: Event.objects.filter(pushed=False, seq__isnull=True, created_at__lte=cutoff).order_by("id")[
+        :REPUSH_BATCH
+    ],
+    cutoff=datetime,
+)
+_UNPUSHED = Prepared(
+    lambda cutoff: Event.objects.select_for_update(skip_locked=True)
+    .filter(pushed=False, seq__isnull=False, created_at__lte=cutoff)
+    .order_by("user_id", "seq")[:REPUSH_BATCH],
+    cutoff=datetime,
+)
+
+
+def events_repush(*, older_than_s: float | None = None) -> int:
     """Number and push again events written more than `older_than_s` ago and never marked pushed; returns how many went out.
 
     Claims rows with `SELECT … FOR UPDATE SKIP LOCKED`, so two repushers never send the
@@ -313,19 +328,12 @@ def events_repush(*, older_than_s: float | None = None, limit: int = REPUSH_BATC
         marks_apply()  # what the fleet pushed is marked first, so none of it goes out twice
     except RedisError as exc:
         log.warning("pushed marks not read from Redis (%s); their events may be pushed twice", exc)
-    unnumbered = list(
-        Event.objects.filter(pushed=False, seq__isnull=True, created_at__lte=cutoff).order_by("id")[:limit]
-    )
+    unnumbered = _UNNUMBERED.all(cutoff=cutoff)
     if unnumbered:
         events_sequence(unnumbered)
     sent = 0
     with transaction.atomic():
-        due = (
-            Event.objects.select_for_update(skip_locked=True)
-            .filter(pushed=False, seq__isnull=False, created_at__lte=cutoff)
-            .order_by("user_id", "seq")[:limit]
-        )
-        for event in due:
+        for event in _UNPUSHED.all(cutoff=cutoff):
             sent += push(event)
     return sent
 

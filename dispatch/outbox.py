@@ -7,7 +7,7 @@ at once; a worker killed mid-send leaves the lease to lapse and the sweep sends 
 (at least once). `enqueued_at` says a task for it is on the way: the sweep queues only rows
 with none, or one queued so long ago that it must have been lost.
 """
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from dispatch.models.webhooks import OPEN_STATUSES
+from dispatch.prepared import Prepared
 
 # A task queued this long ago and still not run is taken for lost, and the sweep queues another.
 ENQUEUE_GRACE_S = 30
@@ -67,15 +68,27 @@ def release(row, **fields) -> bool:
     return bool(updated)
 
 
-def due_ids(queryset, *, limit: int = SWEEP_BATCH) -> list[int]:
-    """Ids of open rows due now with no claim and no task on the way; marks them queued (the caller queues them)."""
-    now = timezone.now()
-    ids = list(
-        queryset.filter(_unclaimed(now), status__in=OPEN_STATUSES, next_attempt_at__lte=now)
-        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=now - timedelta(seconds=ENQUEUE_GRACE_S)))
+def due_query(rows) -> Prepared:
+    """The sweep's read of `rows()` (a queryset builder): open rows due now with no claim and no task on the way.
+
+    Prepared (dispatch/prepared.py): each sweep runs it every WEBHOOKS_SWEEP_INTERVAL_S, mostly to find nothing,
+    and compiling and planning it cost more than running it.
+    """
+    return Prepared(
+        lambda now, lost_before: rows()
+        .filter(_unclaimed(now), status__in=OPEN_STATUSES, next_attempt_at__lte=now)
+        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=lost_before))
         .order_by("next_attempt_at", "id")
-        .values_list("id", flat=True)[:limit]
+        .values_list("id", flat=True)[:SWEEP_BATCH],
+        now=datetime,
+        lost_before=datetime,
     )
+
+
+def due_ids(query: Prepared, model) -> list[int]:
+    """Ids of `query`'s rows (`due_query`) of `model`; marks them queued (the caller queues them)."""
+    now = timezone.now()
+    ids = query.all(now=now, lost_before=now - timedelta(seconds=ENQUEUE_GRACE_S))
     if ids:
-        queryset.model.objects.filter(pk__in=ids).update(enqueued_at=now)
+        model.objects.filter(pk__in=ids).update(enqueued_at=now)
     return ids

@@ -48,9 +48,12 @@ def notification_send(*, notification_id: int) -> bool:
     return True
 
 
+_DUE = outbox.due_query(lambda: Notification.objects.all())
+
+
 def notifications_sweep() -> int:
     """Queue every notification due (a retry, or one whose task was lost); how many."""
-    ids = outbox.due_ids(Notification.objects.all())
+    ids = outbox.due_ids(_DUE, Notification)
     for pk in ids:
         outlets.send_soon("webhooks.notify", pk)
     return len(ids)

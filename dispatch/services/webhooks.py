@@ -402,10 +402,14 @@ def delivery_send(*, delivery_id: int) -> int:
     return tried
 
 
+_DUE_DELIVERIES = outbox.due_query(
+    lambda: WebhookDelivery.objects.filter(endpoint__active=True, endpoint__deleted_at__isnull=True).exclude(OLDER_WAITING)
+)
+
+
 def deliveries_sweep() -> int:
     """Queue every delivery that is due (a retry, or one whose task was lost) and first in line; how many."""
-    due = WebhookDelivery.objects.filter(endpoint__active=True, endpoint__deleted_at__isnull=True).exclude(OLDER_WAITING)
-    ids = outbox.due_ids(due)
+    ids = outbox.due_ids(_DUE_DELIVERIES, WebhookDelivery)
     for pk in ids:
         outlets.send_soon("webhooks.deliver", pk)
     return len(ids)
