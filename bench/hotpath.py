@@ -513,7 +513,7 @@ def render(figures: dict, command: str, machine_line: str, note: str) -> str:
     lines += [
         "",
         "What each row includes: a request row is the whole request as a WSGI server serves it (Django's",
-        "WSGIHandler with its request signals: the pool lends a connection and checks it, every middleware,",
+        "WSGIHandler with its request signals: the pool lends a connection and checks its socket, every middleware,",
         "token auth, throttles, the view and its service, the after-commit work (numbering and pushing events",
         "through the channel layer, Celery publishes to Redis, index updates) and the response rendered and",
         "closed). Booking publishes the dispatch task; the dispatch step is that task's body (`dispatch_job`:",
@@ -529,7 +529,8 @@ def render(figures: dict, command: str, machine_line: str, note: str) -> str:
         "the socket's loop count) around each operation: CPU time, not wall time, so other load on the",
         "machine affects it less (cache and frequency effects remain). SQL statements are those Django",
         "executes (`connection.execute_wrapper`), savepoints left out; round trips are every query psycopg",
-        "sends: those statements, savepoints, BEGIN, COMMIT, ROLLBACK and the pool's connection check.",
+        "sends: those statements, savepoints, BEGIN, COMMIT, ROLLBACK and the pool's empty-query check when it sends one",
+        "(only for a connection the server sent something on: config/db/postgresql/base.py).",
         "Redis commands are redis-py sends (a pipeline counts once). PG CPU is the CPU time of every process",
         "of the run's PostgreSQL cluster (backends, WAL writer, …; /proc/<pid>/schedstat, in ns) around each",
         "operation, as a mean per operation. Counts show the median and, where they vary, the range. Not in",
