@@ -31,6 +31,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         pool = super().pool
         # Django builds the pool with check=ConnectionPool.check_connection when CONN_HEALTH_CHECKS is on, and
         # takes no other check from the settings (OPTIONS["pool"]["check"] would be a second `check` argument).
-        if pool is not None and pool._check is ConnectionPool.check_connection:
+        # (A psycopg_pool that renamed `_check` keeps its own check: tests/test_db_pool_check.py would say so.)
+        if pool is not None and getattr(pool, "_check", None) is ConnectionPool.check_connection:
             pool._check = check_unless_quiet
         return pool
