@@ -129,17 +129,10 @@ _HELD_NOW = Prepared(
 def _whole_profiles(user_ids, since, now):
     """`_records`' six reads as one statement (PostgreSQL): each profile with its categories, hours, offers
     since `since`, whether it is at work and until when a hold covering `now` runs."""
-    return _whole_profiles_where(Q(user_id__any_of=user_ids), since, now)
-
-
-def _whole_profile(user_id, since, now):
-    """`_whole_profiles` of one provider (see `_WHOLE_PROFILE_OF`)."""
-    return _whole_profiles_where(Q(user_id=user_id), since, now)
-
-
-def _whole_profiles_where(which: Q, since, now):
     windows = AvailabilityWindow.objects.filter(provider_id=OuterRef("id")).order_by("id")
-    return ProviderProfile.objects.filter(which, user__role=Role.PROVIDER, user__is_active=True).annotate(
+    return ProviderProfile.objects.filter(
+        user_id__any_of=user_ids, user__role=Role.PROVIDER, user__is_active=True
+    ).annotate(
         served=ArraySubquery(
             ProviderProfile.categories.through.objects.filter(providerprofile_id=OuterRef("id"))
             .values("servicecategory_id")
@@ -171,18 +164,12 @@ def _whole_profiles_where(which: Q, since, now):
 # Every process reads the providers announced on the change stream again, in each batch it follows: on
 # PostgreSQL one statement instead of six (~1 ms of CPU less per batch, in every process).
 _WHOLE_PROFILES_OF = Prepared(_whole_profiles, user_ids=list, since=datetime, now=datetime)
-# A batch is mostly one provider. For a one-id array PostgreSQL plans `= ANY($1)` afresh at every run (its
-# custom plan looks cheaper than the generic one), and planning this statement cost more than running it.
-_WHOLE_PROFILE_OF = Prepared(_whole_profile, user_id=int, since=datetime, now=datetime)
 
 
 def _records_at_once(user_ids):
     """`_records`' inputs from one statement (PostgreSQL): rows, categories, windows, load, busy."""
-    now, user_ids = timezone.now(), list(user_ids)
-    if len(user_ids) == 1:
-        rows = _WHOLE_PROFILE_OF.all(user_id=user_ids[0], since=now - timedelta(hours=1), now=now)
-    else:
-        rows = _WHOLE_PROFILES_OF.all(user_ids=user_ids, since=now - timedelta(hours=1), now=now)
+    now = timezone.now()
+    rows = _WHOLE_PROFILES_OF.all(user_ids=list(user_ids), since=now - timedelta(hours=1), now=now)
     categories = {r["id"]: set(r["served"]) for r in rows}
     windows = {r["id"]: list(zip(r["window_days"], r["window_starts"], r["window_ends"])) for r in rows}
     load = {r["user_id"]: r["offers_since"] for r in rows if r["offers_since"]}

@@ -379,7 +379,7 @@ def test_an_overlay_past_its_floor_is_folded_into_a_new_tree_and_keeps_every_cha
 
 @pytest.mark.postgres
 def test_a_provider_read_again_alone_gets_the_record_a_batch_gives_it(category, customer):
-    """One id has its own statement (`_WHOLE_PROFILE_OF`): it reads what the batch's statement reads."""
+    """One id takes `any_of`'s one-element form (`= $1`, dispatch/prepared.py): it reads what the batch's statement reads."""
     busy, other = make_provider(categories=[category]), make_provider(categories=[category])
     offer_accept(job_id=book(customer, category, provider=busy).pk, provider=busy)  # at work now, with a hold
 

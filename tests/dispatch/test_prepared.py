@@ -1,4 +1,5 @@
 """Prepared queries answer exactly as the ORM's querysets do, with new values each run, and refuse what they cannot keep."""
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -23,6 +24,19 @@ JOBS_OF = Prepared(
     .values_list("pk", "status"),
     customer_id=int, since=timezone.datetime,
 )
+@contextmanager
+def sql_sent():
+    """The SQL texts Django sends meanwhile, in order."""
+    sent = []
+
+    def record(execute, sql, params, many, context):
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        yield sent
+
+
 LOCKED_JOB = Prepared(lambda job_id: Job.objects.select_for_update(of=("self",)).filter(pk=job_id)[:1], job_id=int)
 
 
@@ -148,17 +162,26 @@ def test_any_of_takes_a_list_of_any_length_as_one_parameter(customer, category, 
     of_jobs = Prepared(lambda ids: Job.objects.filter(pk__any_of=ids).order_by("pk").values_list("pk", flat=True),
                        ids=list)
 
-    sent = []
-
-    def record(execute, sql, params, many, context):
-        sent.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
+    with sql_sent() as sent:
         assert of_jobs.all(ids=[jobs[2].pk, jobs[0].pk]) == [jobs[0].pk, jobs[2].pk]
         assert of_jobs.all(ids=[j.pk for j in jobs] + [10**6]) == [j.pk for j in jobs]
         assert of_jobs.all(ids=[]) == []
     assert len(sent) == 3 and len(set(sent)) == 1  # one SQL text whatever the list's length
+
+
+@pytest.mark.postgres
+def test_a_one_element_list_runs_its_own_equality_form_with_the_same_rows(customer, category, other_customer):
+    """PostgreSQL planned `= ANY($1)` afresh at every run for a one-element array; such a list gets `= $1`."""
+    jobs = [book(customer, category), book(other_customer, category)]
+    of_jobs = Prepared(lambda ids: Job.objects.filter(pk__any_of=ids).order_by("pk").values_list("pk", "status"),
+                       ids=list)
+    with sql_sent() as sent:
+        alone = [of_jobs.all(ids=[job.pk]) for job in jobs]
+        both = of_jobs.all(ids=[job.pk for job in jobs])
+
+    assert alone == [[row] for row in both] and len(both) == 2
+    assert "ANY" not in sent[0] and sent[0] == sent[1]  # one text for every one-element list
+    assert "ANY" in sent[2]
 
 
 def test_a_run_must_name_every_argument(customer, category):
